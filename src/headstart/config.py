@@ -1,0 +1,94 @@
+"""Run configuration: one flat dataclass, serialised into every run folder as config.json.
+
+    from headstart.config import RunConfig
+    cfg = RunConfig(data="path/to/images", strategies=["linear-probe", "scratch"])
+    cfg.save("runs/x/config.json"); RunConfig.load("runs/x/config.json")
+
+Unknown keys or wrong types in a loaded file give a UserError that lists the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headstart.errors import UserError
+
+
+@dataclass
+class RunConfig:
+    data: str = ""                      # image folder (folder-per-class, or train/ [val/] [test/] subfolders)
+    out: str = ""                       # run folder; "" -> runs/<dataset>-<timestamp>
+    backbone: str = "efficientnet_lite0"  # registry name, timm:<name>, or path to a headstart model/ folder
+    strategies: list[str] = field(default_factory=lambda: ["linear-probe", "finetune", "scratch"])
+    seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
+    split_seed: int = 0                 # seed of the stratified split (fixed: the split is saved anyway)
+    val_fraction: float = 0.2           # share of the training pool carved out for validation
+    test_fraction: float = 0.2          # share held out for test when the user gave no test set
+    image_size: int = 0                 # 0 -> the backbone's native input size (224 for Lite0)
+    batch_size: int = 32
+    epochs: int = 10                    # fine-tune budget (max epochs, early stopping may end sooner)
+    scratch_epochs: int = 0             # 0 -> 2 x epochs (never fewer than epochs: a fair scratch budget)
+    patience: int = 3                   # early stopping on validation loss
+    scratch_patience: int = 0           # 0 -> 2 x patience (random-init val loss is noisy early on)
+    lr_head: float = 1e-3               # head LR for finetune; scratch uses scratch_lr everywhere
+    lr_body: float = 1e-4               # LR of the block group next to the head
+    lr_decay: float = 0.3               # each deeper group gets lr_body * lr_decay**depth
+    unfreeze_groups: int = 2            # how many block groups (from the top) finetune unfreezes in the end
+    bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
+    unfreeze_every: int = 1             # epochs between unfreezing one more group
+    scratch_lr: float = 3e-3
+    weight_decay: float = 1e-4
+    augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none
+    probe_cs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
+    bootstrap: int = 2000               # bootstrap resamples for CIs
+    devices: int = 1                    # Lightning Fabric devices
+    accelerator: str = "auto"           # cpu | cuda | auto
+    precision: str = "32-true"          # Fabric precision, e.g. bf16-mixed
+    num_workers: int = 0                # DataLoader workers (images are decoded once, up front)
+    cache_dir: str = ""                 # feature cache; "" -> <run folder>/../.headstart-cache
+
+    def effective_scratch_epochs(self) -> int:
+        return max(self.scratch_epochs or 2 * self.epochs, self.epochs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from headstart.io import write_json
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise UserError(f"unknown config key(s) {unknown}; valid keys: {', '.join(fields)}")
+        for k, v in d.items():
+            if not _type_ok(v, hints[k]):
+                raise UserError(f"config key {k!r} has value {v!r} of type {type(v).__name__}; "
+                                f"expected {hints[k]}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read config {path}: {e}") from None
+        return cls.from_dict(d)
+
+
+def _type_ok(v, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(v, list) and all(_type_ok(x, inner) for x in v)
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, hint)

@@ -1,0 +1,181 @@
+"""One controlled experiment: every strategy on the same saved split and seeds, evaluated once on test.
+
+    results = run_experiment(RunConfig(data="path/to/images"))   # writes the run folder, returns results.json
+
+Run folder: config.json, split.json, <strategy>/seed<k>/{result.json, metrics.csv, weights.safetensors},
+results.json, report.md, model/ (the recommended model). A finished unit (strategy, seed) is never retrained:
+re-running the same command resumes. A different config or changed data under the same folder is refused.
+"""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from headstart.config import RunConfig
+from headstart.errors import UserError
+from headstart.io import read_json, write_json, write_text
+
+ORDER = ["linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+                / "headstart")
+
+
+def prepare_run_dir(cfg: RunConfig) -> Path:
+    if not cfg.out:
+        name = Path(cfg.data).resolve().name or "data"
+        cfg.out = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = Path(cfg.out)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to the output folder {run_dir} ({e.strerror}); choose another with --out") \
+            from None
+    saved = run_dir / "config.json"
+    if saved.exists():
+        old = RunConfig.load(saved).to_dict()
+        new = cfg.to_dict()
+        diff = sorted(k for k in new if k not in ("out", "devices", "num_workers") and old.get(k) != new[k])
+        if diff:
+            raise UserError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ); "
+                            "resume with the same arguments, or use a new --out folder")
+    cfg.save(saved)
+    return run_dir
+
+
+def _make_fabric(cfg: RunConfig):
+    from lightning.fabric import Fabric
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision)
+    if cfg.devices != 1:
+        fabric.launch()
+    return fabric
+
+
+def _unit_result(run_dir: Path, strategy: str, seed: int) -> dict | None:
+    path = run_dir / strategy / f"seed{seed}" / "result.json"
+    return read_json(path) if path.exists() else None
+
+
+def prepare(cfg: RunConfig, progress=None, log=print):
+    """Validate cfg, load the data, make or reload the saved split: the shared context of every unit."""
+    from headstart import units
+    from headstart.backbones import resolve_spec
+    from headstart.data import load_image_folder
+    from headstart.split import load_split, make_split, save_split
+
+    bad = [s for s in cfg.strategies if s not in ORDER]
+    if bad:
+        raise UserError(f"unknown strategy {bad[0]!r}; choose from {', '.join(ORDER)}")
+    if cfg.augment not in ("crop-flip", "crop", "none"):
+        raise UserError(f"augment {cfg.augment!r} unknown; choose crop-flip, crop or none")
+    if cfg.bn_policy not in ("eval-all", "train-unfrozen"):
+        raise UserError(f"bn_policy {cfg.bn_policy!r} unknown; choose eval-all or train-unfrozen")
+    spec = resolve_spec(cfg.backbone)
+    size = cfg.image_size or spec.input_size
+    run_dir = prepare_run_dir(cfg)
+    ds = load_image_folder(cfg.data, short_side=spec.short_side(size))
+    if ds.skipped:
+        log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
+            f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
+    split_path = run_dir / "split.json"
+    if split_path.exists():
+        split = load_split(split_path, ds.paths, ds.labels, ds.classes)
+    else:
+        split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        save_split(split_path, split, ds.paths, ds.labels, ds.classes)
+    return units.Context(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir,
+                         fabric=_make_fabric(cfg), progress=progress, log=log,
+                         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+
+
+def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
+    """Run (or resume) the experiment described by cfg and return the results dict."""
+    from headstart import units
+
+    t_start = time.perf_counter()
+    ctx = prepare(cfg, progress, log)
+    strategies = [s for s in ORDER if s in cfg.strategies]
+    for seed in range(cfg.seeds):
+        for s in strategies:
+            if _unit_result(ctx.run_dir, s, seed) is not None:
+                log(f"{s} seed {seed}: already finished, reusing its results")
+                continue
+            units.run_unit(ctx, s, seed)
+    results = summarize(ctx, strategies)
+    results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
+    if ctx.fabric.is_global_zero:
+        units.export_recommended(ctx, results)
+        write_json(ctx.run_dir / "results.json", results)
+        from headstart.report import render_markdown
+        write_text(ctx.run_dir / "report.md", render_markdown(results))
+    return results
+
+
+def summarize(ctx, strategies: list[str]) -> dict:
+    from headstart.evaluate import metrics, paired_difference
+
+    cfg, ds, split = ctx.cfg, ctx.ds, ctx.split
+    y_test = np.asarray(ds.labels)[split["test"]]
+    per_strategy, probs = {}, {}
+    for s in strategies:
+        res = [_unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
+        failed = [r for r in res if r and r.get("failed")]
+        ok = [r for r in res if r and not r.get("failed")]
+        if not ok:
+            per_strategy[s] = {"failed": failed[0]["failed"] if failed else "not run"}
+            continue
+        probs[s] = [np.asarray(r["test_probs"], dtype=np.float64) for r in ok]
+        m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap)
+        per_strategy[s] = {
+            **m,
+            "val_acc": float(np.mean([r["val_acc"] for r in ok])),
+            "val_loss": float(np.mean([r["val_loss"] for r in ok])),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in ok])),
+            "epochs_run": [r["epochs_run"] for r in ok], "epoch_budget": ok[0]["epoch_budget"],
+            "stopped_early": any(r["stopped_early"] for r in ok), "overfit": any(r["overfit"] for r in ok),
+            "trainable_params": ok[0]["trainable_params"], "total_params": ok[0]["total_params"],
+            "policy": ok[0]["policy"], "events": ok[0].get("events", []),
+            "failed_seeds": [r["seed"] for r in failed],
+        }
+    deltas = {}
+    if "scratch" in probs:
+        for s in probs:
+            if s != "scratch":
+                deltas[f"{s} - scratch"] = paired_difference(y_test, probs[s], probs["scratch"], cfg.bootstrap)
+    ranked = sorted(probs, key=lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"],
+                                          ORDER.index(s)))
+    if not ranked:
+        raise UserError("every strategy failed; see the 'failed' entries in the unit result.json files")
+    counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
+              for r in ("train", "val", "test")}
+    return {
+        "headstart_version": _version(),
+        "config": cfg.to_dict(),
+        "backbone": ctx.spec.to_dict(),
+        "image_size": ctx.size,
+        "data": {"root": str(ds.root), "layout": ds.layout, "classes": ds.classes, "n_images": len(ds),
+                 "fingerprint": ds.fingerprint(), "roles": split["roles"], "counts": counts,
+                 "skipped": ds.skipped},
+        "strategies": per_strategy,
+        "paired_differences": deltas,
+        "recommended": ranked[0],
+        "recommendation_basis": "highest mean validation accuracy (ties: lower validation loss, then cheaper "
+                                "strategy); the test split was not used for this choice",
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("headstart")
+    except PackageNotFoundError:
+        return "dev"

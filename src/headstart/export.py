@@ -1,0 +1,100 @@
+"""Export the recommended model as a self-contained folder, and predict with it.
+
+    save_model("runs/x/model", model, spec, classes, extra={"strategy": "finetune"})
+    rows = predict("runs/x/model", ["img.jpg", "folder/"])   # [{"path", "label", "prob", "top"}] (+ "error")
+
+The folder holds model.safetensors (weights, no pickle) and headstart_model.json (architecture, preprocessing,
+class names). Loading never unpickles anything, so a model folder from elsewhere cannot run code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from headstart.errors import UserError
+from headstart.io import atomic_write_bytes, write_json
+
+FORMAT = 1
+
+
+def save_model(folder: str | Path, model, spec, classes: list[str], input_size: int, extra: dict | None = None):
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / "model.safetensors", save(state))
+    spec_d = {**spec.to_dict(), "input_size": input_size}
+    write_json(folder / "headstart_model.json",
+               {"format": FORMAT, "spec": spec_d, "classes": classes, **(extra or {})})
+
+
+def load_model(folder: str | Path):
+    """(model in eval mode, spec, classes, meta)."""
+    import timm
+    from safetensors.torch import load_file
+
+    from headstart.backbones import BackboneSpec
+
+    folder = Path(folder)
+    meta_path = folder / "headstart_model.json"
+    if not meta_path.exists():
+        raise UserError(f"{folder} is not a headstart model folder (no headstart_model.json); pass the model/ "
+                        "folder of a finished run, e.g. runs/<run>/model")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{meta_path} has format {meta.get('format')!r}; this headstart reads format {FORMAT}")
+    spec = BackboneSpec(**meta["spec"])
+    model = timm.create_model(spec.arch, pretrained=False, num_classes=len(meta["classes"]))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    return model.eval(), spec, meta["classes"], meta
+
+
+def _expand(inputs: list[str]) -> list[Path]:
+    from headstart.data import IMAGE_EXTS
+    files = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UserError(f"input {s!r} does not exist; pass image files or folders")
+    if not files:
+        raise UserError(f"no images found in {', '.join(inputs)}")
+    return files
+
+
+def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top: int = 3) -> list[dict]:
+    import torch
+    from torchvision.transforms.v2.functional import center_crop
+
+    from headstart.data import _load_one
+    from headstart.features import preprocess
+
+    model, spec, classes, _ = load_model(model_dir)
+    files = _expand(inputs)
+    rows, batch = [], []
+
+    def flush():
+        if not batch:
+            return
+        x = torch.stack([center_crop(t, [spec.input_size] * 2) for _, t in batch])
+        with torch.inference_mode():
+            probs = model(preprocess(x, spec)).softmax(1)
+        for (path, _), p in zip(batch, probs):
+            vals, idx = p.topk(min(top, len(classes)))
+            rows.append({"path": str(path), "label": classes[idx[0]], "prob": float(vals[0]),
+                         "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
+        batch.clear()
+
+    for f in files:
+        ok, reason = _load_one(f, spec.short_side())
+        if ok is None:
+            rows.append({"path": str(f), "error": reason})
+            continue
+        batch.append((f, torch.from_numpy(ok[0].transpose(2, 0, 1).copy())))
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return rows

@@ -1,0 +1,90 @@
+"""Image tensors for training/eval, and frozen-backbone features embedded once and cached on disk.
+
+    x = preprocess(batch_uint8, spec)                      # float, normalised, channels-last
+    feats = cached_features(model, spec, ds, size, cache_dir)   # (N, D) float32 for every item of ds
+
+The cache key covers the backbone (name, source, arch), the preprocessing (size, crop, mean, std, dtype) and every
+file's content hash, so a changed file or a different preprocessing can never reuse stale features.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from headstart.io import atomic_write_bytes
+
+
+def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
+    """uint8 NCHW batch -> normalised float NCHW (channels-last memory: faster convolutions on CPU and GPU)."""
+    mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1) * 255
+    return ((x.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+class ImageTensors(Dataset):
+    """Decoded uint8 images -> (uint8 crop, label). Train: random resized crop (+ flip); eval: centre crop."""
+
+    def __init__(self, images, labels, indices, size: int, augment: str = "none"):
+        from torchvision.transforms import v2
+        self.images, self.labels, self.indices, self.size = images, labels, list(indices), size
+        if augment == "none":
+            self.tf = v2.CenterCrop(size)
+        else:
+            ops = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True)]
+            if augment == "crop-flip":
+                ops.append(v2.RandomHorizontalFlip())
+            self.tf = v2.Compose(ops)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        j = self.indices[i]
+        return self.tf(self.images[j]), self.labels[j]
+
+
+def cache_key(spec, size: int, hashes: list[str], dtype: str) -> str:
+    h = hashlib.sha1(json.dumps([spec.name, spec.source, spec.arch, size, spec.crop_pct, list(spec.mean),
+                                 list(spec.std), dtype]).encode())
+    for d in hashes:
+        h.update(d.encode())
+    return h.hexdigest()[:24]
+
+
+@torch.inference_mode()
+def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "float32", progress=None) -> np.ndarray:
+    """Pre-logit features of every image (centre crop), model in eval mode."""
+    from torch.utils.data import DataLoader
+    model.eval()
+    model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(ImageTensors(images, [0] * len(images), range(len(images)), size), batch_size=batch_size)
+    out = []
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    for x, _ in loader:
+        with autocast:
+            f = model.forward_head(model.forward_features(preprocess(x, spec)), pre_logits=True)
+        out.append(f.float().numpy())
+        if progress:
+            progress(len(x))
+    return np.concatenate(out).astype(np.float32)
+
+
+def cached_features(model, spec, ds, size: int, cache_dir: str | Path, dtype: str = "float32",
+                    progress=None) -> tuple[np.ndarray, bool]:
+    """(features for every item of ds, whether they came from the cache)."""
+    path = Path(cache_dir) / f"features-{cache_key(spec, size, ds.hashes, dtype)}.npy"
+    if path.exists():
+        feats = np.load(path)
+        if feats.shape[0] == len(ds):
+            return feats, True
+    feats = embed(model, spec, ds.images, size, dtype=dtype, progress=progress)
+    import io
+    buf = io.BytesIO()
+    np.save(buf, feats)
+    atomic_write_bytes(path, buf.getvalue())
+    return feats, False

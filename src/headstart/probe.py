@@ -1,0 +1,75 @@
+"""Linear probe: logistic regression on frozen, cached features; C chosen on the validation split.
+
+    probe = fit_probe(feats, labels, split, cs=[0.1, 1, 10])
+    probe.weight, probe.bias   # torch-ready head in raw feature space (standardisation folded in)
+    probe.sweep                # one row per C: train/val loss and accuracy (written as metrics.csv)
+
+The chosen C is refit on train + val for the deployed probe (as GridSearchCV's refit does); the validation numbers
+reported and used for choosing a strategy are those of the train-only fit, and LP-FT starts from the train-only
+head, so fine-tuning's early stopping never sees a head that was fit on validation data. The test split is never
+touched before evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Probe:
+    C: float = 0.0
+    weight: np.ndarray | None = None    # (classes, dim): the deployed head (refit on train + val)
+    bias: np.ndarray | None = None      # (classes,)
+    train_weight: np.ndarray | None = None   # train-only fit: LP-FT starts from it, so val stays unseen
+    train_bias: np.ndarray | None = None
+    sweep: list[dict] = field(default_factory=list)
+    val_loss: float = 0.0
+    val_acc: float = 0.0
+
+    def logits(self, feats: np.ndarray) -> np.ndarray:
+        return feats @ self.weight.T + self.bias
+
+
+def _fit(x, y, C, n_classes, seed):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(C=C, max_iter=3000, random_state=seed).fit(scaler.transform(x), y)
+    coef, icpt = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # binary: two-logit softmax equal to the sigmoid
+        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
+    full_w = np.zeros((n_classes, x.shape[1]))
+    full_b = np.full(n_classes, -1e4)       # a class absent from training data can never be predicted
+    full_w[clf.classes_] = coef / scaler.scale_
+    full_b[clf.classes_] = icpt - (coef / scaler.scale_) @ scaler.mean_
+    return full_w.astype(np.float32), full_b.astype(np.float32)
+
+
+def _loss_acc(w, b, x, y):
+    z = x @ w.T + b
+    z = z - z.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean()), float((z.argmax(1) == y).mean())
+
+
+def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes: int, seed: int = 0,
+              refit_on_val: bool = True) -> Probe:
+    y = np.asarray(labels)
+    tr, va = np.asarray(split["train"]), np.asarray(split["val"])
+    probe = Probe()
+    best = None
+    for C in cs:
+        w, b = _fit(feats[tr], y[tr], C, n_classes, seed)
+        tl, ta = _loss_acc(w, b, feats[tr], y[tr])
+        vl, vacc = _loss_acc(w, b, feats[va], y[va])
+        probe.sweep.append({"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc})
+        if best is None or vl < best[0]:
+            best = (vl, vacc, C, w, b)
+    probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
+    probe.weight, probe.bias = probe.train_weight, probe.train_bias
+    if refit_on_val:
+        both = np.concatenate([tr, va])
+        probe.weight, probe.bias = _fit(feats[both], y[both], probe.C, n_classes, seed)
+    return probe

@@ -1,0 +1,124 @@
+"""results.json -> report.md: tables a person reads in a minute, ending with what to deploy and why. No torch."""
+from __future__ import annotations
+
+NICE = {"linear-probe": "linear probe (frozen backbone)", "finetune": "fine-tune (LP-FT)",
+        "scratch": "from scratch (same architecture)"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _ci(ci) -> str:
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def summary_rows(results: dict) -> list[list[str]]:
+    """The summary table (also printed by the CLI): one row per strategy."""
+    rows = []
+    for s, m in results["strategies"].items():
+        if "failed" in m:
+            rows.append([s, "failed: " + m["failed"], "", "", "", "", "", ""])
+            continue
+        epochs = "/".join(str(e) for e in m["epochs_run"]) if m["epoch_budget"] else "—"
+        budget = f" of {m['epoch_budget']}" if m["epoch_budget"] else ""
+        rows.append([s, f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}", f"{m['macro_f1']:.3f}",
+                     f"{m['train_seconds']:.1f} s", epochs + budget,
+                     "yes" if m["stopped_early"] else "no", "yes" if m["overfit"] else "no",
+                     f"{_params(m['trainable_params'])} / {_params(m['total_params'])}"])
+    return rows
+
+
+SUMMARY_HEADER = ["strategy", "test accuracy (95% CI)", "macro-F1", "train time", "epochs run",
+                  "stopped early?", "overfitting?", "trainable / total params"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def recommendation(results: dict) -> str:
+    rec = results["recommended"]
+    m = results["strategies"][rec]
+    ok = {s: v for s, v in results["strategies"].items() if "failed" not in v}
+    text = (f"**Deploy `{rec}`** ({NICE.get(rec, rec)}): it had the highest validation accuracy "
+            f"({_pct(m['val_acc'])}; chosen without looking at the test set), and scores {_pct(m['accuracy'])} "
+            f"on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, n={m['n_test']}). ")
+    deltas = results.get("paired_differences", {})
+    if "scratch" in ok and deltas:
+        best_t = rec if rec != "scratch" else max((s for s in ok if s != "scratch"),
+                                                  key=lambda s: ok[s]["val_acc"], default=None)
+        if best_t:
+            d = deltas[f"{best_t} - scratch"]
+            if d["significant"] and d["difference"] > 0:
+                text += (f"Transfer pays off here: `{best_t}` beats training from scratch by "
+                         f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}) ")
+                text += (f"while training {ok[best_t]['train_seconds']:.0f} s vs {ok['scratch']['train_seconds']:.0f}"
+                         f" s. ")
+            elif d["significant"]:
+                text += (f"Transfer did **not** help: scratch beats `{best_t}` by {100 * -d['difference']:.1f} "
+                         f"points (paired 95% CI {_ci([-d['ci'][1], -d['ci'][0]])}); the target domain may be "
+                         "far from the pretraining data, or there are enough labels to learn from scratch. ")
+            else:
+                text += (f"Transfer vs scratch is within noise on this test set ({100 * d['difference']:+.1f} "
+                         f"points, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on accuracy; "
+                         f"its gain here is cost ({ok[best_t]['train_seconds']:.0f} s vs "
+                         f"{ok['scratch']['train_seconds']:.0f} s of training). ")
+    if m.get("overfit"):
+        text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
+    text += "The model is in `model/`; run `headstart predict <run>/model <images>`."
+    return text
+
+
+def render_markdown(results: dict) -> str:
+    d = results["data"]
+    b = results["backbone"]
+    lines = [f"# headstart report: {d['root']}", "", recommendation(results), "",
+             "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), ""]
+    deltas = results.get("paired_differences", {})
+    if deltas:
+        lines += ["### Transfer − scratch (paired over the same test images)", "",
+                  _table(["comparison", "accuracy difference", "95% CI", "beyond noise?"],
+                         [[k, f"{100 * v['difference']:+.1f} pts", _ci(v["ci"]), "yes" if v["significant"] else "no"]
+                          for k, v in deltas.items()]), ""]
+    lines += ["### Per-class recall", "",
+              _table(["strategy"] + d["classes"],
+                     [[s] + [_pct(m["per_class_recall"][c]) for c in d["classes"]]
+                      for s, m in results["strategies"].items() if "failed" not in m]), ""]
+    rec = results["recommended"]
+    conf = results["strategies"][rec]["confusion"]
+    lines += [f"### Confusion matrix of `{rec}` (rows: true, columns: predicted; seed 0)", "",
+              _table(["true \\ pred"] + d["classes"], [[c] + row for c, row in zip(d["classes"], conf)]), ""]
+    lines += ["## Data", "", f"{d['n_images']} images, {len(d['classes'])} classes, layout: {d['layout']}.", "",
+              _table(["role", "source", "images"] + d["classes"],
+                     [[r, d["roles"][r], sum(d["counts"][r].values())] + [d["counts"][r][c] for c in d["classes"]]
+                      for r in ("train", "val", "test")]), ""]
+    if d["skipped"]:
+        lines += [f"**{len(d['skipped'])} file(s) skipped** (unreadable):", ""]
+        lines += [f"- `{s['path']}`: {s['reason']}" for s in d["skipped"][:50]]
+        if len(d["skipped"]) > 50:
+            lines.append(f"- … and {len(d['skipped']) - 50} more (all in results.json)")
+        lines.append("")
+    lines += ["## How each arm was trained", "",
+              f"Backbone `{b['name']}` (architecture `{b['arch']}`, weights: {b['source']}), input "
+              f"{results['image_size']} px, normalisation mean {tuple(round(x, 3) for x in b['mean'])}, "
+              f"std {tuple(round(x, 3) for x in b['std'])}. Same split and seeds for every arm.", ""]
+    for s, m in results["strategies"].items():
+        if "failed" in m:
+            continue
+        pol = {k: v for k, v in m["policy"].items() if k not in ("strategy",)}
+        lines.append(f"- **{s}**: " + "; ".join(f"{k}: {v}" for k, v in pol.items()))
+        if m["epoch_budget"]:
+            lines[-1] += f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}"
+    lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
+    cfg = results["config"]
+    lines += ["## Reproduce", "", "```", f"headstart run {cfg['data']} --out {cfg['out']} --backbone "
+              f"{cfg['backbone']} --strategies {','.join(cfg['strategies'])} --seeds {cfg['seeds']}", "```",
+              "The full config is in `config.json`; the split in `split.json`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""The one training loop. It knows nothing of transfer: a strategy hands it parameter groups and an epoch hook.
+
+    result = fit(fabric, model, strategy, train_ds, val_ds, batch_fn=..., max_epochs=10, patience=3)
+    result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
+
+Early stopping on validation loss with patience; the best epoch's weights are restored at the end.
+Overfitting flag: validation loss rose `window` epochs in a row while training loss fell over the same epochs.
+Goes through Lightning Fabric, so --devices/--precision/DDP need no change here (metrics are all-reduced).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss became NaN/inf: this arm stops, the others go on."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    overfit: bool = False
+    events: list[str] = field(default_factory=list)
+
+
+def overfitting(history: list[dict], window: int = 3) -> bool:
+    """True if some `window` consecutive epochs had strictly rising val loss and falling train loss."""
+    for end in range(window, len(history)):
+        seg = history[end - window: end + 1]
+        val_up = all(b["val_loss"] > a["val_loss"] for a, b in zip(seg, seg[1:]))
+        if val_up and seg[-1]["train_loss"] < seg[0]["train_loss"]:
+            return True
+    return False
+
+
+def _cosine(max_epochs: int, floor: float = 0.1):
+    return lambda e: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, max_epochs) / max(1, max_epochs)))
+
+
+def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None):
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over all ranks."""
+    train = optimizer is not None
+    tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    ctx = torch.enable_grad() if train else torch.inference_mode()
+    with ctx:
+        for x, y in loader:
+            logits = model(batch_fn(x))
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} (learning rate too high, or bad inputs?)")
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                optimizer.step()
+            tot += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
+                                dtype=torch.float64)
+            if progress is not None:
+                progress.advance(task, 1)
+    tot = fabric.all_reduce(tot, reduce_op="sum") if fabric.world_size > 1 else tot
+    return float(tot[0] / tot[2]), float(tot[1] / tot[2])
+
+
+def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
+        weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
+        restore_best: bool = True) -> FitResult:
+    """Train `model` in place (best-validation-loss weights restored unless restore_best=False)."""
+    from torch.utils.data import DataLoader
+
+    fabric.seed_everything(seed, verbose=False)
+    groups = strategy.param_groups(model)
+    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k in ("params", "lr")} for g in groups],
+                            weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(max_epochs))
+    gen = torch.Generator().manual_seed(seed)
+    lone_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1   # BatchNorm cannot train on 1 sample
+    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
+                              num_workers=num_workers)
+    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, num_workers=num_workers)
+    fmodel, opt = fabric.setup(model, opt)
+    train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
+    task = None
+    if progress is not None:
+        task = progress.add_task(label, total=max_epochs * (len(train_loader) + len(val_loader)))
+    res = FitResult()
+    best_loss, best_state, bad = float("inf"), None, 0
+    for epoch in range(max_epochs):
+        t0 = time.perf_counter()
+        res.events += strategy.on_epoch_start(model, epoch)
+        tr_loss, tr_acc = _run_epoch(fabric, fmodel, train_loader, batch_fn, opt, progress, task)
+        fmodel.eval()
+        va_loss, va_acc = _run_epoch(fabric, fmodel, val_loader, batch_fn, None, progress, task)
+        res.history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss,
+                            "val_acc": va_acc, "lr": [g["lr"] for g in opt.param_groups],
+                            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                            "seconds": time.perf_counter() - t0})
+        sched.step()
+        res.epochs_run = epoch + 1
+        if va_loss < best_loss - 1e-6:
+            best_loss, bad, res.best_epoch = va_loss, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                res.stopped_early = epoch + 1 < max_epochs
+                break
+    if progress is not None:
+        progress.update(task, completed=progress.tasks[task].total)
+    if best_state is not None and restore_best:
+        model.load_state_dict(best_state)
+    res.overfit = overfitting(res.history)
+    model.eval()
+    return res

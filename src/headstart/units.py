@@ -1,0 +1,220 @@
+"""One unit of work = one (strategy, seed) on the shared split; it writes its own folder and result.json last.
+
+A unit's result.json is the commit point: it is written atomically after the weights and metrics, so a unit
+either counts as finished (and is never retrained) or runs again from the start.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from headstart.io import atomic_write_bytes, write_json
+
+
+@dataclass
+class Context:
+    cfg: object
+    spec: object
+    size: int
+    ds: object
+    split: dict
+    run_dir: Path
+    fabric: object
+    cache_dir: Path
+    progress: object = None
+    log: object = print
+    _feats: np.ndarray | None = None
+    _probe: object = None
+    timings: dict = field(default_factory=dict)
+
+
+def features(ctx: Context) -> np.ndarray:
+    """Frozen pretrained features for every image (cached on disk, computed at most once per process)."""
+    if ctx._feats is None:
+        from headstart.backbones import create_backbone
+        from headstart.features import cached_features
+        t0 = time.perf_counter()
+        model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
+        task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
+        tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
+        ctx._feats, hit = cached_features(model, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, progress=tick)
+        if task is not None:
+            ctx.progress.update(task, completed=len(ctx.ds))
+        ctx.timings["features_seconds"] = time.perf_counter() - t0
+        ctx.timings["features_cached"] = hit
+    return ctx._feats
+
+
+def probe(ctx: Context):
+    if ctx._probe is None:
+        from headstart.probe import fit_probe
+        t0 = time.perf_counter()
+        ctx._probe = fit_probe(features(ctx), ctx.ds.labels, ctx.split, ctx.cfg.probe_cs, len(ctx.ds.classes))
+        ctx.timings["probe_fit_seconds"] = time.perf_counter() - t0
+    return ctx._probe
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    cols = list(rows[0]) if rows else []
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _save_weights(path: Path, tensors: dict) -> None:
+    from safetensors.torch import save
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+
+
+def run_unit(ctx: Context, strategy: str, seed: int) -> dict:
+    unit_dir = ctx.run_dir / strategy / f"seed{seed}"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if strategy == "linear-probe":
+        res = _run_probe(ctx, unit_dir, seed)
+    else:
+        from headstart.train import TrainingDiverged
+        try:
+            res = _run_trained(ctx, strategy, unit_dir, seed)
+        except TrainingDiverged as e:
+            ctx.log(f"{strategy} seed {seed} stopped: {e}; the other arms go on")
+            res = {"failed": str(e)}
+    res.update(strategy=strategy, seed=seed, wall_seconds=time.perf_counter() - t0)
+    if ctx.fabric.is_global_zero:
+        write_json(unit_dir / "result.json", res)
+    return res
+
+
+def _run_probe(ctx: Context, unit_dir: Path, seed: int) -> dict:
+    import torch
+    feats = features(ctx)
+    p = probe(ctx)
+    _write_csv(unit_dir / "metrics.csv", p.sweep)
+    _save_weights(unit_dir / "weights.safetensors", {"weight": torch.from_numpy(p.weight),
+                                                     "bias": torch.from_numpy(p.bias)})
+    test_probs = _softmax(p.logits(feats[ctx.split["test"]]))
+    n_feat = p.weight.size
+    return {"val_loss": p.val_loss, "val_acc": p.val_acc, "test_probs": np.round(test_probs, 6).tolist(),
+            "history": p.sweep, "epochs_run": 0, "epoch_budget": 0, "stopped_early": False, "overfit": False,
+            "train_seconds": ctx.timings.get("features_seconds", 0) + ctx.timings.get("probe_fit_seconds", 0),
+            "features_seconds": ctx.timings.get("features_seconds", 0), "features_cached":
+                ctx.timings.get("features_cached", False), "trainable_params": int(n_feat + p.bias.size),
+            "total_params": int(n_feat + p.bias.size + _backbone_params(ctx)),
+            "policy": {"strategy": "linear-probe", "C": p.C, "C_grid": ctx.cfg.probe_cs,
+                       "chosen_by": "validation log-loss; refit on train+val",
+                       "bn_policy": "frozen (eval-mode backbone)", "features": "centre crop, cached"}}
+
+
+def _backbone_params(ctx: Context) -> int:
+    import timm
+    m = timm.create_model(ctx.spec.arch, pretrained=False, num_classes=0)
+    return sum(p.numel() for p in m.parameters())
+
+
+def build_model(ctx: Context, strategy: str, seed: int = 0):
+    """The network a trained strategy starts from (pretrained or random), with the probe's head for LP-FT.
+    Seeded first, so a scratch arm's random initialisation is the same for the same seed."""
+    import torch
+
+    from headstart.backbones import create_backbone
+    from headstart.strategies import STRATEGIES
+
+    strat = STRATEGIES[strategy](ctx.cfg)
+    ctx.fabric.seed_everything(seed, verbose=False)
+    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=strat.pretrained)
+    if strat.uses_probe_head:
+        p = probe(ctx)
+        head = model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(p.train_weight))
+            head.bias.copy_(torch.from_numpy(p.train_bias))
+    return model, strat
+
+
+def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict:
+    import torch
+
+    from headstart.features import ImageTensors, preprocess
+    from headstart.train import fit
+
+    model, strat = build_model(ctx, strategy, seed)
+    ds, cfg = ctx.ds, ctx.cfg
+    train_ds = ImageTensors(ds.images, ds.labels, ctx.split["train"], ctx.size, cfg.augment)
+    val_ds = ImageTensors(ds.images, ds.labels, ctx.split["val"], ctx.size)
+    t0 = time.perf_counter()
+    res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=lambda x: preprocess(x, ctx.spec),
+              max_epochs=strat.max_epochs(), patience=strat.patience(), batch_size=cfg.batch_size,
+              weight_decay=cfg.weight_decay, seed=seed, num_workers=cfg.num_workers, progress=ctx.progress,
+              label=f"{strategy} (seed {seed})")
+    train_seconds = time.perf_counter() - t0
+    trainable = max(h["trainable_params"] for h in res.history)
+    _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
+    _save_weights(unit_dir / "weights.safetensors", model.state_dict())
+    test_probs = predict_probs(model, ctx, ctx.split["test"])
+    best = res.history[res.best_epoch]
+    policy = strat.describe()
+    for e in res.events:
+        ctx.log(f"{strategy} seed {seed}: {e}")
+    return {"val_loss": best["val_loss"], "val_acc": best["val_acc"], "test_probs": np.round(test_probs, 6).tolist(),
+            "history": res.history, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+            "epoch_budget": strat.max_epochs(), "stopped_early": res.stopped_early, "overfit": res.overfit,
+            "events": res.events, "train_seconds": train_seconds, "trainable_params": int(trainable),
+            "total_params": int(sum(p.numel() for p in model.parameters())), "policy": policy,
+            "augment": cfg.augment, "torch_threads": torch.get_num_threads()}
+
+
+def predict_probs(model, ctx: Context, indices) -> np.ndarray:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from headstart.features import ImageTensors, preprocess
+    model.eval()
+    out = []
+    loader = DataLoader(ImageTensors(ctx.ds.images, ctx.ds.labels, indices, ctx.size), batch_size=64)
+    with torch.inference_mode():
+        for x, _ in loader:
+            out.append(model(preprocess(x, ctx.spec)).float().softmax(1).numpy())
+    return np.concatenate(out)
+
+
+def export_recommended(ctx: Context, results: dict) -> None:
+    """Write model/ for the recommended strategy (its best-validation seed)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from headstart.export import save_model
+    s = results["recommended"]
+    seeds = [(r["val_loss"], r["seed"]) for seed in range(ctx.cfg.seeds)
+             if (r := _read(ctx.run_dir / s / f"seed{seed}" / "result.json")) and not r.get("failed")]
+    seed = min(seeds)[1]
+    from headstart.backbones import create_backbone
+    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=s == "linear-probe")
+    state = load_file(str(ctx.run_dir / s / f"seed{seed}" / "weights.safetensors"))
+    if s == "linear-probe":   # pretrained backbone + the probe's head
+        head = model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(state["weight"])
+            head.bias.copy_(state["bias"])
+    else:
+        model.load_state_dict(state)
+    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, ctx.size,
+               extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
+    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
+
+
+def _read(path: Path):
+    from headstart.io import read_json
+    return read_json(path) if path.exists() else None

@@ -1,0 +1,105 @@
+"""Config validation, image decoding (every mode to RGB, bad files listed), stratified saved splits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headstart.config import RunConfig
+from headstart.data import decode_image, load_image_folder, scan_image_folder
+from headstart.errors import UserError
+from headstart.split import load_split, make_split, save_split
+
+
+def test_config_roundtrip_and_errors(tmp_path):
+    cfg = RunConfig(data="x", seeds=3, strategies=["scratch"])
+    cfg.save(tmp_path / "c.json")
+    assert RunConfig.load(tmp_path / "c.json") == cfg
+    with pytest.raises(UserError, match="valid keys: data, out"):
+        RunConfig.from_dict({"data": "x", "epoch": 3})
+    with pytest.raises(UserError, match="'seeds'"):
+        RunConfig.from_dict({"seeds": "3"})
+    assert RunConfig(epochs=10, scratch_epochs=4).effective_scratch_epochs() == 10   # never a smaller budget
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "1", "RGB"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray((rng.integers(0, 65535, (20, 30))).astype(np.uint16))
+    else:
+        img = base.convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "TIFF" if mode in ("I;16",) else "PNG"
+    path = tmp_path / f"x.{fmt.lower()}"
+    img.save(path, fmt)
+    arr = decode_image(path.read_bytes(), short_side=16)
+    assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
+    assert min(arr.shape[:2]) == 16
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    a = np.full((10, 10), 32768, dtype=np.uint16)    # mid-grey in 16 bits
+    Image.fromarray(a).save(tmp_path / "g.tiff")
+    arr = decode_image((tmp_path / "g.tiff").read_bytes(), short_side=10)
+    assert 120 <= arr.mean() <= 135
+
+
+def test_alpha_composited_on_white(tmp_path):
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "t.png")
+    assert decode_image((tmp_path / "t.png").read_bytes(), 8).min() == 255
+
+
+def test_bad_files_skipped_and_listed(tiny_folder):
+    (tiny_folder / "dogs" / "empty.png").write_bytes(b"")
+    ds = load_image_folder(tiny_folder, short_side=32)
+    skipped = {s["path"]: s["reason"] for s in ds.skipped}
+    assert set(skipped) == {"dogs/broken.jpg", "dogs/empty.png"}
+    assert "0 bytes" in skipped["dogs/empty.png"]
+    assert len(ds) == 17 and ds.classes == ["cats", "dogs"]
+    assert all(t.shape[0] == 3 and min(t.shape[1:]) == 32 for t in ds.images)
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        scan_image_folder(tmp_path / "nope")
+    (tmp_path / "only" / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "only" / "a" / "x.png")
+    with pytest.raises(UserError, match="at least 2 class"):
+        scan_image_folder(tmp_path / "only")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(UserError, match="no images found"):
+        scan_image_folder(tmp_path / "empty")
+
+
+def test_too_few_images_says_how_many():
+    with pytest.raises(UserError, match="class 'b' has 2 image.*at least 3"):
+        make_split([""] * 7, [0, 0, 0, 0, 0, 1, 1], ["a", "b"], 0.2, 0.2, seed=0)
+
+
+def test_split_stratified_deterministic_and_disjoint():
+    labels = [0] * 50 + [1] * 30 + [2] * 20
+    a = make_split([""] * 100, labels, ["a", "b", "c"], 0.2, 0.2, seed=0)
+    b = make_split([""] * 100, labels, ["a", "b", "c"], 0.2, 0.2, seed=0)
+    assert a == b
+    sets = [set(a[r]) for r in ("train", "val", "test")]
+    assert sum(map(len, sets)) == 100 and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    test_counts = np.bincount(np.asarray(labels)[a["test"]])
+    assert list(test_counts) == [10, 6, 4]
+
+
+def test_given_val_without_test_becomes_test():
+    sources = ["train"] * 20 + ["val"] * 6
+    labels = [0, 1] * 13
+    s = make_split(sources, labels, ["a", "b"], 0.2, 0.2, seed=0)
+    assert sorted(s["test"]) == list(range(20, 26))          # the given val/ is the held-out test set
+    assert set(s["val"]) <= set(range(20)) and "val/" in s["roles"]["test"]
+
+
+def test_saved_split_refuses_changed_data(tmp_path):
+    paths, labels, classes = ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], [0, 0, 0, 1, 1, 1], ["a", "b"]
+    s = make_split([""] * 6, labels, classes, 0.3, 0.3, seed=0)
+    save_split(tmp_path / "split.json", s, paths, labels, classes)
+    assert load_split(tmp_path / "split.json", paths, labels, classes)["test"] == s["test"]
+    with pytest.raises(UserError, match="data changed"):
+        load_split(tmp_path / "split.json", paths, [0, 0, 1, 1, 1, 1], classes)

@@ -1,0 +1,153 @@
+"""Invariants of the transfer strategies, checked on real packaged Lite0 weights at a tiny input size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headstart import units
+from headstart.backbones import block_groups, create_backbone
+from headstart.config import RunConfig
+from headstart.experiment import prepare, run_experiment
+from headstart.features import ImageTensors, embed, preprocess
+from headstart.train import fit, overfitting
+
+
+def _clone(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def ctx(tiny_folder, tmp_path):
+    cfg = RunConfig(data=str(tiny_folder), out=str(tmp_path / "run"), image_size=32, epochs=2, batch_size=8,
+                    unfreeze_groups=2, unfreeze_every=1, lr_head=1e-3, lr_body=1e-3, lr_decay=0.5,
+                    probe_cs=[0.1, 1.0])
+    return prepare(cfg, log=lambda *a: None)
+
+
+def _fit(ctx, model, strat, epochs=2, restore_best=False):
+    tr = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["train"], ctx.size, "crop-flip")
+    va = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["val"], ctx.size)
+    return fit(ctx.fabric, model, strat, tr, va, batch_fn=lambda x: preprocess(x, ctx.spec), max_epochs=epochs,
+               patience=10, batch_size=8, weight_decay=0.0, seed=0, restore_best=restore_best)
+
+
+def test_feature_extraction_leaves_backbone_bit_identical(ctx):
+    model, _ = create_backbone("efficientnet_lite0", 2)
+    model.train()        # even if handed a model in train mode, embedding must not touch BN statistics
+    before = _clone(model)
+    embed(model, ctx.spec, ctx.ds.images, ctx.size)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_linear_probe_export_keeps_pretrained_backbone(ctx):
+    units.run_unit(ctx, "linear-probe", 0)
+    results = {"recommended": "linear-probe"}
+    units.export_recommended(ctx, results)
+    from headstart.export import load_model
+    exported, *_ = load_model(ctx.run_dir / "model")
+    pre, _ = create_backbone("efficientnet_lite0", 2)
+    e, p = exported.state_dict(), pre.state_dict()
+    head = set(block_groups(pre)[0])
+    assert all(torch.equal(e[k], p[k]) for k in p if k not in head)
+    assert not torch.equal(e["classifier.weight"], p["classifier.weight"])
+
+
+def test_lpft_head_starts_from_probe(ctx):
+    model, strat = units.build_model(ctx, "finetune")
+    pr = units.probe(ctx)
+    assert torch.equal(model.classifier.weight, torch.from_numpy(pr.train_weight))
+    assert torch.equal(model.classifier.bias, torch.from_numpy(pr.train_bias))
+
+
+def test_finetune_frozen_blocks_and_bn_statistics_unchanged(ctx):
+    model, strat = units.build_model(ctx, "finetune")
+    before = _clone(model)
+    groups = block_groups(model)
+    _fit(ctx, model, strat)
+    after = model.state_dict()
+    frozen = [n for g in groups[3:] for n in g]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    stats = [k for k in before if "running_" in k]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)      # bn_policy eval-all
+    assert any(not torch.equal(before[n], after[n]) for n in groups[1])       # the top group did train
+    assert any(not torch.equal(before[n], after[n]) for n in groups[2])       # unfrozen at epoch 1
+
+
+def test_train_unfrozen_policy_updates_only_unfrozen_statistics(ctx):
+    ctx.cfg.bn_policy = "train-unfrozen"
+    model, strat = units.build_model(ctx, "finetune")
+    before = _clone(model)
+    groups = block_groups(model)
+    _fit(ctx, model, strat)
+    after = model.state_dict()
+    top_stats = [k for k in before if "running_mean" in k and k.startswith("blocks.6")]
+    deep_stats = [k for k in before if "running_mean" in k and k.startswith(("blocks.0", "blocks.3", "bn1"))]
+    assert any(not torch.equal(before[k], after[k]) for k in top_stats)
+    assert all(torch.equal(before[k], after[k]) for k in deep_stats)
+    assert len(groups) == 9
+
+
+def test_lr_groups_and_unfreeze_schedule(ctx):
+    model, strat = units.build_model(ctx, "finetune")
+    groups = strat.param_groups(model)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-3, 5e-4])
+    params = dict(model.named_parameters())
+    ev0 = strat.on_epoch_start(model, 0)
+    g = strat.groups
+    assert params[g[1][0]].requires_grad and not params[g[2][0]].requires_grad
+    assert not params[g[3][0]].requires_grad
+    ev1 = strat.on_epoch_start(model, 1)
+    assert params[g[2][0]].requires_grad and not params[g[3][0]].requires_grad
+    assert len(ev0) == 2 and len(ev1) == 1 and "group 2" in ev1[0]
+    hist = _fit(ctx, *units.build_model(ctx, "finetune"), epochs=2).history
+    assert hist[0]["lr"] == pytest.approx([1e-3, 1e-3, 5e-4])          # cosine starts at the base LRs
+    assert hist[1]["trainable_params"] > hist[0]["trainable_params"]
+
+
+def test_scratch_starts_from_random_weights(ctx):
+    scratch, _ = units.build_model(ctx, "scratch")
+    pre, _ = create_backbone("efficientnet_lite0", 2)
+    s, p = scratch.state_dict(), pre.state_dict()
+    weights = [k for k in p if k.endswith("weight") and p[k].ndim == 4]
+    assert weights and not any(torch.equal(s[k], p[k]) for k in weights)
+    assert all(v.requires_grad for v in scratch.parameters())
+
+
+def test_overfitting_flag():
+    def h(tr, va):
+        return [{"train_loss": a, "val_loss": b} for a, b in zip(tr, va)]
+    assert overfitting(h([1, .8, .6, .4, .2], [1, .9, 1.0, 1.1, 1.2]))
+    assert not overfitting(h([1, .8, .6, .4, .2], [1, .9, .8, .85, .8]))
+    assert not overfitting(h([1, 1.1, 1.2, 1.3], [1, 1.1, 1.2, 1.3]))   # both rising: not overfitting
+
+
+def test_resume_skips_finished_units(tiny_folder, tmp_path, monkeypatch):
+    cfg = dict(data=str(tiny_folder), out=str(tmp_path / "run"), image_size=32, epochs=1, batch_size=8,
+               strategies=["linear-probe", "scratch"], scratch_epochs=1, probe_cs=[1.0])
+    first = run_experiment(RunConfig(**cfg), log=lambda *a: None)
+
+    def boom(*a, **k):
+        raise AssertionError("a finished unit was retrained")
+    monkeypatch.setattr(units, "run_unit", boom)
+    second = run_experiment(RunConfig(**cfg), log=lambda *a: None)
+    for s in ("linear-probe", "scratch"):
+        assert second["strategies"][s]["accuracy"] == first["strategies"][s]["accuracy"]
+
+
+def test_best_weights_restored(ctx):
+    model, strat = units.build_model(ctx, "scratch")
+    res = _fit(ctx, model, strat, epochs=3, restore_best=True)
+    va = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["val"], ctx.size)
+    x, y = next(iter(torch.utils.data.DataLoader(va, batch_size=99)))
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(preprocess(x, ctx.spec)), y).item()
+    assert loss == pytest.approx(min(h["val_loss"] for h in res.history), rel=1e-4)
+
+
+def test_same_seed_same_metrics(ctx):
+    a = _fit(ctx, *units.build_model(ctx, "scratch"), epochs=1).history[0]
+    b = _fit(ctx, *units.build_model(ctx, "scratch"), epochs=1).history[0]
+    assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
+    assert np.isfinite(a["train_loss"])
