@@ -20,7 +20,7 @@ def _clone(model):
 @pytest.fixture
 def ctx(tiny_folder, tmp_path):
     cfg = RunConfig(data=str(tiny_folder), out=str(tmp_path / "run"), image_size=32, epochs=2, batch_size=8,
-                    unfreeze_groups=2, unfreeze_every=1, lr_head=1e-3, lr_body=1e-3, lr_decay=0.5,
+                    unfreeze_groups=2, unfreeze_every=1, lr_head=1e-3, lr_body=1e-4, lr_decay=0.5,
                     probe_cs=[0.1, 1.0])
     return prepare(cfg, log=lambda *a: None)
 
@@ -92,7 +92,7 @@ def test_train_unfrozen_policy_updates_only_unfrozen_statistics(ctx):
 def test_lr_groups_and_unfreeze_schedule(ctx):
     model, strat = units.build_model(ctx, "finetune")
     groups = strat.param_groups(model)
-    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-3, 5e-4])
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4, 5e-5])
     params = dict(model.named_parameters())
     ev0 = strat.on_epoch_start(model, 0)
     g = strat.groups
@@ -102,7 +102,7 @@ def test_lr_groups_and_unfreeze_schedule(ctx):
     assert params[g[2][0]].requires_grad and not params[g[3][0]].requires_grad
     assert len(ev0) == 2 and len(ev1) == 1 and "group 2" in ev1[0]
     hist = _fit(ctx, *units.build_model(ctx, "finetune"), epochs=2).history
-    assert hist[0]["lr"] == pytest.approx([1e-3, 1e-3, 5e-4])          # cosine starts at the base LRs
+    assert hist[0]["lr"] == pytest.approx([1e-3, 1e-4, 5e-5])          # cosine starts at the base LRs
     assert hist[1]["trainable_params"] > hist[0]["trainable_params"]
 
 
@@ -143,7 +143,8 @@ def test_best_weights_restored(ctx):
     x, y = next(iter(torch.utils.data.DataLoader(va, batch_size=99)))
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model(preprocess(x, ctx.spec)), y).item()
-    assert loss == pytest.approx(min(h["val_loss"] for h in res.history), rel=1e-4)
+    assert loss == pytest.approx(min(h["val_loss"] for h in res.history + [res.start_val]), rel=1e-4)
+    assert res.best()["val_loss"] == pytest.approx(loss, rel=1e-4)
 
 
 def test_same_seed_same_metrics(ctx):

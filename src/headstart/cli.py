@@ -77,6 +77,7 @@ def run(
     image_size: Annotated[int, typer.Option(help="input size in pixels; 0 = the backbone's own")] = 0,
     batch_size: int = 32,
     augment: Annotated[str, typer.Option(help="crop-flip | crop | none (finetune and scratch)")] = "crop-flip",
+    crop_scale: Annotated[float, typer.Option(help="smallest area share kept by random crops")] = 0.35,
     devices: Annotated[int, typer.Option(help="devices for Lightning Fabric")] = 1,
     accelerator: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed")] = "32-true",
@@ -93,7 +94,7 @@ def run(
     base = RunConfig.load(config).to_dict() if config else {}
     given = {k: v for k, v in dict(data=data, out=out, backbone=backbone, strategies=_split_list(strategies),
                                       seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
-                                      image_size=image_size, batch_size=batch_size, augment=augment,
+                                      image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
                                       devices=devices, accelerator=accelerator, precision=precision).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = RunConfig.from_dict({**base, **given})

@@ -42,6 +42,7 @@ class RunConfig:
     scratch_lr: float = 3e-3
     weight_decay: float = 1e-4
     augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none
+    crop_scale: float = 0.35            # smallest area share kept by the random resized crop
     probe_cs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
     bootstrap: int = 2000               # bootstrap resamples for CIs
     devices: int = 1                    # Lightning Fabric devices

@@ -141,6 +141,7 @@ def summarize(ctx, strategies: list[str]) -> dict:
             "val_loss": float(np.mean([r["val_loss"] for r in ok])),
             "train_seconds": float(np.mean([r["train_seconds"] for r in ok])),
             "epochs_run": [r["epochs_run"] for r in ok], "epoch_budget": ok[0]["epoch_budget"],
+            "best_epochs": [r.get("best_epoch") for r in ok],
             "stopped_early": any(r["stopped_early"] for r in ok), "overfit": any(r["overfit"] for r in ok),
             "trainable_params": ok[0]["trainable_params"], "total_params": ok[0]["total_params"],
             "policy": ok[0]["policy"], "events": ok[0].get("events", []),

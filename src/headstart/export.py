@@ -74,26 +74,27 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
 
     model, spec, classes, _ = load_model(model_dir)
     files = _expand(inputs)
-    rows, batch = [], []
+    rows: list[dict] = [{} for _ in files]     # input order, whatever the batching
+    batch = []
 
     def flush():
         if not batch:
             return
-        x = torch.stack([center_crop(t, [spec.input_size] * 2) for _, t in batch])
+        x = torch.stack([center_crop(t, [spec.input_size] * 2) for _, _, t in batch])
         with torch.inference_mode():
             probs = model(preprocess(x, spec)).softmax(1)
-        for (path, _), p in zip(batch, probs):
+        for (k, path, _), p in zip(batch, probs):
             vals, idx = p.topk(min(top, len(classes)))
-            rows.append({"path": str(path), "label": classes[idx[0]], "prob": float(vals[0]),
-                         "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
+            rows[k] = {"path": str(path), "label": classes[idx[0]], "prob": float(vals[0]),
+                       "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]}
         batch.clear()
 
-    for f in files:
+    for k, f in enumerate(files):
         ok, reason = _load_one(f, spec.short_side())
         if ok is None:
-            rows.append({"path": str(f), "error": reason})
+            rows[k] = {"path": str(f), "error": reason}
             continue
-        batch.append((f, torch.from_numpy(ok[0].transpose(2, 0, 1).copy())))
+        batch.append((k, f, torch.from_numpy(ok[0].transpose(2, 0, 1).copy())))
         if len(batch) == batch_size:
             flush()
     flush()

@@ -29,13 +29,13 @@ def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
 class ImageTensors(Dataset):
     """Decoded uint8 images -> (uint8 crop, label). Train: random resized crop (+ flip); eval: centre crop."""
 
-    def __init__(self, images, labels, indices, size: int, augment: str = "none"):
+    def __init__(self, images, labels, indices, size: int, augment: str = "none", crop_scale: float = 0.35):
         from torchvision.transforms import v2
         self.images, self.labels, self.indices, self.size = images, labels, list(indices), size
         if augment == "none":
             self.tf = v2.CenterCrop(size)
         else:
-            ops = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True)]
+            ops = [v2.RandomResizedCrop(size, scale=(crop_scale, 1.0), antialias=True)]
             if augment == "crop-flip":
                 ops.append(v2.RandomHorizontalFlip())
             self.tf = v2.Compose(ops)

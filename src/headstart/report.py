@@ -115,7 +115,9 @@ def render_markdown(results: dict) -> str:
         pol = {k: v for k, v in m["policy"].items() if k not in ("strategy",)}
         lines.append(f"- **{s}**: " + "; ".join(f"{k}: {v}" for k, v in pol.items()))
         if m["epoch_budget"]:
-            lines[-1] += f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}"
+            lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "
+                          f"epoch kept {m['best_epochs']} (-1 = the starting weights)")
+            lines += [f"  - {e}" for e in m.get("events", [])]
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
     cfg = results["config"]
     lines += ["## Reproduce", "", "```", f"headstart run {cfg['data']} --out {cfg['out']} --backbone "

@@ -42,9 +42,12 @@ class Strategy:
     def patience(self) -> int:
         return self.cfg.patience
 
+    def min_epochs(self) -> int:
+        return 0
+
     def describe(self) -> dict:
         return {"strategy": self.name, "pretrained": self.pretrained, "bn_policy": self.bn_policy,
-                "patience": self.patience()}
+                "patience": self.patience(), "min_epochs": self.min_epochs()}
 
 
 class FineTune(Strategy):
@@ -110,6 +113,10 @@ class Scratch(Strategy):
 
     def patience(self) -> int:
         return self.cfg.scratch_patience or 2 * self.cfg.patience
+
+    def min_epochs(self) -> int:
+        """A fair budget: scratch always gets at least the fine-tune budget before early stopping may end it."""
+        return self.cfg.epochs
 
     def param_groups(self, model) -> list[dict]:
         for p in model.parameters():

@@ -3,7 +3,7 @@
     result = fit(fabric, model, strategy, train_ds, val_ds, batch_fn=..., max_epochs=10, patience=3)
     result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
 
-Early stopping on validation loss with patience; the best epoch's weights are restored at the end.
+Early stopping on validation loss with patience (never before `min_epochs`); the best epoch's weights are restored.
 Overfitting flag: validation loss rose `window` epochs in a row while training loss fell over the same epochs.
 Goes through Lightning Fabric, so --devices/--precision/DDP need no change here (metrics are all-reduced).
 """
@@ -29,6 +29,10 @@ class FitResult:
     stopped_early: bool = False
     overfit: bool = False
     events: list[str] = field(default_factory=list)
+    start_val: dict = field(default_factory=dict)     # val loss/acc of the starting weights (epoch -1)
+
+    def best(self) -> dict:
+        return self.history[self.best_epoch] if self.best_epoch >= 0 else self.start_val
 
 
 def overfitting(history: list[dict], window: int = 3) -> bool:
@@ -70,7 +74,7 @@ def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, t
 
 def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
         weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
-        restore_best: bool = True) -> FitResult:
+        restore_best: bool = True, min_epochs: int = 0) -> FitResult:
     """Train `model` in place (best-validation-loss weights restored unless restore_best=False)."""
     from torch.utils.data import DataLoader
 
@@ -90,10 +94,16 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     if progress is not None:
         task = progress.add_task(label, total=max_epochs * (len(train_loader) + len(val_loader)))
     res = FitResult()
-    best_loss, best_state, bad = float("inf"), None, 0
+    # the starting weights are a candidate too: LP-FT never ends worse on validation than the probe it began from
+    res.events += strategy.on_epoch_start(model, 0)
+    fmodel.eval()
+    loss0, acc0 = _run_epoch(fabric, fmodel, val_loader, batch_fn)
+    res.start_val = {"epoch": -1, "val_loss": loss0, "val_acc": acc0}
+    best_loss, bad = loss0, 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(max_epochs):
         t0 = time.perf_counter()
-        res.events += strategy.on_epoch_start(model, epoch)
+        res.events += strategy.on_epoch_start(model, epoch)   # sets train/eval modes; idempotent
         tr_loss, tr_acc = _run_epoch(fabric, fmodel, train_loader, batch_fn, opt, progress, task)
         fmodel.eval()
         va_loss, va_acc = _run_epoch(fabric, fmodel, val_loader, batch_fn, None, progress, task)
@@ -108,7 +118,7 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-            if bad >= patience:
+            if bad >= patience and epoch + 1 >= min_epochs:
                 res.stopped_early = epoch + 1 < max_epochs
                 break
     if progress is not None:

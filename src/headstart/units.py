@@ -152,11 +152,12 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
 
     model, strat = build_model(ctx, strategy, seed)
     ds, cfg = ctx.ds, ctx.cfg
-    train_ds = ImageTensors(ds.images, ds.labels, ctx.split["train"], ctx.size, cfg.augment)
+    train_ds = ImageTensors(ds.images, ds.labels, ctx.split["train"], ctx.size, cfg.augment, cfg.crop_scale)
     val_ds = ImageTensors(ds.images, ds.labels, ctx.split["val"], ctx.size)
     t0 = time.perf_counter()
     res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=lambda x: preprocess(x, ctx.spec),
-              max_epochs=strat.max_epochs(), patience=strat.patience(), batch_size=cfg.batch_size,
+              max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
+              batch_size=cfg.batch_size,
               weight_decay=cfg.weight_decay, seed=seed, num_workers=cfg.num_workers, progress=ctx.progress,
               label=f"{strategy} (seed {seed})")
     train_seconds = time.perf_counter() - t0
@@ -164,12 +165,13 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
     _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
     _save_weights(unit_dir / "weights.safetensors", model.state_dict())
     test_probs = predict_probs(model, ctx, ctx.split["test"])
-    best = res.history[res.best_epoch]
+    best = res.best()
     policy = strat.describe()
     for e in res.events:
         ctx.log(f"{strategy} seed {seed}: {e}")
     return {"val_loss": best["val_loss"], "val_acc": best["val_acc"], "test_probs": np.round(test_probs, 6).tolist(),
-            "history": res.history, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+            "history": res.history, "best_epoch": res.best_epoch, "start_val": res.start_val,
+            "epochs_run": res.epochs_run,
             "epoch_budget": strat.max_epochs(), "stopped_early": res.stopped_early, "overfit": res.overfit,
             "events": res.events, "train_seconds": train_seconds, "trainable_params": int(trainable),
             "total_params": int(sum(p.numel() for p in model.parameters())), "policy": policy,

@@ -1,0 +1,111 @@
+"""End-to-end CLI runs on a tiny generated image folder (with a corrupt file and an RGBA png)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def hs(*args, env=None):
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "headstart", *map(str, args)], capture_output=True, text=True,
+                          env=e, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import make_image_folder
+    root = tmp_path_factory.mktemp("cli")
+    data = make_image_folder(root / "my images", per_class=10)
+    out = root / "run"
+    r = hs("run", data, "--out", out, "--image-size", 32, "--epochs", 2, "--batch-size", 8)
+    return r, data, out
+
+
+def test_run_writes_the_run_folder(finished_run):
+    r, data, out = finished_run
+    assert r.returncode == 0, r.stdout + r.stderr
+    for f in ("config.json", "split.json", "results.json", "report.md", "model/model.safetensors",
+              "model/headstart_model.json", "linear-probe/seed0/metrics.csv", "finetune/seed0/metrics.csv",
+              "scratch/seed0/weights.safetensors"):
+        assert (out / f).exists(), f
+    res = json.loads((out / "results.json").read_text())
+    assert res["data"]["skipped"][0]["path"] == "dogs/broken.jpg"
+    assert "cats/alpha.png" in (out / "split.json").read_text()
+    assert set(res["strategies"]) == {"linear-probe", "finetune", "scratch"}
+    assert res["strategies"]["scratch"]["epoch_budget"] >= res["strategies"]["finetune"]["epoch_budget"]
+    assert "finetune - scratch" in res["paired_differences"]
+    report = (out / "report.md").read_text()
+    assert "Deploy" in report and "broken.jpg" in report and "test accuracy (95% CI)" in report
+    assert "strategy" in r.stdout and "stopped early?" in r.stdout
+
+
+def test_rerun_resumes(finished_run):
+    _, data, out = finished_run
+    r = hs("run", data, "--out", out, "--image-size", 32, "--epochs", 2, "--batch-size", 8)
+    assert r.returncode == 0
+    assert r.stdout.count("already finished") == 3
+
+
+def test_changed_config_is_refused(finished_run):
+    _, data, out = finished_run
+    r = hs("run", data, "--out", out, "--image-size", 32, "--epochs", 3, "--batch-size", 8)
+    assert r.returncode == 2 and "different config (epochs differ)" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_predict_lists_bad_files(finished_run):
+    _, data, out = finished_run
+    r = hs("predict", out / "model", data, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 22 and [x["path"].endswith("broken.jpg") for x in rows if "error" in x] == [True]
+    assert [x["path"] for x in rows] == sorted(x["path"] for x in rows)
+    assert {x["label"] for x in rows if "error" not in x} <= {"cats", "dogs"}
+
+
+def test_new_task_from_exported_model(finished_run, tmp_path):
+    from conftest import make_image_folder
+    _, _, out = finished_run
+    data = make_image_folder(tmp_path / "new", classes=("a", "b", "c"), per_class=6, extras=False)
+    r = hs("run", data, "--out", tmp_path / "run2", "--backbone", out / "model", "--strategies", "linear-probe",
+           "--image-size", 32)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path / "run2" / "results.json").read_text())
+    assert res["backbone"]["source"].startswith("checkpoint:") and len(res["data"]["classes"]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "/no/such/folder"], "does not exist"),
+    (["run", ".", "--strategies", "probe"], "unknown strategy 'probe'"),
+    (["run", ".", "--backbone", "resnet999"], "unknown backbone 'resnet999'"),
+    (["predict", "/tmp", "x.jpg"], "not a headstart model folder"),
+])
+def test_user_errors_have_no_traceback(args, message, tmp_path):
+    r = hs(*args)
+    assert r.returncode == 2
+    assert message in r.stdout and "Traceback" not in r.stdout + r.stderr
+
+
+def test_too_few_images_is_a_clear_error(tmp_path):
+    from conftest import make_image_folder
+    data = make_image_folder(tmp_path / "d", per_class=2, extras=False)
+    r = hs("run", data, "--out", tmp_path / "o")
+    assert r.returncode == 2 and "has 2 image(s); needs at least 3" in r.stdout
+
+
+def test_unwritable_output_folder(tiny_folder, tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/headstart-run"      # root can write anywhere else
+    else:
+        (tmp_path / "ro").mkdir(mode=0o500)
+        target = tmp_path / "ro" / "run"
+    r = hs("run", tiny_folder, "--out", target)
+    assert r.returncode == 2 and "cannot write to the output folder" in r.stdout
+
+
+def test_backbones_lists_packaged_weights():
+    r = hs("backbones")
+    assert r.returncode == 0 and "efficientnet_lite0" in r.stdout and "timm:<model>" in r.stdout

@@ -1,0 +1,96 @@
+"""Oracle tests: probe folding vs sklearn, bootstrap/paired CIs, exported model vs in-memory model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.evaluate import metrics, paired_difference
+from headstart.probe import _fit, fit_probe
+
+
+def test_probe_head_matches_sklearn_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(0)
+    for k in (2, 4):
+        x = rng.normal(size=(80, 12)) * rng.uniform(0.1, 10, 12) + rng.normal(size=12)
+        y = np.arange(80) % k
+        x[y == 1] += 0.5
+        w, b = _fit(x, y, 0.5, k, seed=0)
+        ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000)).fit(x, y)
+        z = x @ w.T + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        assert np.allclose(p, ref.predict_proba(x), atol=1e-4)
+
+
+def test_probe_chooses_c_on_val_and_never_sees_test():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 5))
+    y = (x[:, 0] > 0).astype(int)
+    split = {"train": list(range(40)), "val": list(range(40, 50)), "test": list(range(50, 60))}
+    a = fit_probe(x, y, split, [0.01, 1.0], 2)
+    x2 = x.copy()
+    x2[50:] = rng.normal(size=(10, 5)) * 100      # scramble the test rows: nothing may change
+    b = fit_probe(x2, y, split, [0.01, 1.0], 2)
+    assert a.C == b.C and np.array_equal(a.weight, b.weight)
+    w, bias = _fit(x[:40], y[:40], 0.01, 2, 0)                   # the train-only fit decides on val
+    assert a.sweep[0]["val_acc"] == pytest.approx(((x[40:50] @ w.T + bias).argmax(1) == y[40:50]).mean())
+    assert np.array_equal(a.train_weight, _fit(x[:40], y[:40], a.C, 2, 0)[0])
+
+
+def test_metrics_against_direct_computation():
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    pred = np.array([0, 1, 1, 1, 2, 0, 2, 0])
+    probs = np.eye(3)[pred]
+    m = metrics(y, [probs], ["a", "b", "c"], reps=500)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["per_class_recall"] == pytest.approx({"a": 2 / 3, "b": 1.0, "c": 2 / 3})
+    assert m["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
+    lo, hi = m["accuracy_ci"]
+    assert lo <= m["accuracy"] <= hi and hi - lo > 0.1
+
+
+def test_ci_width_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (50, 800):
+        y = rng.integers(0, 2, n)
+        pred = np.where(rng.random(n) < 0.8, y, 1 - y)
+        lo, hi = metrics(y, [np.eye(2)[pred]], ["a", "b"], reps=500)["accuracy_ci"]
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
+def test_paired_difference():
+    y = np.array([0, 1] * 50)
+    good, bad = np.eye(2)[y], np.eye(2)[1 - y]
+    same = paired_difference(y, [good], [good], reps=300)
+    assert same["difference"] == 0 and same["ci"] == [0, 0] and not same["significant"]
+    d = paired_difference(y, [good], [bad], reps=300)
+    assert d["difference"] == 1 and d["significant"]
+
+
+def test_export_predict_matches_model(tiny_folder, tmp_path):
+    from headstart.backbones import create_backbone, resolve_spec
+    from headstart.data import load_image_folder
+    from headstart.export import load_model, predict, save_model
+    from headstart.features import ImageTensors, preprocess
+
+    model, spec = create_backbone("efficientnet_lite0", 2)
+    model.eval()
+    save_model(tmp_path / "model", model, spec, ["cats", "dogs"], input_size=64)
+    rows = predict(tmp_path / "model", [str(tiny_folder)])
+    errors = [r for r in rows if "error" in r]
+    assert [r["path"].endswith("broken.jpg") for r in errors] == [True]
+    ds = load_image_folder(tiny_folder, short_side=resolve_spec("efficientnet_lite0").short_side(64))
+    x, _ = next(iter(torch.utils.data.DataLoader(ImageTensors(ds.images, ds.labels, range(len(ds)), 64), 99)))
+    with torch.no_grad():
+        ref = model(preprocess(x, spec)).softmax(1)
+    got = {r["path"]: r["prob"] for r in rows if "error" not in r}
+    for p, pr in zip(ds.paths, ref):
+        assert got[str(tiny_folder / p)] == pytest.approx(float(pr.max()), abs=1e-5)
+    loaded, spec2, classes, meta = load_model(tmp_path / "model")
+    assert classes == ["cats", "dogs"] and spec2.input_size == 64 and meta["format"] == 1
