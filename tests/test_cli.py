@@ -109,3 +109,10 @@ def test_unwritable_output_folder(tiny_folder, tmp_path):
 def test_backbones_lists_packaged_weights():
     r = hs("backbones")
     assert r.returncode == 0 and "efficientnet_lite0" in r.stdout and "timm:<model>" in r.stdout
+
+
+def test_demo_runs_on_bundled_digits(tmp_path):
+    r = hs("demo", "--out", tmp_path / "demo", "--per-class", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "labels / class" in r.stdout and "scratch" in r.stdout
+    assert (tmp_path / "demo" / "run-3-per-class" / "report.md").exists()
