@@ -41,7 +41,7 @@ class RunConfig:
     unfreeze_every: int = 1             # epochs between unfreezing one more group
     scratch_lr: float = 3e-3
     weight_decay: float = 1e-4
-    grad_checkpointing: bool = True     # scratch: recompute activations in backward (~1.3 GiB less at 224 px)
+    grad_checkpointing: bool = True     # scratch: recompute the first 2 stages' activations in backward (less memory)
     augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none
     crop_scale: float = 0.35            # smallest area share kept by the random resized crop
     probe_cs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])

@@ -120,7 +120,8 @@ def render_markdown(results: dict) -> str:
             lines += [f"  - {e}" for e in m.get("events", [])]
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
     cfg = results["config"]
-    lines += ["## Reproduce", "", "```", f"headstart run {cfg['data']} --out {cfg['out']} --backbone "
-              f"{cfg['backbone']} --strategies {','.join(cfg['strategies'])} --seeds {cfg['seeds']}", "```",
-              "The full config is in `config.json`; the split in `split.json`.", ""]
+    lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",
+              "```", f"headstart run {cfg['data']} --config {cfg['out']}/config.json --out <new folder>", "```",
+              "With the same `--out` the command resumes instead; finished units are reused.", "",
+              "## Recommendation", "", recommendation(results), ""]
     return "\n".join(lines)
