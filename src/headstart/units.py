@@ -102,9 +102,10 @@ def _run_probe(ctx: Context, unit_dir: Path, seed: int) -> dict:
     import torch
     feats = features(ctx)
     p = probe(ctx)
-    _write_csv(unit_dir / "metrics.csv", p.sweep)
-    _save_weights(unit_dir / "weights.safetensors", {"weight": torch.from_numpy(p.weight),
-                                                     "bias": torch.from_numpy(p.bias)})
+    if ctx.fabric.is_global_zero:
+        _write_csv(unit_dir / "metrics.csv", p.sweep)
+        _save_weights(unit_dir / "weights.safetensors", {"weight": torch.from_numpy(p.weight),
+                                                         "bias": torch.from_numpy(p.bias)})
     test_probs = _softmax(p.logits(feats[ctx.split["test"]]))
     n_feat = p.weight.size
     return {"val_loss": p.val_loss, "val_acc": p.val_acc, "test_probs": np.round(test_probs, 6).tolist(),
@@ -165,8 +166,9 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
               label=f"{strategy} (seed {seed})")
     train_seconds = time.perf_counter() - t0
     trainable = max(h["trainable_params"] for h in res.history)
-    _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
-    _save_weights(unit_dir / "weights.safetensors", model.state_dict())
+    if ctx.fabric.is_global_zero:   # under DDP every rank holds identical weights; rank 0 writes
+        _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
+        _save_weights(unit_dir / "weights.safetensors", model.state_dict())
     test_probs = predict_probs(model, ctx, ctx.split["test"])
     best = res.best()
     policy = strat.describe()
@@ -198,11 +200,12 @@ def predict_probs(model, ctx: Context, indices) -> np.ndarray:
 
     from headstart.features import ImageTensors, preprocess
     model.eval()
+    device = next(model.parameters()).device
     out = []
     loader = DataLoader(ImageTensors(ctx.ds.images, ctx.ds.labels, indices, ctx.size), batch_size=64)
     with torch.inference_mode():
         for x, _ in loader:
-            out.append(model(preprocess(x, ctx.spec)).float().softmax(1).numpy())
+            out.append(model(preprocess(x.to(device), ctx.spec)).float().softmax(1).cpu().numpy())
     return np.concatenate(out)
 
 
