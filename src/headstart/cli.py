@@ -65,14 +65,21 @@ def _split_list(s: str) -> list[str]:
 @user_errors
 def run(
     ctx: typer.Context,
-    data: Annotated[str, typer.Argument(help="image folder: one subfolder per class, or train/ [val/] [test/]")],
+    data: Annotated[str, typer.Argument(help="image folder (one subfolder per class, or train/ [val/] [test/]), "
+                                        "or a CSV/TSV/JSONL text table, or a folder of class/*.txt")],
     out: Annotated[str, typer.Option(help="run folder (default runs/<dataset>-<timestamp>)")] = "",
-    backbone: Annotated[str, typer.Option(help="registry name, timm:<name>, or a headstart model/ folder")]
-    = "efficientnet_lite0",
-    strategies: Annotated[str, typer.Option(help="comma list of linear-probe, finetune, scratch")]
+    backbone: Annotated[str, typer.Option(help="registry name, timm:<name>, hf:<id>, or a headstart model/ folder "
+                                          "(default: efficientnet_lite0 for images, minilm_l6 for text)")] = "",
+    strategies: Annotated[str, typer.Option(help="comma list of linear-probe, finetune, scratch, classic (text)")]
     = "linear-probe,finetune,scratch",
+    modality: Annotated[str, typer.Option(help="image | text (default: detected from DATA)")] = "",
+    text_col: Annotated[str, typer.Option(help="text tables: the text column (auto-detected if unambiguous)")] = "",
+    label_col: Annotated[str, typer.Option(help="text tables: the label column")] = "",
+    encoding: Annotated[str, typer.Option(help="text files' encoding, e.g. latin-1")] = "utf-8",
+    test_file: Annotated[str, typer.Option(help="text: a separate test table, used only for final numbers")] = "",
     seeds: Annotated[int, typer.Option(help="seeds per strategy (same split)")] = 1,
-    epochs: Annotated[int, typer.Option(help="fine-tune epoch budget (early stopping may end sooner)")] = 10,
+    epochs: Annotated[int, typer.Option(help="fine-tune epoch budget, early stopping may end sooner "
+                                        "(0 = modality default: 10 images, 4 text)")] = 0,
     scratch_epochs: Annotated[int, typer.Option(help="scratch epoch budget; 0 = 2 x --epochs (never fewer than --epochs)")] = 0,
     image_size: Annotated[int, typer.Option(help="input size in pixels; 0 = the backbone's own")] = 0,
     batch_size: int = 32,
@@ -93,6 +100,8 @@ def run(
 
     base = RunConfig.load(config).to_dict() if config else {}
     given = {k: v for k, v in dict(data=data, out=out, backbone=backbone, strategies=_split_list(strategies),
+                                      modality=modality, text_col=text_col, label_col=label_col, encoding=encoding,
+                                      test_file=test_file,
                                       seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
                                       image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
                                       devices=devices, accelerator=accelerator, precision=precision).items()
@@ -107,10 +116,11 @@ def run(
 @user_errors
 def predict(
     model: Annotated[str, typer.Argument(help="a model/ folder written by headstart run")],
-    inputs: Annotated[list[str], typer.Argument(help="image files or folders")],
+    inputs: Annotated[list[str], typer.Argument(help="image files or folders; for text models: tables, .txt files "
+                                                "or literal texts")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
 ):
-    """Predict classes for images with an exported headstart model (unreadable files are listed, not fatal)."""
+    """Predict classes with an exported headstart model (unreadable files are listed, not fatal)."""
     from headstart.export import predict as do_predict
     rows = do_predict(model, inputs)
     if as_json:

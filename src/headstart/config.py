@@ -19,26 +19,31 @@ from headstart.errors import UserError
 
 @dataclass
 class RunConfig:
-    data: str = ""                      # image folder (folder-per-class, or train/ [val/] [test/] subfolders)
+    data: str = ""                      # image folder (per class, or train/ [val/] [test/]); CSV/TSV/JSONL or .txt folder
     out: str = ""                       # run folder; "" -> runs/<dataset>-<timestamp>
-    backbone: str = "efficientnet_lite0"  # registry name, timm:<name>, or path to a headstart model/ folder
-    strategies: list[str] = field(default_factory=lambda: ["linear-probe", "finetune", "scratch"])
+    modality: str = ""                  # image | text; "" -> detected from the data
+    backbone: str = ""                  # registry name, timm:<name>, hf:<id>, or a headstart model/ folder; "" -> default
+    text_col: str = ""                  # text tables: column names ("" -> auto-detected when unambiguous)
+    label_col: str = ""
+    encoding: str = "utf-8"             # text files' encoding
+    test_file: str = ""                 # text: an optional user-given test table (used only for final evaluation)
+    strategies: list[str] = field(default_factory=lambda: ["linear-probe", "finetune", "scratch"])  # + classic
     seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
     split_seed: int = 0                 # seed of the stratified split (fixed: the split is saved anyway)
     val_fraction: float = 0.2           # share of the training pool carved out for validation
     test_fraction: float = 0.2          # share held out for test when the user gave no test set
     image_size: int = 0                 # 0 -> the backbone's native input size (224 for Lite0)
     batch_size: int = 32
-    epochs: int = 10                    # fine-tune budget (max epochs, early stopping may end sooner)
+    epochs: int = 0                     # fine-tune budget (max epochs; early stopping may end sooner); 0 -> modality
     scratch_epochs: int = 0             # 0 -> 2 x epochs (never fewer than epochs: a fair scratch budget)
     patience: int = 3                   # early stopping on validation loss
     scratch_patience: int = 0           # 0 -> 2 x patience (random-init val loss is noisy early on)
     lr_head: float = 1e-3               # head LR for finetune; scratch uses scratch_lr everywhere
-    lr_body: float = 1e-4               # LR of the block group next to the head
-    lr_decay: float = 0.3               # each deeper group gets lr_body * lr_decay**depth
-    unfreeze_groups: int = 2            # how many block groups (from the top) finetune unfreezes in the end
+    lr_body: float = 0.0                # LR of the block group next to the head; 0 -> modality default
+    lr_decay: float = 0.0               # each deeper group gets lr_body * lr_decay**depth; 0 -> modality default
+    unfreeze_groups: int = 0            # block groups (from the top) finetune unfreezes in the end; 0 -> modality
     bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
-    unfreeze_every: int = 1             # epochs between unfreezing one more group
+    unfreeze_every: int = 0             # epochs between unfreezing one more group; -1 all at once; 0 -> modality
     scratch_lr: float = 3e-3
     weight_decay: float = 1e-4
     grad_checkpointing: bool = True     # scratch: recompute the first 2 stages' activations in backward (less memory)
@@ -51,6 +56,12 @@ class RunConfig:
     precision: str = "32-true"          # Fabric precision, e.g. bf16-mixed
     num_workers: int = 0                # DataLoader workers (images are decoded once, up front)
     cache_dir: str = ""                 # feature cache; "" -> <run folder>/../.headstart-cache
+
+    def resolve(self, defaults: dict) -> None:
+        """Fill the 0 = 'modality default' fields, so config.json records the values that actually ran."""
+        for k, v in defaults.items():
+            if not getattr(self, k):
+                setattr(self, k, v)
 
     def effective_scratch_epochs(self) -> int:
         return max(self.scratch_epochs or 2 * self.epochs, self.epochs)

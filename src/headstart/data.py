@@ -1,7 +1,7 @@
 """Image-folder loading: find files, decode each once (skipping and listing bad ones), keep them as uint8.
 
     ds = load_image_folder("path/to/images", short_side=256)
-    ds.classes, ds.labels, ds.images[i] (uint8 CHW tensor), ds.skipped  # [{"path", "reason"}]
+    ds.classes, ds.labels, ds.items[i] (uint8 CHW tensor), ds.skipped  # [{"path", "reason"}]
 
 Layouts: folder-per-class (`root/<class>/*.jpg`), or user splits `root/{train,val,test}/<class>/*`.
 Every image becomes 3-channel RGB: grayscale, palette, RGBA/LA (composited on white), CMYK and 16-bit
@@ -24,19 +24,20 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
-class ImageSet:
+class LabeledSet:
+    """Any modality: `items` are decoded images (uint8 CHW tensors), texts, or audio arrays."""
     root: Path
     classes: list[str]
     paths: list[str] = field(default_factory=list)      # relative to root
     labels: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)    # "train"/"val"/"test" subfolder, or "" (no user split)
-    images: list = field(default_factory=list)          # uint8 CHW torch tensors, shorter side = short_side
+    items: list = field(default_factory=list)           # images: uint8 CHW tensors (shorter side = short_side)
     hashes: list[str] = field(default_factory=list)     # sha1 of file bytes
     skipped: list[dict] = field(default_factory=list)   # {"path", "reason"}
 
     @property
     def layout(self) -> str:
-        return "user-split" if any(self.sources) else "folder-per-class"
+        return "user-split" if any(self.sources) else "single pool (split carved)"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -143,7 +144,7 @@ def _load_one(path: Path, short_side: int):
         return None, f"{type(e).__name__}: {e}".strip()[:200]
 
 
-def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0) -> ImageSet:
+def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0) -> LabeledSet:
     """Scan and decode every image once; bad files end up in `skipped` with the reason."""
     import torch
     from PIL import Image
@@ -152,7 +153,7 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0)
     root = Path(root)
     classes, entries = scan_image_folder(root)
     index = {c: i for i, c in enumerate(classes)}
-    ds = ImageSet(root=root, classes=classes)
+    ds = LabeledSet(root=root, classes=classes)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         results = list(pool.map(lambda e: _load_one(e[0], short_side), entries))
@@ -165,7 +166,7 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0)
         ds.paths.append(rel)
         ds.labels.append(index[cname])
         ds.sources.append(source)
-        ds.images.append(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
+        ds.items.append(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
         ds.hashes.append(digest)
     if not ds.paths:
         raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "

@@ -19,7 +19,7 @@ from headstart.config import RunConfig
 from headstart.errors import UserError
 from headstart.io import read_json, write_json, write_text
 
-ORDER = ["linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
+ORDER = ["classic", "linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
 
 
 def default_cache_dir() -> Path:
@@ -69,7 +69,7 @@ def prepare(cfg: RunConfig, progress=None, log=print):
     """Validate cfg, load the data, make or reload the saved split: the shared context of every unit."""
     from headstart import units
     from headstart.backbones import resolve_spec
-    from headstart.data import load_image_folder
+    from headstart.modality import MODALITIES, detect_modality
     from headstart.split import load_split, make_split, save_split
 
     bad = [s for s in cfg.strategies if s not in ORDER]
@@ -79,10 +79,19 @@ def prepare(cfg: RunConfig, progress=None, log=print):
         raise UserError(f"augment {cfg.augment!r} unknown; choose crop-flip, crop or none")
     if cfg.bn_policy not in ("eval-all", "train-unfrozen"):
         raise UserError(f"bn_policy {cfg.bn_policy!r} unknown; choose eval-all or train-unfrozen")
+    modality = MODALITIES[detect_modality(cfg.data, cfg.modality)]()
+    cfg.modality = modality.name
+    cfg.backbone = cfg.backbone or modality.default_backbone
+    cfg.resolve(modality.defaults)
     spec = resolve_spec(cfg.backbone)
+    if spec.modality != modality.name:
+        raise UserError(f"backbone {cfg.backbone} is for {spec.modality} but the data is {modality.name}; "
+                        f"pass a {modality.name} backbone (default: {modality.default_backbone})")
+    if "classic" in cfg.strategies and not hasattr(modality, "classic_pipeline"):
+        modality.classic_features(None)       # raises the user error that explains why
     size = cfg.image_size or spec.input_size
     run_dir = prepare_run_dir(cfg)
-    ds = load_image_folder(cfg.data, short_side=spec.short_side(size))
+    ds = modality.load(cfg, spec, size)
     if ds.skipped:
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
             f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
@@ -92,9 +101,11 @@ def prepare(cfg: RunConfig, progress=None, log=print):
     else:
         split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         save_split(split_path, split, ds.paths, ds.labels, ds.classes)
-    return units.Context(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir,
-                         fabric=_make_fabric(cfg), progress=progress, log=log,
-                         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+    ctx = units.Context(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir,
+                        fabric=_make_fabric(cfg), progress=progress, log=log, modality=modality,
+                        cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+    ctx.modality_stats = modality.prepare(ctx)
+    return ctx
 
 
 def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
@@ -148,10 +159,10 @@ def summarize(ctx, strategies: list[str]) -> dict:
             "failed_seeds": [r["seed"] for r in failed],
         }
     deltas = {}
-    if "scratch" in probs:
+    for base in ("scratch", "classic"):             # every transfer arm against every from-scratch baseline
         for s in probs:
-            if s != "scratch":
-                deltas[f"{s} - scratch"] = paired_difference(y_test, probs[s], probs["scratch"], cfg.bootstrap)
+            if base in probs and s in ("linear-probe", "finetune"):
+                deltas[f"{s} - {base}"] = paired_difference(y_test, probs[s], probs[base], cfg.bootstrap)
     ranked = sorted(probs, key=lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"],
                                           ORDER.index(s)))
     if not ranked:
@@ -163,7 +174,8 @@ def summarize(ctx, strategies: list[str]) -> dict:
         "config": cfg.to_dict(),
         "backbone": ctx.spec.to_dict(),
         "image_size": ctx.size,
-        "data": {"root": str(ds.root), "layout": ds.layout, "classes": ds.classes, "n_images": len(ds),
+        "data": {"root": str(ds.root), "modality": ctx.modality.name, "layout": ds.layout, "classes": ds.classes,
+                 "n_items": len(ds), "modality_stats": ctx.modality_stats,
                  "fingerprint": ds.fingerprint(), "roles": split["roles"], "counts": counts,
                  "skipped": ds.skipped},
         "strategies": per_strategy,

@@ -24,6 +24,11 @@ def save_model(folder: str | Path, model, spec, classes: list[str], input_size: 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(folder / "model.safetensors", save(state))
     spec_d = {**spec.to_dict(), "input_size": input_size}
+    if spec.modality == "text":   # the encoder's config and tokenizer travel with the weights (no hub needed)
+        from transformers import AutoTokenizer
+        model.encoder.config.save_pretrained(str(folder))
+        AutoTokenizer.from_pretrained(spec.path).save_pretrained(str(folder))
+        spec_d["path"] = ""
     write_json(folder / "headstart_model.json",
                {"format": FORMAT, "spec": spec_d, "classes": classes, **(extra or {})})
 
@@ -44,7 +49,12 @@ def load_model(folder: str | Path):
     if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} has format {meta.get('format')!r}; this headstart reads format {FORMAT}")
     spec = BackboneSpec(**meta["spec"])
-    model = timm.create_model(spec.arch, pretrained=False, num_classes=len(meta["classes"]))
+    if spec.modality == "text":
+        from headstart.text import TextClassifier
+        spec.path = str(folder)
+        model = TextClassifier.from_folder(folder, len(meta["classes"]), pretrained=False)
+    else:
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=len(meta["classes"]))
     model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     return model.eval(), spec, meta["classes"], meta
 
@@ -73,6 +83,8 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
     from headstart.features import preprocess
 
     model, spec, classes, _ = load_model(model_dir)
+    if spec.modality == "text":
+        return _predict_texts(model, spec, classes, inputs, top)
     files = _expand(inputs)
     rows: list[dict] = [{} for _ in files]     # input order, whatever the batching
     batch = []
@@ -98,4 +110,37 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
         if len(batch) == batch_size:
             flush()
     flush()
+    return rows
+
+
+def _predict_texts(model, spec, classes, inputs: list[str], top: int) -> list[dict]:
+    """Inputs: CSV/TSV/JSONL tables (their text column), .txt files (one text each), or literal strings."""
+    import torch
+
+    from headstart.text import TEXT_EXTS, TEXT_COLS, TokenBatches, _pick, _rows, tokenize
+    texts, where = [], []
+    for s in inputs:
+        p = Path(s)
+        if p.is_file() and p.suffix.lower() in TEXT_EXTS:
+            rows = _rows(p, "utf-8")
+            col = _pick([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
+            for r in rows:
+                texts.append(str(r.get(col) or ""))
+                where.append(f"{p.name}:{r['__line__']}")
+        elif p.is_file():
+            texts.append(p.read_text(errors="replace"))
+            where.append(str(p))
+        else:
+            texts.append(s)
+            where.append("argument")
+    ids, stats = tokenize(spec.path, texts, spec.input_size)
+    ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(ids), 64):
+            x, _ = ds.collate([ds[i] for i in range(start, min(len(ids), start + 64))])
+            for k, p in enumerate(model(x).softmax(1)):
+                vals, idx = p.topk(min(top, len(classes)))
+                rows.append({"path": where[start + k], "text": texts[start + k][:200], "label": classes[idx[0]],
+                             "prob": float(vals[0]), "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
     return rows

@@ -74,15 +74,15 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
     return np.concatenate(out).astype(np.float32)
 
 
-def cached_features(model, spec, ds, size: int, cache_dir: str | Path, dtype: str = "float32",
-                    progress=None) -> tuple[np.ndarray, bool]:
-    """(features for every item of ds, whether they came from the cache)."""
+def cached_features(compute, spec, ds, size: int, cache_dir: str | Path, dtype: str = "float32"
+                    ) -> tuple[np.ndarray, bool]:
+    """(features for every item of ds, whether they came from the cache); `compute()` embeds on a miss."""
     path = Path(cache_dir) / f"features-{cache_key(spec, size, ds.hashes, dtype)}.npy"
     if path.exists():
         feats = np.load(path)
         if feats.shape[0] == len(ds):
             return feats, True
-    feats = embed(model, spec, ds.images, size, dtype=dtype, progress=progress)
+    feats = compute()
     import io
     buf = io.BytesIO()
     np.save(buf, feats)

@@ -33,17 +33,19 @@ class Probe:
 
 def _fit(x, y, C, n_classes, seed):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(x)
-    clf = LogisticRegression(C=C, max_iter=3000, random_state=seed).fit(scaler.transform(x), y)
+    mean = x.mean(0)
+    # standardise, but never blow up a (near-)constant feature: folded into the head, 1/std would turn it into
+    # a weight of 1e30 that any later perturbation of that feature (dropout, fine-tuning) turns into chaos
+    scale = np.maximum(x.std(0), 0.01 * np.median(x.std(0)) + 1e-12)
+    clf = LogisticRegression(C=C, max_iter=3000, random_state=seed).fit((x - mean) / scale, y)
     coef, icpt = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # binary: two-logit softmax equal to the sigmoid
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
     full_w = np.zeros((n_classes, x.shape[1]))
     full_b = np.full(n_classes, -1e4)       # a class absent from training data can never be predicted
-    full_w[clf.classes_] = coef / scaler.scale_
-    full_b[clf.classes_] = icpt - (coef / scaler.scale_) @ scaler.mean_
+    full_w[clf.classes_] = coef / scale
+    full_b[clf.classes_] = icpt - (coef / scale) @ mean
     return full_w.astype(np.float32), full_b.astype(np.float32)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 NICE = {"linear-probe": "linear probe (frozen backbone)", "finetune": "fine-tune (LP-FT)",
-        "scratch": "from scratch (same architecture)"}
+        "scratch": "from scratch (same architecture)", "classic": "classic baseline (no pretraining)"}
 
 
 def _pct(x: float) -> str:
@@ -52,9 +52,9 @@ def recommendation(results: dict) -> str:
             f"on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, n={m['n_test']}). ")
     deltas = results.get("paired_differences", {})
     if "scratch" in ok and deltas:
-        best_t = rec if rec != "scratch" else max((s for s in ok if s != "scratch"),
-                                                  key=lambda s: ok[s]["val_acc"], default=None)
-        if best_t:
+        best_t = rec if rec in ("linear-probe", "finetune") else max(
+            (s for s in ok if s in ("linear-probe", "finetune")), key=lambda s: ok[s]["val_acc"], default=None)
+        if best_t and f"{best_t} - scratch" in deltas:
             d = deltas[f"{best_t} - scratch"]
             if d["significant"] and d["difference"] > 0:
                 text += (f"Transfer pays off here: `{best_t}` beats training from scratch by "
@@ -70,9 +70,21 @@ def recommendation(results: dict) -> str:
                          f"points, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on accuracy; "
                          f"its gain here is cost ({ok[best_t]['train_seconds']:.0f} s vs "
                          f"{ok['scratch']['train_seconds']:.0f} s of training). ")
+    if "classic" in ok and deltas:
+        best_t = rec if rec in ("linear-probe", "finetune") else max(
+            (s for s in ok if s in ("linear-probe", "finetune")), key=lambda s: ok[s]["val_acc"], default=None)
+        d = deltas.get(f"{best_t} - classic")
+        if d:
+            verdict = ("beats" if d["difference"] > 0 else "loses to") if d["significant"] else "is within noise of"
+            text += (f"Against the classic baseline practitioners use, `{best_t}` {verdict} it "
+                     f"({100 * d['difference']:+.1f} points, paired 95% CI {_ci(d['ci'])}). ")
     if m.get("overfit"):
         text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
-    text += "The model is in `model/`; run `headstart predict <run>/model <images>`."
+    exported = results.get("model", {}).get("strategy", rec)
+    if exported != rec:
+        text += (f"`{rec}` is a scikit-learn baseline that headstart does not export; `model/` holds the best "
+                 f"network, `{exported}`. ")
+    text += "Run `headstart predict <run>/model <inputs>` to use the exported model."
     return text
 
 
@@ -95,7 +107,7 @@ def render_markdown(results: dict) -> str:
     conf = results["strategies"][rec]["confusion"]
     lines += [f"### Confusion matrix of `{rec}` (rows: true, columns: predicted; seed 0)", "",
               _table(["true \\ pred"] + d["classes"], [[c] + row for c, row in zip(d["classes"], conf)]), ""]
-    lines += ["## Data", "", f"{d['n_images']} images, {len(d['classes'])} classes, layout: {d['layout']}.", "",
+    lines += ["## Data", "", f"{d['n_items']} {d.get('modality', 'image')} items, {len(d['classes'])} classes, layout: {d['layout']}.", "",
               _table(["role", "source", "images"] + d["classes"],
                      [[r, d["roles"][r], sum(d["counts"][r].values())] + [d["counts"][r][c] for c in d["classes"]]
                       for r in ("train", "val", "test")]), ""]

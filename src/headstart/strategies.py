@@ -73,6 +73,8 @@ class FineTune(Strategy):
                 for d, g in enumerate(self.groups[: self.trainable_depth + 1])]
 
     def unfrozen_depth(self, epoch: int) -> int:
+        if self.cfg.unfreeze_every < 0:          # everything that will ever train, from the first epoch
+            return self.trainable_depth
         return min(self.trainable_depth, 1 + epoch // max(1, self.cfg.unfreeze_every))
 
     def on_epoch_start(self, model, epoch: int) -> list[str]:
@@ -89,9 +91,13 @@ class FineTune(Strategy):
             if on:
                 trainable |= set(g)
         model.train()
-        keep_stats = set(params) if self.bn_policy == "eval-all" else set(params) - trainable
-        for m in _modules_of(model, keep_stats):
-            m.eval()
+        for m in model.modules():       # fully frozen sub-trees run as at inference (BatchNorm, dropout)
+            ps = list(m.parameters())
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+        if self.bn_policy == "eval-all":
+            for m in _modules_of(model, set(params)):
+                m.eval()
         return events
 
     def describe(self) -> dict:
@@ -128,6 +134,12 @@ class Scratch(Strategy):
         return []
 
 
+class Classic(Strategy):
+    """No network: the modality's classic features (text: TF-IDF n-grams) + logistic regression, C on val."""
+    name = "classic"
+    pretrained = False
+
+
 class LinearProbe(Strategy):
     """Backbone frozen; logistic-regression head on cached features; C chosen on the validation split."""
     name = "linear-probe"
@@ -135,8 +147,12 @@ class LinearProbe(Strategy):
 
 
 def _label(names: list[str]) -> str:
+    import os
+    common = os.path.commonprefix([n.split(".")[:-1] for n in names])
+    if common:
+        return ".".join(common)
     tops = sorted({n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "") for n in names})
     return ",".join(tops)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (LinearProbe, FineTune, Scratch)}
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Classic, LinearProbe, FineTune, Scratch)}

@@ -85,9 +85,10 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(max_epochs))
     gen = torch.Generator().manual_seed(seed)
     lone_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1   # BatchNorm cannot train on 1 sample
+    collate = getattr(train_ds, "collate", None)    # datasets whose batches need padding bring their own
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
-                              num_workers=num_workers)
-    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, num_workers=num_workers)
+                              num_workers=num_workers, collate_fn=collate)
+    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, num_workers=num_workers, collate_fn=collate)
     fmodel, opt = fabric.setup(model, opt)
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
     task = None

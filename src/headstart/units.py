@@ -28,6 +28,9 @@ class Context:
     cache_dir: Path
     progress: object = None
     log: object = print
+    modality: object = None
+    modality_stats: dict = field(default_factory=dict)
+    tokens: list | None = None          # text: token ids per item
     _feats: np.ndarray | None = None
     _probe: object = None
     timings: dict = field(default_factory=dict)
@@ -42,7 +45,8 @@ def features(ctx: Context) -> np.ndarray:
         model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
         task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
         tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
-        ctx._feats, hit = cached_features(model, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, progress=tick)
+        ctx._feats, hit = cached_features(lambda: ctx.modality.embed(ctx, model, tick), ctx.spec, ctx.ds,
+                                          ctx.size, ctx.cache_dir)
         if task is not None:
             ctx.progress.update(task, completed=len(ctx.ds))
         ctx.timings["features_seconds"] = time.perf_counter() - t0
@@ -85,6 +89,8 @@ def run_unit(ctx: Context, strategy: str, seed: int) -> dict:
     t0 = time.perf_counter()
     if strategy == "linear-probe":
         res = _run_probe(ctx, unit_dir, seed)
+    elif strategy == "classic":
+        res = _run_classic(ctx, unit_dir, seed)
     else:
         from headstart.train import TrainingDiverged
         try:
@@ -120,9 +126,46 @@ def _run_probe(ctx: Context, unit_dir: Path, seed: int) -> dict:
 
 
 def _backbone_params(ctx: Context) -> int:
-    import timm
-    m = timm.create_model(ctx.spec.arch, pretrained=False, num_classes=0)
+    from headstart.backbones import create_backbone
+    m, _ = create_backbone(ctx.cfg.backbone, 0, pretrained=False)
     return sum(p.numel() for p in m.parameters())
+
+
+def _run_classic(ctx: Context, unit_dir: Path, seed: int) -> dict:
+    """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val."""
+    from sklearn.metrics import log_loss
+    t0 = time.perf_counter()
+    items, y = ctx.ds.items, np.asarray(ctx.ds.labels)
+    pick = lambda idx: [items[i] for i in idx]  # noqa: E731
+    tr, va, te = ctx.split["train"], ctx.split["val"], ctx.split["test"]
+    labels = list(range(len(ctx.ds.classes)))
+    sweep, best = [], None
+    for C in ctx.cfg.probe_cs:
+        pipe = ctx.modality.classic_pipeline(C, seed).fit(pick(tr), y[tr])
+        pv = _full_probs(pipe, pick(va), len(labels))
+        row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()),
+               "val_loss": float(log_loss(y[va], pv, labels=labels)), "val_acc": float((pv.argmax(1) == y[va]).mean())}
+        sweep.append(row)
+        if best is None or row["val_loss"] < best["val_loss"]:
+            best = row
+    pipe = ctx.modality.classic_pipeline(best["C"], seed).fit(pick(tr + va), y[tr + va])
+    test_probs = _full_probs(pipe, pick(te), len(labels))
+    if ctx.fabric.is_global_zero:
+        _write_csv(unit_dir / "metrics.csv", sweep)
+    return {"val_loss": best["val_loss"], "val_acc": best["val_acc"], "test_probs": np.round(test_probs, 6).tolist(),
+            "history": sweep, "epochs_run": 0, "epoch_budget": 0, "stopped_early": False, "overfit": False,
+            "train_seconds": time.perf_counter() - t0, "trainable_params": int(pipe[-1].coef_.size),
+            "total_params": int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
+            "policy": {"strategy": "classic", "C": best["C"], "C_grid": ctx.cfg.probe_cs,
+                       "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
+                       "features": "TF-IDF word 1-2-grams + char 2-5-grams"}}
+
+
+def _full_probs(pipe, x, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class (a class missing from training data gets 0)."""
+    p = np.zeros((len(x), n_classes))
+    p[:, pipe.classes_] = pipe.predict_proba(x)
+    return p
 
 
 def build_model(ctx: Context, strategy: str, seed: int = 0):
@@ -148,7 +191,6 @@ def build_model(ctx: Context, strategy: str, seed: int = 0):
 def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict:
     import torch
 
-    from headstart.features import ImageTensors, preprocess
     from headstart.train import fit
 
     model, strat = build_model(ctx, strategy, seed)
@@ -156,10 +198,10 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
     checkpointing = cfg.grad_checkpointing and not strat.pretrained and hasattr(model, "blocks")
     if checkpointing:   # whole network trains: recompute the large early activations instead of storing them
         _checkpoint_early_stages(model, 2)
-    train_ds = ImageTensors(ds.images, ds.labels, ctx.split["train"], ctx.size, cfg.augment, cfg.crop_scale)
-    val_ds = ImageTensors(ds.images, ds.labels, ctx.split["val"], ctx.size)
+    train_ds = ctx.modality.dataset(ctx, ctx.split["train"], train=True)
+    val_ds = ctx.modality.dataset(ctx, ctx.split["val"])
     t0 = time.perf_counter()
-    res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=lambda x: preprocess(x, ctx.spec),
+    res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=ctx.modality.batch_fn(ctx),
               max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
               batch_size=cfg.batch_size,
               weight_decay=cfg.weight_decay, seed=seed, num_workers=cfg.num_workers, progress=ctx.progress,
@@ -196,16 +238,18 @@ def _checkpoint_early_stages(model, n: int) -> None:
 
 def predict_probs(model, ctx: Context, indices) -> np.ndarray:
     import torch
+    from lightning.fabric.utilities.apply_func import move_data_to_device
     from torch.utils.data import DataLoader
 
-    from headstart.features import ImageTensors, preprocess
     model.eval()
     device = next(model.parameters()).device
     out = []
-    loader = DataLoader(ImageTensors(ctx.ds.images, ctx.ds.labels, indices, ctx.size), batch_size=64)
+    ds = ctx.modality.dataset(ctx, indices)
+    loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None))
+    batch_fn = ctx.modality.batch_fn(ctx)
     with torch.inference_mode():
         for x, _ in loader:
-            out.append(model(preprocess(x.to(device), ctx.spec)).float().softmax(1).cpu().numpy())
+            out.append(model(batch_fn(move_data_to_device(x, device))).float().softmax(1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -216,6 +260,11 @@ def export_recommended(ctx: Context, results: dict) -> None:
 
     from headstart.export import save_model
     s = results["recommended"]
+    if s == "classic":    # a scikit-learn pipeline is not exported: hand over the best network instead
+        nets = [k for k, v in results["strategies"].items() if k != "classic" and "failed" not in v]
+        if not nets:
+            return
+        s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
     seeds = [(r["val_loss"], r["seed"]) for seed in range(ctx.cfg.seeds)
              if (r := _read(ctx.run_dir / s / f"seed{seed}" / "result.json")) and not r.get("failed")]
     seed = min(seeds)[1]
