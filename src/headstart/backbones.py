@@ -97,8 +97,8 @@ def available_backbones() -> list[dict]:
             rows.append({"name": name, "available": False, "source": str(e), "input_size": None})
     rows.append({"name": "timm:<model>", "available": None, "source": "timm hub (needs internet)",
                  "input_size": None})
-    rows.append({"name": "hf:<model id>", "available": None, "source": "Hugging Face hub: BERT-family text encoders or openai/whisper-* "
-                 "(needs internet)", "input_size": None})
+    rows.append({"name": "hf:<model id>", "available": None, "input_size": None,
+                 "source": "Hugging Face hub: BERT-family text encoders or openai/whisper-* (needs internet)"})
     rows.append({"name": "<path to a headstart model/>", "available": None,
                  "source": "an earlier headstart export, for a new task", "input_size": None})
     return rows
