@@ -10,6 +10,7 @@ results. The encoder runs on each clip's own length (positional embedding sliced
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from pathlib import Path
@@ -75,8 +76,7 @@ def load_audio_folder(root: str | Path) -> LabeledSet:
 
 def log_mel(x: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
     """Whisper's 80-bin log-mel spectrogram (its own feature extractor), unpadded unless asked."""
-    from transformers import WhisperFeatureExtractor
-    fe = _feature_extractor(WhisperFeatureExtractor)
+    fe = _feature_extractor()
     if pad_to_30s:
         return fe(x, sampling_rate=RATE, return_tensors="np")["input_features"][0]
     n = max(2, int(np.ceil(len(x) / 160)) // 2 * 2)           # even number of frames (conv2 has stride 2)
@@ -85,13 +85,10 @@ def log_mel(x: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
     return mel[:, :n]
 
 
-_FE = {}
-
-
-def _feature_extractor(cls):
-    if "fe" not in _FE:
-        _FE["fe"] = cls(feature_size=80, sampling_rate=RATE)
-    return _FE["fe"]
+@functools.lru_cache(maxsize=1)
+def _feature_extractor():
+    from transformers import WhisperFeatureExtractor
+    return WhisperFeatureExtractor(feature_size=80, sampling_rate=RATE)
 
 
 def read_ct2(path: str | Path) -> dict[str, np.ndarray]:

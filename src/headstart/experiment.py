@@ -17,7 +17,8 @@ import numpy as np
 
 from headstart.config import RunConfig
 from headstart.errors import UserError
-from headstart.io import read_json, write_json, write_text
+from headstart import units
+from headstart.io import write_json, write_text
 
 ORDER = ["classic", "linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
 
@@ -60,14 +61,8 @@ def _make_fabric(cfg: RunConfig):
     return fabric
 
 
-def _unit_result(run_dir: Path, strategy: str, seed: int) -> dict | None:
-    path = run_dir / strategy / f"seed{seed}" / "result.json"
-    return read_json(path) if path.exists() else None
-
-
 def prepare(cfg: RunConfig, progress=None, log=print):
     """Validate cfg, load the data, make or reload the saved split: the shared context of every unit."""
-    from headstart import units
     from headstart.backbones import resolve_spec
     from headstart.modality import MODALITIES, detect_modality
     from headstart.split import load_split, make_split, save_split
@@ -110,14 +105,13 @@ def prepare(cfg: RunConfig, progress=None, log=print):
 
 def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     """Run (or resume) the experiment described by cfg and return the results dict."""
-    from headstart import units
 
     t_start = time.perf_counter()
     ctx = prepare(cfg, progress, log)
     strategies = [s for s in ORDER if s in cfg.strategies]
     for seed in range(cfg.seeds):
         for s in strategies:
-            if _unit_result(ctx.run_dir, s, seed) is not None:
+            if units.unit_result(ctx.run_dir, s, seed) is not None:
                 log(f"{s} seed {seed}: already finished, reusing its results")
                 continue
             units.run_unit(ctx, s, seed)
@@ -138,7 +132,7 @@ def summarize(ctx, strategies: list[str]) -> dict:
     y_test = np.asarray(ds.labels)[split["test"]]
     per_strategy, probs = {}, {}
     for s in strategies:
-        res = [_unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
+        res = [units.unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
         failed = [r for r in res if r and r.get("failed")]
         ok = [r for r in res if r and not r.get("failed")]
         if not ok:

@@ -62,19 +62,19 @@ def load_model(folder: str | Path):
     return model.eval(), spec, meta["classes"], meta
 
 
-def _expand(inputs: list[str]) -> list[Path]:
-    from headstart.data import IMAGE_EXTS
+def _expand(inputs: list[str], exts: set[str], what: str) -> list[Path]:
+    """Files as given, folders expanded to the files with one of `exts` below them."""
     files = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
         elif p.exists():
             files.append(p)
         else:
-            raise UserError(f"input {s!r} does not exist; pass image files or folders")
+            raise UserError(f"input {s!r} does not exist; pass {what} files or folders")
     if not files:
-        raise UserError(f"no images found in {', '.join(inputs)}")
+        raise UserError(f"no {what} found in {', '.join(inputs)}")
     return files
 
 
@@ -90,7 +90,8 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
         return _predict_texts(model, spec, classes, inputs, top)
     if spec.modality == "audio":
         return _predict_audio(model, classes, inputs, top)
-    files = _expand(inputs)
+    from headstart.data import IMAGE_EXTS
+    files = _expand(inputs, IMAGE_EXTS, "image")
     rows: list[dict] = [{} for _ in files]     # input order, whatever the batching
     batch = []
 
@@ -155,12 +156,7 @@ def _predict_audio(model, classes, inputs: list[str], top: int) -> list[dict]:
     import torch
 
     from headstart.audio import AUDIO_EXTS, MelBatches, decode_audio, log_mel
-    files = []
-    for s in inputs:
-        p = Path(s)
-        if not p.exists():
-            raise UserError(f"input {s!r} does not exist; pass audio files or folders")
-        files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTS) if p.is_dir() else [p]
+    files = _expand(inputs, AUDIO_EXTS, "audio")
     rows = []
     for f in files:
         try:

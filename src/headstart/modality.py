@@ -135,7 +135,7 @@ class AudioModality:
 
     def classic_inputs(self, ctx):
         from headstart.audio import mfcc_stats
-        return [mfcc_stats(m[:, : max(2, m.shape[1])]) for m in ctx.tokens]
+        return [mfcc_stats(m) for m in ctx.tokens]
 
     def classic_pipeline(self, C: float, seed: int):
         """MFCC (40) mean + std per clip, standardised, logistic regression."""

@@ -195,7 +195,7 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
     from headstart.train import fit
 
     model, strat = build_model(ctx, strategy, seed)
-    ds, cfg = ctx.ds, ctx.cfg
+    cfg = ctx.cfg
     checkpointing = cfg.grad_checkpointing and not strat.pretrained and hasattr(model, "blocks")
     if checkpointing:   # whole network trains: recompute the large early activations instead of storing them
         _checkpoint_early_stages(model, 2)
@@ -267,7 +267,7 @@ def export_recommended(ctx: Context, results: dict) -> None:
             return
         s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
     seeds = [(r["val_loss"], r["seed"]) for seed in range(ctx.cfg.seeds)
-             if (r := _read(ctx.run_dir / s / f"seed{seed}" / "result.json")) and not r.get("failed")]
+             if (r := unit_result(ctx.run_dir, s, seed)) and not r.get("failed")]
     seed = min(seeds)[1]
     from headstart.backbones import create_backbone
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=s == "linear-probe")
@@ -284,6 +284,8 @@ def export_recommended(ctx: Context, results: dict) -> None:
     results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
 
 
-def _read(path: Path):
+def unit_result(run_dir: Path, strategy: str, seed: int) -> dict | None:
+    """A finished unit's result.json, or None while the unit has not finished."""
     from headstart.io import read_json
+    path = run_dir / strategy / f"seed{seed}" / "result.json"
     return read_json(path) if path.exists() else None
