@@ -35,7 +35,7 @@ def test_run_writes_the_run_folder(finished_run):
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["skipped"][0]["path"] == "dogs/broken.jpg"
     assert "cats/alpha.png" in (out / "split.json").read_text()
-    assert set(res["strategies"]) == {"linear-probe", "finetune", "scratch"}
+    assert set(res["strategies"]) == {"classic", "linear-probe", "finetune", "scratch"}
     assert res["strategies"]["scratch"]["epoch_budget"] >= res["strategies"]["finetune"]["epoch_budget"]
     assert "finetune - scratch" in res["paired_differences"]
     report = (out / "report.md").read_text()
@@ -112,7 +112,10 @@ def test_backbones_lists_packaged_weights():
 
 
 def test_demo_runs_on_bundled_digits(tmp_path):
-    r = hs("demo", "--out", tmp_path / "demo", "--per-class", "3")
+    r = hs("demo", "--out", tmp_path / "demo", "--per-class", "5", "--curve", "0.5")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "labels / class" in r.stdout and "scratch" in r.stdout
-    assert (tmp_path / "demo" / "run-3-per-class" / "report.md").exists()
+    assert "digits: test accuracy by training labels" in r.stdout
+    run = tmp_path / "demo" / "run-5-per-class"
+    assert (run / "report.md").exists() and (run / "report.html").exists()
+    res = json.loads((run / "results.json").read_text())
+    assert sorted(int(n) for n in res["curve"]["points"]["scratch"]) == [20, 40]     # 2 and 4 per digit

@@ -1,3 +1,4 @@
 from headstart.cli import main
 
-main()
+if __name__ == "__main__":     # guarded: --jobs worker processes (spawn) import this module
+    main()

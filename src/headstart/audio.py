@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from headstart.data import LabeledSet, scan_folder
+from headstart.data import LabeledSet, empty_folders, scan_folder
 from headstart.errors import UserError
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -51,7 +51,7 @@ def decode_audio(path: Path) -> tuple[np.ndarray, dict]:
 def load_audio_folder(root: str | Path) -> LabeledSet:
     classes, entries = scan_folder(root, AUDIO_EXTS, "audio files")
     index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=Path(root), classes=classes)
+    ds = LabeledSet(root=Path(root), classes=classes, skipped=empty_folders(root, entries))
     ds.stats = {"truncated_to_30s": 0, "rates": {}, "channels": {}}
     for path, cname, source in entries:
         rel = path.relative_to(root).as_posix()

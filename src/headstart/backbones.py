@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +139,8 @@ def _resolve(name: str):
         return BackboneSpec(name, "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "text", name[3:]), name[3:]
     path = Path(name)
     if (path / "headstart_model.json").exists():
-        meta = json.loads((path / "headstart_model.json").read_text())
+        from headstart.export import read_meta
+        meta = read_meta(path)
         spec = BackboneSpec(**{**meta["spec"], "name": name, "source": f"checkpoint:{path}",
                                "path": str(path) if meta["spec"].get("modality") in ("text", "audio") else ""})
         spec.source_classes = len(meta["classes"])
@@ -159,10 +159,10 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = True):
     if spec.modality == "audio":
         from headstart.audio import WhisperClassifier
         if spec.source.startswith("checkpoint:"):
-            from safetensors.torch import load_file
+            from headstart.export import read_weights
             model = WhisperClassifier.from_ct2(None, spec.source_classes, pretrained=False)
             if pretrained:
-                model.load_state_dict(load_file(str(Path(spec.path) / "model.safetensors")))
+                model.load_state_dict(read_weights(Path(spec.path) / "model.safetensors"))
             model.reset_classifier(num_classes)
         elif spec.source == "hf-hub":
             model = WhisperClassifier.from_hub(spec.path, num_classes, pretrained=pretrained)
@@ -181,10 +181,10 @@ def _create_text(spec: BackboneSpec, num_classes: int, pretrained: bool):
     from headstart.text import TextClassifier
     try:
         if spec.source.startswith("checkpoint:"):
-            from safetensors.torch import load_file
+            from headstart.export import read_weights
             model = TextClassifier.from_folder(spec.path, spec.source_classes, pretrained=False)
             if pretrained:
-                model.load_state_dict(load_file(str(Path(spec.path) / "model.safetensors")))
+                model.load_state_dict(read_weights(Path(spec.path) / "model.safetensors"))
             model.reset_classifier(num_classes)
         else:
             model = TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
@@ -212,8 +212,8 @@ def _build_source(spec: BackboneSpec, weights):
                             f"use one of {', '.join(BACKBONES)}") from None
     model = timm.create_model(spec.arch, pretrained=False, num_classes=spec.source_classes)
     if spec.source.startswith("checkpoint:"):
-        from safetensors.torch import load_file
-        _load_state(model, load_file(str(Path(weights) / "model.safetensors")), remap=False)
+        from headstart.export import read_weights
+        _load_state(model, read_weights(Path(weights) / "model.safetensors"), remap=False)
     else:
         _load_state(model, torch.load(weights, map_location="cpu", weights_only=True), remap=True)
     return model

@@ -54,11 +54,18 @@ def print_summary(results: dict) -> None:
                       f"[{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]")
     from rich.markdown import Markdown
     console.print(Markdown(recommendation(results)))
-    console.print(f"report: {Path(results['config']['out']) / 'report.md'}")
+    console.print(f"report: {Path(results['config']['out']) / 'report.md'} (and report.html)")
 
 
 def _split_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _floats(s: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in _split_list(s)]
+    except ValueError:
+        raise UserError(f"{option} {s!r} must be comma-separated numbers, e.g. 0.1,0.25,0.5,1.0") from None
 
 
 @app.command()
@@ -70,8 +77,9 @@ def run(
     out: Annotated[str, typer.Option(help="run folder (default runs/<dataset>-<timestamp>)")] = "",
     backbone: Annotated[str, typer.Option(help="registry name, timm:<name>, hf:<id>, or a headstart model/ folder "
                                           "(default: efficientnet_lite0 for images, minilm_l6 for text)")] = "",
-    strategies: Annotated[str, typer.Option(help="comma list of linear-probe, finetune, scratch, classic (text)")]
-    = "linear-probe,finetune,scratch",
+    strategies: Annotated[str, typer.Option(help="comma list of classic (no pretraining: pixels, TF-IDF or MFCC + "
+                                            "logistic regression), linear-probe, finetune, scratch")]
+    = "classic,linear-probe,finetune,scratch",
     modality: Annotated[str, typer.Option(help="image | text (default: detected from DATA)")] = "",
     text_col: Annotated[str, typer.Option(help="text tables: the text column (auto-detected if unambiguous)")] = "",
     label_col: Annotated[str, typer.Option(help="text tables: the label column")] = "",
@@ -88,6 +96,17 @@ def run(
     devices: Annotated[int, typer.Option(help="devices for Lightning Fabric")] = 1,
     accelerator: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed")] = "32-true",
+    curve: Annotated[str, typer.Option(help="label fractions for learning curves, e.g. 0.05,0.1,0.25,0.5,1.0")] = "",
+    target_metric: Annotated[float, typer.Option(help="accuracy whose label cost is compared (0 = best scratch)")]
+    = 0.0,
+    cost_per_label: Annotated[str, typer.Option(help="$ per label, a value or a low,high range")] = "5,20",
+    price_per_hour: Annotated[float, typer.Option(help="$ per device hour (0 = $0.10 CPU, $2.50 GPU)")] = 0.0,
+    device_watts: Annotated[float, typer.Option(help="device power for energy (0 = 65 W CPU, 700 W GPU)")] = 0.0,
+    jobs: Annotated[int, typer.Option(help="units in parallel worker processes")] = 1,
+    executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
+    assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
+    dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
+                                         "carry conflicting labels; val/test stay untouched")] = False,
     config: Annotated[Optional[Path], typer.Option(help="JSON config file; command-line options override it")]
     = None,
 ):
@@ -104,12 +123,66 @@ def run(
                                       test_file=test_file,
                                       seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
                                       image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
-                                      devices=devices, accelerator=accelerator, precision=precision).items()
+                                      devices=devices, accelerator=accelerator, precision=precision,
+                                      assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
+                                      target_metric=target_metric, price_per_hour=price_per_hour,
+                                      device_watts=device_watts, jobs=jobs,
+                                      executor="process" if jobs > 1 and executor == "local" else executor,
+                                      cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = RunConfig.from_dict({**base, **given})
     with _progress() as progress:
         results = run_experiment(cfg, progress=progress, log=console.print)
     print_summary(results)
+
+
+@app.command()
+@user_errors
+def assess(
+    data: Annotated[str, typer.Argument(help="the same data argument as `headstart run`")],
+    backbones: Annotated[str, typer.Option(help="comma list of candidate backbones (default: the modality's)")] = "",
+    out: Annotated[str, typer.Option(help="folder for assessment.json/.md (default runs/<dataset>-assess-<time>)")]
+    = "",
+    modality: Annotated[str, typer.Option(help="image | text | audio (default: detected from DATA)")] = "",
+    text_col: str = "", label_col: str = "", encoding: str = "utf-8",
+    test_file: Annotated[str, typer.Option(help="text: a separate test table (never used by the assessment)")] = "",
+    image_size: Annotated[int, typer.Option(help="input size in pixels; 0 = each backbone's own")] = 0,
+):
+    """Before training: will transfer help? Scores each backbone's frozen features on the train+val items (the test
+    split is never looked at), in about the time of one feature-extraction pass.
+
+    LogME (log evidence of a Bayesian linear head) and H-score (class separation of the features) need only
+    features; LEEP and NCE also use the backbone's own source classifier (e.g. the 1000 ImageNet classes); k-NN is
+    a cross-validated accuracy on the frozen features, next to the same k-NN on the raw inputs (pixels, TF-IDF,
+    MFCC). Domain shift: BatchNorm statistics by depth (images), tokenizer fragmentation (text), signal facts
+    (speech). The scores RANK backbones for this task; they do not promise an accuracy, and LogME/H-score/LEEP
+    values are not comparable across datasets. The verdict (likely helps / uncertain / likely little gain over
+    scratch) uses thresholds calibrated on measured runs (docs/assessment.md); `headstart run` measures the truth
+    and reports predicted beside measured."""
+    from headstart.assess import SCORE_HEADER, run_assess, score_rows
+    from headstart.config import RunConfig
+    cfg = RunConfig(data=data, out=out, modality=modality, text_col=text_col, label_col=label_col,
+                    encoding=encoding, test_file=test_file, image_size=image_size)
+    names = _split_list(backbones)
+    if not names:
+        from headstart.modality import MODALITIES, detect_modality
+        names = [MODALITIES[detect_modality(data, modality)].default_backbone]
+    with _progress() as progress:
+        res = run_assess(cfg, names, progress=progress, log=console.print)
+    table = Table(title="transferability (ranked by LogME; higher is better)")
+    for h in SCORE_HEADER:
+        table.add_column(h)
+    for row in score_rows(res["ranking"]):
+        table.add_row(*row)
+    console.print(table)
+    best = res["ranking"][0]
+    v = best["verdict"]
+    console.print(f"[bold]{best['backbone']}: {v['label']}[/]. Try {v['try_first']} first: {v['why']}.")
+    for e in v["evidence"]:
+        console.print(f"  - {e}", highlight=False)
+    for s in res["skipped"]:
+        console.print(f"[yellow]not assessed[/] {s['backbone']}: {s['reason']}", highlight=False)
+    console.print(f"written: {cfg.out}/assessment.md")
 
 
 @app.command()
@@ -156,30 +229,27 @@ def backbones():
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[str, typer.Option(help="folder for the generated images and the runs")] = "runs/demo",
-    per_class: Annotated[str, typer.Option(help="labelled images per digit, one experiment each")] = "5,20",
+    out: Annotated[str, typer.Option(help="folder for the generated images and the run")] = "runs/demo",
+    per_class: Annotated[int, typer.Option(help="labelled images per digit (a fifth become validation)")] = 20,
+    curve: Annotated[str, typer.Option(help="label fractions for the learning curve")] = "0.25,0.5",
 ):
-    """The whole workflow on scikit-learn's bundled digits (no downloads): does transfer beat scratch with few
-    labels, and does that change as labels grow? About a minute per label budget on a 2-core CPU."""
+    """The whole workflow on scikit-learn's bundled digits (no downloads): assessment, every strategy at several
+    label budgets (a learning curve), what transfer saves vs scratch, report.md/.html. About a minute on 2 cores."""
     from headstart.demo import run_demo
-    try:
-        budgets = tuple(int(x) for x in _split_list(per_class))
-    except ValueError:
-        raise UserError(f"--per-class {per_class!r} must be comma-separated integers, e.g. 5,20") from None
+    if per_class < 5:
+        raise UserError(f"--per-class {per_class} is too small; use at least 5 images per digit")
     with _progress() as progress:
-        all_results = run_demo(out, per_class=budgets, progress=progress, log=console.print)
-    for res in all_results:
-        print_summary(res)
-    table = Table(title="digits: test accuracy by labels per class (transfer vs scratch)")
-    names = list(all_results[0]["strategies"])
-    for h in ["labels / class", *names, "best transfer - scratch (paired 95% CI)"]:
+        res = run_demo(out, per_class=per_class, curve=tuple(_floats(curve, "--curve")), progress=progress,
+                       log=console.print)
+    print_summary(res)
+    c = res["curve"]
+    counts = sorted({int(n) for p in c["points"].values() for n in p})
+    table = Table(title="digits: test accuracy by training labels (all 10 digits together)")
+    for h in ["strategy", *[f"{n} labels" for n in counts]]:
         table.add_column(h)
-    for n, res in zip(budgets, all_results):
-        d = max(res["paired_differences"].items(), key=lambda kv: kv[1]["difference"], default=None)
-        delta = (f"{d[0].split()[0]}: {100 * d[1]['difference']:+.1f} "
-                 f"[{100 * d[1]['ci'][0]:+.1f}, {100 * d[1]['ci'][1]:+.1f}]") if d else ""
-        table.add_row(str(n), *[f"{100 * res['strategies'][s].get('accuracy', float('nan')):.1f}%" for s in names],
-                      delta)
+    for s, p in c["points"].items():
+        table.add_row(s, *[f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}%" if str(n) in p else "—"
+                           for n in counts])
     console.print(table)
 
 

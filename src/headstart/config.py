@@ -28,7 +28,17 @@ class RunConfig:
     encoding: str = "utf-8"             # text files' encoding
     test_file: str = ""                 # text: an optional user-given test table (used only for final evaluation)
     pad_to_30s: bool = False            # audio: feed Whisper 30 s of padding (its native input) instead of clip length
-    strategies: list[str] = field(default_factory=lambda: ["linear-probe", "finetune", "scratch"])  # + classic
+    assess: bool = True                 # measure transferability and domain shift before training (assessment.json)
+    dedupe: bool = False                # drop train items that duplicate val/test items or conflict in label
+    near_dup_threshold: float = 0.9     # floor of the near-duplicate cosine (data-relative above it); >= 1 disables
+    curve: list[float] = field(default_factory=list)   # label fractions for learning curves, e.g. [0.1, 0.25, 0.5, 1.0]
+    target_metric: float = 0.0          # accuracy whose label cost is compared; 0 -> the best scratch score
+    cost_per_label: list[float] = field(default_factory=lambda: [5.0, 20.0])   # $ per label (range)
+    price_per_hour: float = 0.0         # $ per device hour; 0 -> costs.DEFAULTS for the device
+    device_watts: float = 0.0           # device power for energy; 0 -> costs.DEFAULTS
+    jobs: int = 1                       # units in parallel processes (1: in this process)
+    executor: str = "local"             # local | process | ray: where units run
+    strategies: list[str] = field(default_factory=lambda: ["classic", "linear-probe", "finetune", "scratch"])
     seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
     split_seed: int = 0                 # seed of the stratified split (fixed: the split is saved anyway)
     val_fraction: float = 0.2           # share of the training pool carved out for validation

@@ -68,7 +68,8 @@ def scan_image_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, str
 
 
 def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str], list[tuple[Path, str, str]]]:
-    """Return (classes, [(file, class name, source split)]); raise UserError on unusable layouts."""
+    """Return (classes, [(file, class name, source split)]); raise UserError on unusable layouts.
+    Class folders holding no usable file are listed in `empty_folders(root, entries)` for the results."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"data path {str(root)!r} does not exist; pass a folder with one subfolder per class")
@@ -88,6 +89,7 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
     else:
         for cdir in subdirs.values():
             entries += [(f, cdir.name, "") for f in _list_files(cdir, exts)]
+
     if not entries:
         raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
                         "inside class subfolders: root/<class>/<file>)")
@@ -102,13 +104,28 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
     return classes, entries
 
 
+def empty_folders(root: str | Path, entries) -> list[dict]:
+    """Class folders without a single usable file: listed as skipped (a class never silently disappears)."""
+    root = Path(root)
+    used = {(s, c) for _, c, s in entries}
+    tops = {p.name.lower(): p for p in _list_class_dirs(root)}
+    roles = [(n, tops[n]) for n in SPLIT_NAMES if n in tops] if "train" in tops else [("", root)]
+    return [{"path": (f"{folder.name}/" if role else "") + f"{cdir.name}/",
+             "reason": "empty class folder (no usable files): " + ("class ignored" if role in ("", "train")
+                                                                   else "nothing to evaluate")}
+            for role, folder in roles for cdir in _list_class_dirs(folder) if (role, cdir.name) not in used]
+
+
 def decode_image(data: bytes, short_side: int) -> np.ndarray:
     """Decode bytes to an RGB uint8 HWC array whose shorter side is `short_side` (raises on bad data)."""
     import io
 
     from PIL import Image, ImageOps
 
-    img = Image.open(io.BytesIO(data))
+    img = Image.open(io.BytesIO(data))       # Pillow refuses > 2 x MAX_IMAGE_PIXELS here; we refuse > 1 x
+    if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"image is {img.size[0]}x{img.size[1]} pixels, above the {Image.MAX_IMAGE_PIXELS:,}-pixel "
+                         "limit (decompression-bomb guard); downscale it")
     if img.format == "JPEG":
         img.draft("RGB", (short_side, short_side))    # DCT-domain downscale: decode only what we need
     img.load()
@@ -158,7 +175,7 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0)
     root = Path(root)
     classes, entries = scan_image_folder(root)
     index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=root, classes=classes)
+    ds = LabeledSet(root=root, classes=classes, skipped=empty_folders(root, entries))
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         results = list(pool.map(lambda e: _load_one(e[0], short_side), entries))

@@ -23,16 +23,18 @@ from headstart.io import write_json, write_text
 ORDER = ["classic", "linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
 
 
+# settings that may change when a run resumes: where and how units run, what the summary prices, which extra
+# curve points are added (finished units never depend on them)
+RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "cost_per_label", "price_per_hour", "device_watts",
+             "target_metric", "curve")
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
                 / "headstart")
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
-    if not cfg.out:
-        name = Path(cfg.data).resolve().name or "data"
-        cfg.out = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
-    run_dir = Path(cfg.out)
+def ensure_writable(run_dir: Path) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -41,11 +43,19 @@ def prepare_run_dir(cfg: RunConfig) -> Path:
     except OSError as e:
         raise UserError(f"cannot write to the output folder {run_dir} ({e.strerror}); choose another with --out") \
             from None
+    return run_dir
+
+
+def prepare_run_dir(cfg: RunConfig) -> Path:
+    if not cfg.out:
+        name = Path(cfg.data).resolve().name or "data"
+        cfg.out = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = ensure_writable(Path(cfg.out))
     saved = run_dir / "config.json"
     if saved.exists():
         old = RunConfig.load(saved).to_dict()
         new = cfg.to_dict()
-        diff = sorted(k for k in new if k not in ("out", "devices", "num_workers") and old.get(k) != new[k])
+        diff = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
         if diff:
             raise UserError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ); "
                             "resume with the same arguments, or use a new --out folder")
@@ -61,8 +71,9 @@ def _make_fabric(cfg: RunConfig):
     return fabric
 
 
-def prepare(cfg: RunConfig, progress=None, log=print):
-    """Validate cfg, load the data, make or reload the saved split: the shared context of every unit."""
+def prepare(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None):
+    """Validate cfg, load the data, make or reload the saved split: the shared context of every unit.
+    run_dir given: use it as is (assessment folders hold several backbones, so no config.json check)."""
     from headstart.backbones import resolve_spec
     from headstart.modality import MODALITIES, detect_modality
     from headstart.split import load_split, make_split, save_split
@@ -82,10 +93,8 @@ def prepare(cfg: RunConfig, progress=None, log=print):
     if spec.modality != modality.name:
         raise UserError(f"backbone {cfg.backbone} is for {spec.modality} but the data is {modality.name}; "
                         f"pass a {modality.name} backbone (default: {modality.default_backbone})")
-    if "classic" in cfg.strategies and not hasattr(modality, "classic_pipeline"):
-        modality.classic_features(None)       # raises the user error that explains why
     size = cfg.image_size or spec.input_size
-    run_dir = prepare_run_dir(cfg)
+    run_dir = run_dir or prepare_run_dir(cfg)
     ds = modality.load(cfg, spec, size)
     if ds.skipped:
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
@@ -109,20 +118,69 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     t_start = time.perf_counter()
     ctx = prepare(cfg, progress, log)
     strategies = [s for s in ORDER if s in cfg.strategies]
-    for seed in range(cfg.seeds):
-        for s in strategies:
-            if units.unit_result(ctx.run_dir, s, seed) is not None:
-                log(f"{s} seed {seed}: already finished, reusing its results")
-                continue
-            units.run_unit(ctx, s, seed)
+    assessment, leakage = pretraining_checks(ctx)
+    from headstart.grid import plan, run_grid, summarize_curve
+    run_grid(ctx, plan(cfg, strategies))
     results = summarize(ctx, strategies)
+    results["leakage"] = leakage
+    results["curve"] = summarize_curve(ctx, strategies)
+    if assessment:
+        from headstart.assess import predicted_vs_measured
+        results["assessment"] = {**assessment, "check": predicted_vs_measured(assessment, results)}
     results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
     if ctx.fabric.is_global_zero:
         units.export_recommended(ctx, results)
-        write_json(ctx.run_dir / "results.json", results)
+        from headstart.plots import make_plots
         from headstart.report import render_markdown
-        write_text(ctx.run_dir / "report.md", render_markdown(results))
+        from headstart.report_cost import render_html
+        results["plots"] = make_plots(results, ctx.run_dir)
+        write_json(ctx.run_dir / "results.json", results)
+        md = render_markdown(results)
+        write_text(ctx.run_dir / "report.md", md)
+        write_text(ctx.run_dir / "report.html", render_html(md, ctx.run_dir, f"headstart report: {ctx.ds.root}"))
     return results
+
+
+def pretraining_checks(ctx) -> tuple[dict | None, dict]:
+    """Assessment (cached in assessment.json) then duplicates/leaks (and --dedupe, which changes ctx.split)."""
+    assessment = run_assessment(ctx) if ctx.cfg.assess else None
+    return assessment, check_leakage(ctx)
+
+
+def check_leakage(ctx) -> dict:
+    """Exact and near duplicates across the splits, before any training; --dedupe drops the train side."""
+    from headstart.leakage import dedupe_train, find_duplicates, public
+    cfg = ctx.cfg
+    feats = units.features(ctx) if cfg.near_dup_threshold < 1 else None
+    report = find_duplicates(ctx.ds, ctx.split, feats, cfg.near_dup_threshold)
+    c = report["counts"]
+    if c["leak"] or c["conflict"] or c["duplicate"]:
+        ctx.log(f"duplicates: {c['leak']} across splits (leaks), {c['conflict']} with conflicting labels, "
+                f"{c['duplicate']} within a split ({c['exact']} exact, {c['near']} near); listed in results.json"
+                + ("" if cfg.dedupe else "; --dedupe drops the train side"))
+    out = public(report)
+    if cfg.dedupe:
+        drop = set(dedupe_train(report, ctx.split))
+        ctx.split = {**ctx.split, "train": [i for i in ctx.split["train"] if i not in drop]}
+        out["removed_from_train"] = [ctx.ds.paths[i] for i in sorted(drop)]
+        if drop:
+            ctx.log(f"--dedupe: removed {len(drop)} train item(s)")
+    return out
+
+
+def run_assessment(ctx) -> dict:
+    """The pre-training assessment of this run (assessment.json; reused when the run resumes)."""
+    from headstart.assess import assess
+    from headstart.io import read_json
+    path = ctx.run_dir / "assessment.json"
+    if path.exists():
+        return read_json(path)
+    a = assess(ctx)
+    ctx.log(f"assessment: {a['verdict']['label']}; try {a['verdict']['try_first']} first "
+            f"({'; '.join(a['verdict']['evidence'][:1])})")
+    if ctx.fabric.is_global_zero:
+        write_json(path, a)
+    return a
 
 
 def summarize(ctx, strategies: list[str]) -> dict:
@@ -151,6 +209,7 @@ def summarize(ctx, strategies: list[str]) -> dict:
             "trainable_params": ok[0]["trainable_params"], "total_params": ok[0]["total_params"],
             "policy": ok[0]["policy"], "events": ok[0].get("events", []),
             "failed_seeds": [r["seed"] for r in failed],
+            "compute": _mean_compute([r.get("compute") for r in ok]),
         }
     deltas = {}
     for base in ("scratch", "classic"):             # every transfer arm against every from-scratch baseline
@@ -178,6 +237,15 @@ def summarize(ctx, strategies: list[str]) -> dict:
         "recommendation_basis": "highest mean validation accuracy (ties: lower validation loss, then cheaper "
                                 "strategy); the test split was not used for this choice",
     }
+
+
+def _mean_compute(rows: list) -> dict | None:
+    """Per-seed compute records averaged field by field (numbers), other fields from the first seed."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return None
+    return {k: (float(np.mean([r[k] for r in rows])) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else v) for k, v in rows[0].items()}
 
 
 def _version() -> str:

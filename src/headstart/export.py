@@ -36,18 +36,11 @@ def save_model(folder: str | Path, model, spec, classes: list[str], input_size: 
 def load_model(folder: str | Path):
     """(model in eval mode, spec, classes, meta)."""
     import timm
-    from safetensors.torch import load_file
 
     from headstart.backbones import BackboneSpec
 
     folder = Path(folder)
-    meta_path = folder / "headstart_model.json"
-    if not meta_path.exists():
-        raise UserError(f"{folder} is not a headstart model folder (no headstart_model.json); pass the model/ "
-                        "folder of a finished run, e.g. runs/<run>/model")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{meta_path} has format {meta.get('format')!r}; this headstart reads format {FORMAT}")
+    meta = read_meta(folder)
     spec = BackboneSpec(**meta["spec"])
     if spec.modality == "text":
         from headstart.text import TextClassifier
@@ -58,8 +51,42 @@ def load_model(folder: str | Path):
         model = WhisperClassifier.from_ct2(None, len(meta["classes"]), pretrained=False)
     else:
         model = timm.create_model(spec.arch, pretrained=False, num_classes=len(meta["classes"]))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    model.load_state_dict(read_weights(folder / "model.safetensors"), strict=True)
     return model.eval(), spec, meta["classes"], meta
+
+
+def read_meta(folder: Path) -> dict:
+    """headstart_model.json of a model folder, checked (plain JSON: nothing in it is executed)."""
+    from headstart.backbones import BackboneSpec
+    meta_path = Path(folder) / "headstart_model.json"
+    if not meta_path.exists():
+        raise UserError(f"{folder} is not a headstart model folder (no headstart_model.json); pass the model/ "
+                        "folder of a finished run, e.g. runs/<run>/model")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {meta_path} ({e}); re-export the model with headstart run") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{meta_path} has format {meta.get('format') if isinstance(meta, dict) else None!r}; "
+                        f"this headstart reads format {FORMAT}")
+    try:
+        BackboneSpec(**meta["spec"])
+        len(meta["classes"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{meta_path} is incomplete ({type(e).__name__}: {e}); re-export the model") from None
+    return meta
+
+
+def read_weights(path: Path) -> dict:
+    """A safetensors file's tensors. Never unpickles: a pickle (or anything else) is refused, not executed."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; a headstart model folder holds model.safetensors") from None
+    except Exception as e:
+        raise UserError(f"{path} is not a valid safetensors file ({type(e).__name__}); headstart loads only "
+                        "safetensors weights and never unpickles files") from None
 
 
 def _expand(inputs: list[str], exts: set[str], what: str) -> list[Path]:

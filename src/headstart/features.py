@@ -1,7 +1,7 @@
 """Image tensors for training/eval, and frozen-backbone features embedded once and cached on disk.
 
     x = preprocess(batch_uint8, spec)                      # float, normalised, channels-last
-    feats = cached_features(model, spec, ds, size, cache_dir)   # (N, D) float32 for every item of ds
+    feats, info = cached_features(compute, spec, ds, size, cache_dir)   # (N, D) float32 for every item of ds
 
 The cache key covers the backbone (name, source, arch), the preprocessing (size, crop, mean, std, dtype) and every
 file's content hash, so a changed file or a different preprocessing can never reuse stale features.
@@ -74,17 +74,27 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
     return np.concatenate(out).astype(np.float32)
 
 
-def cached_features(compute, spec, ds, size: int, cache_dir: str | Path, dtype: str = "float32"
-                    ) -> tuple[np.ndarray, bool]:
-    """(features for every item of ds, whether they came from the cache); `compute()` embeds on a miss."""
+def cached_features(compute, spec, ds, size: int, cache_dir: str | Path, dtype: str = "float32",
+                    force: bool = False) -> tuple[np.ndarray, dict]:
+    """(features for every item of ds, info); `compute()` embeds on a miss. info: cached (bool) and the seconds /
+    CPU seconds the extraction took when it was computed (kept beside the cache, so cost accounting stays honest
+    when a later run reuses the features)."""
+    import time
+
+    from headstart.io import read_json, write_json
     path = Path(cache_dir) / f"features-{cache_key(spec, size, ds.hashes, dtype)}.npy"
-    if path.exists():
+    meta = path.with_suffix(".json")
+    if path.exists() and not force:
         feats = np.load(path)
         if feats.shape[0] == len(ds):
-            return feats, True
+            info = read_json(meta) if meta.exists() else {}
+            return feats, {**info, "cached": True}
+    t0, c0 = time.perf_counter(), time.process_time()
     feats = compute()
+    info = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
     import io
     buf = io.BytesIO()
     np.save(buf, feats)
     atomic_write_bytes(path, buf.getvalue())
-    return feats, False
+    write_json(meta, info)
+    return feats, {**info, "cached": False}

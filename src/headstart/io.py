@@ -7,6 +7,17 @@ import tempfile
 from pathlib import Path
 
 
+def inside(root: str | Path, *parts) -> Path:
+    """root/parts, refused when it would land outside root (a config value such as '../../x' or an absolute
+    path never makes headstart write elsewhere than the run folder)."""
+    from headstart.errors import UserError
+    root = Path(root).resolve()
+    path = root.joinpath(*map(str, parts)).resolve()
+    if path != root and root not in path.parents:
+        raise UserError(f"refusing to write {path}: outside the run folder {root}")
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

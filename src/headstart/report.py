@@ -78,6 +78,11 @@ def recommendation(results: dict) -> str:
             verdict = ("beats" if d["difference"] > 0 else "loses to") if d["significant"] else "is within noise of"
             text += (f"Against the classic baseline practitioners use, `{best_t}` {verdict} it "
                      f"({100 * d['difference']:+.1f} points, paired 95% CI {_ci(d['ci'])}). ")
+    from headstart.report_cost import _money, curve_summary
+    text += curve_summary(results)
+    if m.get("compute"):
+        text += (f"Training it took {m['compute']['wall_seconds']:.0f} s ({_money(m['compute']['money'])} at "
+                 f"${m['compute']['price_per_hour']:g}/h). ")
     if m.get("overfit"):
         text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
     exported = results.get("model", {}).get("strategy", rec)
@@ -86,6 +91,51 @@ def recommendation(results: dict) -> str:
                  f"network, `{exported}`. ")
     text += "Run `headstart predict <run>/model <inputs>` to use the exported model."
     return text
+
+
+def assessment_lines(results: dict) -> list[str]:
+    """Predicted (before training) beside measured (after): so a wrong verdict is visible."""
+    a = results.get("assessment")
+    if not a:
+        return []
+    c, v, sc = a["check"], a["verdict"], a["scores"]
+    measured = c["measured"]
+    if "difference" in c:
+        measured += f" (`{c['best_transfer']}` − `{c['best_baseline']}`: {100 * c['difference']:+.1f} pts, {_ci(c['ci'])})"
+    held = {True: "yes", False: "**no**", None: "—"}
+    fmt = lambda k: "—" if sc.get(k) is None else f"{sc[k]:.3f}"  # noqa: E731
+    rows = [["verdict", v["label"], measured, held[c["agrees"]]],
+            ["try first", v["try_first"], f"best transfer arm on validation: {c['best_transfer']}",
+             held[c.get("try_first_agrees")]]]
+    return ["## Before training: predicted vs measured", "",
+            _table(["", "predicted (assessment)", "measured (this run)", "held?"], rows), "",
+            f"Assessment of `{a['backbone']}` on the {a['n_items']} train+val items ({a['seconds']:.1f} s): LogME "
+            f"{fmt('logme')}, H-score {fmt('hscore')}, LEEP {fmt('leep')}, NCE {fmt('nce')}; "
+            f"why `{v['try_first']}` first: {v['why']}.", "", *[f"- {e}" for e in v["evidence"]], ""]
+
+
+def leakage_lines(results: dict) -> list[str]:
+    lk = results.get("leakage")
+    if not lk:
+        return []
+    c = lk["counts"]
+    lines = ["## Duplicates and leaks (checked before training)", "",
+             f"{c['leak']} pair(s) across splits (leaks), {c['conflict']} with conflicting labels, {c['duplicate']} "
+             f"within a split; {c['exact']} exact (same content hash), {c['near']} near (frozen-feature cosine "
+             f">= {lk['threshold']})."]
+    if lk.get("removed_from_train") is not None:
+        lines.append(f"`--dedupe` removed {len(lk['removed_from_train'])} train item(s) before training.")
+    elif c["leak"] or c["conflict"]:
+        lines.append("Test scores may be optimistic (leaks) or capped (conflicts); `--dedupe` drops the train side.")
+    lines.append("")
+    if lk["pairs"]:
+        lines += [_table(["kind", "match", "similarity", "item", "split / label", "item", "split / label"],
+                         [[p["kind"], p["match"], f"{p['similarity']:.3f}", f"`{p['a']}`",
+                           f"{p['roles'][0]} / {p['labels'][0]}", f"`{p['b']}`", f"{p['roles'][1]} / {p['labels'][1]}"]
+                          for p in lk["pairs"][:30]]), ""]
+        if lk["all_pairs"] > 30:
+            lines += [f"… {lk['all_pairs'] - 30} more pair(s) in results.json (first {len(lk['pairs'])}).", ""]
+    return lines
 
 
 def render_markdown(results: dict) -> str:
@@ -99,6 +149,9 @@ def render_markdown(results: dict) -> str:
                   _table(["comparison", "accuracy difference", "95% CI", "beyond noise?"],
                          [[k, f"{100 * v['difference']:+.1f} pts", _ci(v["ci"]), "yes" if v["significant"] else "no"]
                           for k, v in deltas.items()]), ""]
+    lines += assessment_lines(results)
+    from headstart.report_cost import savings_lines
+    lines += savings_lines(results, results.get("plots", {}))
     lines += ["### Per-class recall", "",
               _table(["strategy"] + d["classes"],
                      [[s] + [_pct(m["per_class_recall"][c]) for c in d["classes"]]
@@ -111,6 +164,7 @@ def render_markdown(results: dict) -> str:
               _table(["role", "source", "images"] + d["classes"],
                      [[r, d["roles"][r], sum(d["counts"][r].values())] + [d["counts"][r][c] for c in d["classes"]]
                       for r in ("train", "val", "test")]), ""]
+    lines += leakage_lines(results)
     if d["skipped"]:
         lines += [f"**{len(d['skipped'])} file(s) skipped** (unreadable):", ""]
         lines += [f"- `{s['path']}`: {s['reason']}" for s in d["skipped"][:50]]

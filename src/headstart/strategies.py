@@ -135,7 +135,7 @@ class Scratch(Strategy):
 
 
 class Classic(Strategy):
-    """No network: the modality's classic features (text: TF-IDF n-grams) + logistic regression, C on val."""
+    """No network: the modality's classic features (pixels, TF-IDF n-grams, MFCC) + logistic regression, C on val."""
     name = "classic"
     pretrained = False
 

@@ -207,8 +207,21 @@ def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[lis
     n_tok = sum(len(e) for e in ids)
     unk = sum(t == tok.unk_token_id for e in ids for t in e)
     stats = {"truncated_share": truncated / max(1, len(texts)), "unknown_token_rate": unk / max(1, n_tok),
-             "mean_tokens": n_tok / max(1, len(texts)), "pad_id": tok.pad_token_id or 0}
+             "mean_tokens": n_tok / max(1, len(texts)), "pad_id": tok.pad_token_id or 0, **_fragmentation(tok, texts)}
     return ids, stats
+
+
+def _fragmentation(tok, texts: list[str]) -> dict:
+    """Subword pieces per whitespace word and the share of word occurrences split into several pieces."""
+    from collections import Counter
+    counts = Counter(w for t in texts for w in t.split())
+    if not counts:
+        return {"pieces_per_word": 0.0, "split_word_share": 0.0}
+    words = list(counts)
+    pieces = np.array([len(e) for e in tok(words, add_special_tokens=False)["input_ids"]])
+    weight = np.array([counts[w] for w in words])
+    return {"pieces_per_word": float((pieces * weight).sum() / weight.sum()),
+            "split_word_share": float(weight[pieces > 1].sum() / weight.sum())}
 
 
 @torch.inference_mode()

@@ -36,9 +36,12 @@ class Context:
     timings: dict = field(default_factory=dict)
 
 
-def features(ctx: Context) -> np.ndarray:
-    """Frozen pretrained features for every image (cached on disk, computed at most once per process)."""
-    if ctx._feats is None:
+def features(ctx: Context, observe=None) -> np.ndarray:
+    """Frozen pretrained features for every item (cached on disk, computed at most once per process).
+
+    observe(model) -> context manager: forces a fresh pass with it active (e.g. BatchNorm statistics hooks)."""
+    if ctx._feats is None or observe is not None:
+        import contextlib
         from headstart.backbones import create_backbone
         from headstart.features import cached_features
         t0 = time.perf_counter()
@@ -46,12 +49,16 @@ def features(ctx: Context) -> np.ndarray:
         task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
         tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
         variant = "float32" + ("-pad30s" if getattr(ctx.cfg, "pad_to_30s", False) else "")
-        ctx._feats, hit = cached_features(lambda: ctx.modality.embed(ctx, model, tick), ctx.spec, ctx.ds,
-                                          ctx.size, ctx.cache_dir, dtype=variant)
+        def compute():
+            with observe(model) if observe else contextlib.nullcontext():
+                return ctx.modality.embed(ctx, model, tick)
+        ctx._feats, info = cached_features(compute, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, dtype=variant,
+                                           force=observe is not None)
         if task is not None:
             ctx.progress.update(task, completed=len(ctx.ds))
         ctx.timings["features_seconds"] = time.perf_counter() - t0
-        ctx.timings["features_cached"] = hit
+        ctx.timings["features_cached"] = info["cached"]
+        ctx.timings["features_compute"] = {k: info.get(k) for k in ("seconds", "cpu_seconds")}
     return ctx._feats
 
 
@@ -85,9 +92,12 @@ def _save_weights(path: Path, tensors: dict) -> None:
 
 
 def run_unit(ctx: Context, strategy: str, seed: int) -> dict:
-    unit_dir = ctx.run_dir / strategy / f"seed{seed}"
+    from headstart.io import inside
+    unit_dir = inside(ctx.run_dir, strategy, f"seed{seed}")
     unit_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    from headstart.costs import Meter, unit_compute
+    meter = Meter()
+    model, no_features_yet = None, ctx._feats is None
     if strategy == "linear-probe":
         res = _run_probe(ctx, unit_dir, seed)
     elif strategy == "classic":
@@ -95,11 +105,16 @@ def run_unit(ctx: Context, strategy: str, seed: int) -> dict:
     else:
         from headstart.train import TrainingDiverged
         try:
-            res = _run_trained(ctx, strategy, unit_dir, seed)
+            res, model = _run_trained(ctx, strategy, unit_dir, seed)
         except TrainingDiverged as e:
             ctx.log(f"{strategy} seed {seed} stopped: {e}; the other arms go on")
             res = {"failed": str(e)}
-    res.update(strategy=strategy, seed=seed, wall_seconds=time.perf_counter() - t0)
+    usage = meter.stop()
+    if "failed" not in res:
+        computed_here = no_features_yet and ctx._feats is not None and not ctx.timings.get("features_cached")
+        res["compute"] = unit_compute(ctx, strategy, usage, model, res.get("epochs_run", 0), computed_here)
+    res.update(strategy=strategy, seed=seed, wall_seconds=usage["wall_seconds"],
+               n_train=len(ctx.split["train"]))
     if ctx.fabric.is_global_zero:
         write_json(unit_dir / "result.json", res)
     return res
@@ -223,7 +238,8 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
             "epoch_budget": strat.max_epochs(), "stopped_early": res.stopped_early, "overfit": res.overfit,
             "events": res.events, "train_seconds": train_seconds, "trainable_params": int(trainable),
             "total_params": int(sum(p.numel() for p in model.parameters())), "policy": policy,
-            "augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads()}
+            "augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads()}, \
+        model
 
 
 def _checkpoint_early_stages(model, n: int) -> None:

@@ -1,0 +1,111 @@
+"""The report's figures (matplotlib, headless): learning curves, loss curves per arm, confusion matrix.
+
+    paths = make_plots(results, run_dir)      # {"curve": "plots/curve.png", "losses": ..., "confusion": ...}
+
+PNG files under <run>/plots, linked from report.md and embedded into report.html.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+COLORS = {"classic": "#7f7f7f", "linear-probe": "#1f77b4", "finetune": "#2ca02c", "scratch": "#d62728"}
+
+
+def make_plots(results: dict, run_dir: Path) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    out = Path(run_dir) / "plots"
+    out.mkdir(exist_ok=True)
+    made = {}
+    for name, fn in (("curve", _curve), ("losses", _losses), ("confusion", _confusion)):
+        fig = fn(results, Path(run_dir))
+        if fig is not None:
+            path = out / f"{name}.png"
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+            made[name] = f"plots/{name}.png"
+    return made
+
+
+def _curve(results: dict, run_dir: Path):
+    import matplotlib.pyplot as plt
+    import numpy as np
+    c = results.get("curve")
+    if not c or not c["points"]:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for s, pts in c["points"].items():
+        n = np.array(sorted(int(k) for k in pts))
+        accs = [pts[str(k)] for k in n]
+        mean = np.array([np.mean(a) for a in accs])
+        lo, hi = np.array([min(a) for a in accs]), np.array([max(a) for a in accs])
+        ax.errorbar(n, mean, yerr=[mean - lo, hi - mean], fmt="o", capsize=3, color=COLORS.get(s), label=s)
+        fit = c["needed"].get(s, {}).get("fit")
+        if fit:
+            grid = np.geomspace(n.min(), n.max() * 2, 50)
+            ax.plot(grid, 1 - fit["a"] * grid ** -fit["b"], "--", color=COLORS.get(s), lw=1)
+    if c.get("target"):
+        ax.axhline(c["target"], color="k", lw=0.8, ls=":", label=f"target {100 * c['target']:.1f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Label efficiency (points: mean, bars: seed range; dashed: power-law fit)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _losses(results: dict, run_dir: Path):
+    import matplotlib.pyplot as plt
+    from headstart.io import read_json
+    arms = [s for s, m in results["strategies"].items() if "failed" not in m and m.get("epoch_budget")]
+    if not arms:
+        return None
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.4), squeeze=False)
+    for ax, s in zip(axes[0], arms):
+        path = run_dir / s / "seed0" / "result.json"
+        if not path.exists():
+            continue
+        r = read_json(path)
+        h = r["history"]
+        ep = [row["epoch"] for row in h]
+        ax.plot(ep, [row["train_loss"] for row in h], "-o", ms=3, label="train loss")
+        ax.plot(ep, [row["val_loss"] for row in h], "-o", ms=3, label="val loss")
+        for e in r.get("events", []):
+            m = re.match(r"epoch (\d+): unfroze", e)
+            if m and int(m.group(1)) > 0:
+                ax.axvline(int(m.group(1)) - 0.5, color="grey", lw=0.8, ls="--")
+        best = r.get("best_epoch")
+        if best is not None and best >= 0:
+            ax.plot([best], [h[[row["epoch"] for row in h].index(best)]["val_loss"]], "k*", ms=12, label="kept")
+        if r.get("stopped_early"):
+            ax.axvline(ep[-1], color="red", lw=1, label="early stop")
+        title = s + (" (overfitting seen)" if r.get("overfit") else "")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch (dashed: unfreeze)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _confusion(results: dict, run_dir: Path):
+    import matplotlib.pyplot as plt
+    import numpy as np
+    rec = results["recommended"]
+    conf = np.asarray(results["strategies"][rec]["confusion"])
+    classes = results["data"]["classes"]
+    if len(classes) > 40:
+        return None
+    size = 3 + 0.35 * len(classes)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(conf, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if conf[i, j] > conf.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion matrix: {rec} (test, seed 0)")
+    return fig

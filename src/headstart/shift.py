@@ -1,0 +1,111 @@
+"""Domain shift from the source data, measured without the source data.
+
+Vision: every BatchNorm layer stores the running mean/variance of its input over the source training set. Feeding
+the target images and comparing per channel gives a shift profile by depth: shift in early layers means low-level
+statistics differ (X-rays, satellite, digits); shift only near the top means new semantics on familiar pixels.
+
+    with BatchNormShift(model, include=mask) as bn:   # during the (one) feature-extraction pass
+        feats = embed(...)
+    profile = bn.profile()                            # per layer: mean over channels of KL(target || source)
+
+Text: how the tokenizer cuts the target texts (pieces per word, unknown tokens, truncation).
+Speech: what the encoder was trained on (16 kHz wideband speech in 30 s windows) against what the files are.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def gaussian_kl(mu_t, var_t, mu_s, var_s, eps: float = 1e-5) -> np.ndarray:
+    """KL(N(mu_t, var_t) || N(mu_s, var_s)) per channel; 0 when the target matches the stored statistics."""
+    var_t, var_s = np.asarray(var_t) + eps, np.asarray(var_s) + eps
+    return 0.5 * (np.log(var_s / var_t) + (var_t + (np.asarray(mu_t) - mu_s) ** 2) / var_s - 1.0)
+
+
+class BatchNormShift:
+    """Forward pre-hooks on every BatchNorm layer accumulating per-channel sums of its input, only for the samples
+    where `include` is true (batches are assumed to arrive in dataset order, as in the embedding pass)."""
+
+    def __init__(self, model, include: np.ndarray | None = None):
+        self.model, self.include = model, include
+        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       and m.running_mean is not None]
+        self.sums = {n: [0.0, 0.0, 0] for n, _ in self.layers}
+        self.seen, self.mask, self.handles = 0, None, []
+
+    def __enter__(self):
+        first = self.layers[0][0] if self.layers else None
+        for name, mod in self.layers:
+            self.handles.append(mod.register_forward_pre_hook(self._hook(name, name == first)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _hook(self, name: str, first: bool):
+        def hook(_mod, args):
+            x = args[0]
+            if first:                      # a new batch starts at the first BatchNorm layer
+                b = x.shape[0]
+                sel = np.ones(b, bool) if self.include is None else self.include[self.seen: self.seen + b]
+                self.mask, self.seen = torch.from_numpy(np.asarray(sel, bool)), self.seen + b
+            if not bool(self.mask.any()):
+                return
+            # per (sample, channel) first and second moments, pooled over samples in float64. Large maps are read
+            # at every other row and column: a quarter of the cost, and still >= 196 positions per image
+            while x.dim() == 4 and min(x.shape[2:]) >= 28:
+                x = x[:, :, ::2, ::2]
+            dims = list(range(2, x.dim()))
+            mean, sq = x.float().mean(dims)[self.mask].double(), (x.float() ** 2).mean(dims)[self.mask].double()
+            acc = self.sums[name]
+            acc[0] = acc[0] + mean.sum(0).numpy()
+            acc[1] = acc[1] + sq.sum(0).numpy()
+            acc[2] += int(mean.shape[0])
+        return hook
+
+    def profile(self) -> list[dict]:
+        out = []
+        for name, mod in self.layers:
+            s, s2, cnt = self.sums[name]
+            if not cnt:
+                continue
+            mu = s / cnt
+            var = np.maximum(s2 / cnt - mu ** 2, 0.0)
+            kl = gaussian_kl(mu, var, mod.running_mean.double().numpy(), mod.running_var.double().numpy())
+            out.append({"layer": name, "channels": int(len(mu)), "kl": float(np.mean(kl))})
+        return out
+
+
+def summarize_profile(profile: list[dict]) -> dict:
+    """Early / middle / late thirds of the BatchNorm layers by depth (median KL of each third)."""
+    kl = np.array([p["kl"] for p in profile])
+    if not len(kl):
+        return {}
+    thirds = np.array_split(kl, 3)
+    early, middle, late = (float(np.median(t)) if len(t) else float("nan") for t in thirds)
+    return {"early": early, "middle": middle, "late": late, "layers": len(kl)}
+
+
+def text_shift(stats: dict) -> dict:
+    """Tokenizer evidence (computed when the texts are tokenized): how much the vocabulary fits the texts."""
+    keys = ("pieces_per_word", "split_word_share", "unknown_token_rate", "truncated_share", "mean_tokens")
+    return {k: stats[k] for k in keys if k in stats}
+
+
+def audio_shift(ds_stats: dict, items: list) -> dict:
+    """Signal facts against Whisper's training input (16 kHz wideband speech, 30 s windows)."""
+    rates = {int(k): v for k, v in ds_stats.get("rates", {}).items()}
+    n = sum(rates.values()) or 1
+    secs = np.array([len(x) / 16000 for x in items])
+    rms = np.array([float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in items])
+    clipped = np.array([float(np.mean(np.abs(x) >= 0.999)) for x in items])
+    return {"narrowband_share": sum(v for r, v in rates.items() if r < 16000) / n,
+            "original_rates": rates, "median_seconds": float(np.median(secs)),
+            "window_fill": float(np.median(secs) / 30.0),
+            "median_level_dbfs": float(20 * np.log10(max(np.median(rms), 1e-9))),
+            "clipped_share": float(np.mean(clipped > 0.001)),
+            "missing": "no activation-statistics reference: Whisper's encoder uses LayerNorm (no stored source "
+                       "statistics) and no speech reference set ships offline"}

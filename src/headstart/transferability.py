@@ -1,0 +1,108 @@
+"""Transferability scores of frozen features for a labelled target task (higher = more transferable).
+
+    logme(F, y)            # LogME, You et al. ICML 2021: mean per-class log evidence of a Bayesian linear model
+    hscore(F, y)           # H-score, Bao et al. 2019: tr(cov(F)^-1 cov(E[F|y])), shrinkage-regularised
+    leep(theta, y)         # LEEP, Nguyen et al. 2020: needs the source classifier's probabilities theta (n, Z)
+    nce(z, y)              # NCE, Tran et al. 2019: -H(Y | Z), z = the source classifier's predicted class
+    knn_accuracy(F, y)     # cross-validated k-NN accuracy: the plain, interpretable number
+
+They rank backbones for one task; none of them is an accuracy forecast (LogME and H-score have no absolute scale).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def logme(f: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> float:
+    """Mean over classes of the maximised log evidence per sample, of y_k (one-hot column) ~ F m + noise.
+
+    Evidence maximisation by the fixed-point updates of MacKay (alpha: prior precision, beta: noise precision),
+    computed in the SVD basis of F so each class costs O(min(n, D)) per iteration."""
+    f = np.asarray(f, dtype=np.float64)
+    y = np.asarray(y)
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    sigma = s ** 2                                    # eigenvalues of F^T F (the rest, up to D, are 0)
+    scores = []
+    for k in np.unique(y):
+        t = (y == k).astype(np.float64)
+        x = u.T @ t                                   # t in the singular basis
+        x2, rest = x ** 2, max(0.0, float(t @ t - x @ x))   # rest: part of t outside F's column space
+        alpha, beta = 1.0, 1.0
+        for _ in range(max_iter):
+            gamma = float((beta * sigma / (alpha + beta * sigma)).sum())
+            m2 = float((beta ** 2 * sigma * x2 / (alpha + beta * sigma) ** 2).sum())
+            res2 = float((alpha ** 2 * x2 / (alpha + beta * sigma) ** 2).sum()) + rest
+            # clamped: with D >= n a class can be fitted exactly and the optimum runs off to beta -> infinity
+            new_alpha = float(np.clip(gamma / max(m2, 1e-300), 1e-10, 1e10))
+            new_beta = float(np.clip((n - gamma) / max(res2, 1e-300), 1e-10, 1e10))
+            done = abs(new_alpha - alpha) / alpha < tol and abs(new_beta - beta) / beta < tol
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        m2 = float((beta ** 2 * sigma * x2 / (alpha + beta * sigma) ** 2).sum())
+        res2 = float((alpha ** 2 * x2 / (alpha + beta * sigma) ** 2).sum()) + rest
+        logdet = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
+        ev = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
+              - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2)
+        scores.append(ev / n)
+    return float(np.mean(scores))
+
+
+def hscore(f: np.ndarray, y: np.ndarray, shrinkage: float | None = None) -> float:
+    """tr(cov(F)^-1 cov(E[F | y])). With few samples per dimension the feature covariance is singular, so it is
+    shrunk towards a scaled identity (Ledoit-Wolf coefficient unless `shrinkage` is given; 0 = the plain formula)."""
+    f = np.asarray(f, dtype=np.float64)
+    f = f - f.mean(0)
+    cov = f.T @ f / len(f)
+    if shrinkage is None:
+        from sklearn.covariance import ledoit_wolf_shrinkage
+        shrinkage = float(ledoit_wolf_shrinkage(f, assume_centered=True))
+    mu = np.trace(cov) / cov.shape[0]
+    cov = (1 - shrinkage) * cov + shrinkage * mu * np.eye(cov.shape[0])
+    g = np.zeros_like(f)
+    for k in np.unique(y):
+        g[y == k] = f[y == k].mean(0)
+    cov_g = g.T @ g / len(g)
+    return float(np.trace(np.linalg.pinv(cov, hermitian=True) @ cov_g))
+
+
+def _joint(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Empirical joint P(y, z) (classes of y in sorted order) from per-sample source distributions theta."""
+    classes = np.unique(y)
+    return np.stack([theta[y == k].sum(0) for k in classes]) / len(y)
+
+
+def leep(theta: np.ndarray, y: np.ndarray) -> float:
+    """Mean log-likelihood of the target labels under the 'expected empirical predictor' sum_z P(y|z) theta_z."""
+    theta = np.asarray(theta, dtype=np.float64)
+    y = np.asarray(y)
+    joint = _joint(theta, y)
+    cond = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)     # P(y | z)
+    row = np.searchsorted(np.unique(y), y)
+    p = (theta * cond[row]).sum(1)
+    return float(np.log(np.maximum(p, 1e-300)).mean())
+
+
+def nce(z: np.ndarray, y: np.ndarray) -> float:
+    """Negative conditional entropy -H(Y | Z) of the target labels given the source's hard predictions."""
+    z = np.asarray(z)
+    zs = np.unique(z)
+    onehot = (z[:, None] == zs[None, :]).astype(np.float64)
+    joint = _joint(onehot, np.asarray(y))
+    pz = joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / np.broadcast_to(pz, joint.shape)[nz])).sum())
+
+
+def knn_accuracy(f: np.ndarray, y: np.ndarray, seed: int = 0, k: int = 5, metric: str = "cosine") -> float:
+    """Stratified 5-fold cross-validated k-NN accuracy (distance-weighted, cosine by default)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    y = np.asarray(y)
+    smallest = np.bincount(np.unique(y, return_inverse=True)[1]).min()
+    folds = (StratifiedKFold(min(5, smallest), shuffle=True, random_state=seed) if smallest >= 2
+             else KFold(min(5, len(y)), shuffle=True, random_state=seed))
+    k = max(1, min(k, len(y) * 4 // 5 - 1))
+    clf = KNeighborsClassifier(n_neighbors=k, weights="distance", metric=metric)
+    return float(cross_val_score(clf, f, y, cv=folds).mean())

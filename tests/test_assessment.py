@@ -1,0 +1,169 @@
+"""Assessment: transferability scores against their formulas, the BatchNorm shift profile against planted shifts,
+the verdict rules, and `headstart assess` end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.transferability import hscore, knn_accuracy, leep, logme, nce
+
+
+def _direct_log_evidence(f, t):
+    """max over alpha, beta of log N(t; 0, I/beta + F F^T / alpha): the definition, optimised numerically."""
+    from scipy.optimize import minimize
+    from scipy.stats import multivariate_normal
+    n = len(t)
+
+    def neg(p):
+        a, b = np.exp(p)
+        return -multivariate_normal(np.zeros(n), np.eye(n) / b + f @ f.T / a).logpdf(t)
+    best = min((minimize(neg, x0, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 20000})
+                for x0 in ([0.0, 0.0], [2.0, 1.0], [-2.0, 2.0])), key=lambda r: r.fun)
+    return -best.fun / n
+
+
+@pytest.mark.parametrize("n,d", [(40, 6), (15, 30)])      # more samples than dims, and fewer
+def test_logme_matches_direct_evidence_maximisation(n, d):
+    rng = np.random.default_rng(n)
+    f = rng.normal(size=(n, d))
+    y = (f[:, 0] + 0.7 * rng.normal(size=n) > 0).astype(int)
+    direct = np.mean([_direct_log_evidence(f, (y == k).astype(float)) for k in (0, 1)])
+    assert logme(f, y, max_iter=1000, tol=1e-10) == pytest.approx(direct, abs=1e-4)
+
+
+def test_logme_prefers_informative_features():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    good = np.eye(3)[y] * 2 + rng.normal(size=(120, 3)) * 0.3
+    noise = rng.normal(size=(120, 3))
+    assert logme(good, y) > logme(noise, y) + 0.1
+
+
+def test_hscore_formula_by_hand():
+    f = np.array([[0.0], [2.0], [4.0], [6.0]])
+    y = np.array([0, 0, 1, 1])
+    # var(f) = (9 + 1 + 1 + 9) / 4 = 5; class means 1 and 5 -> centred -2, 2: var = 4; H = 4 / 5
+    assert hscore(f, y, shrinkage=0.0) == pytest.approx(0.8)
+    g = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])   # class-independent: H = 0
+    assert hscore(g, np.array([0, 0, 1, 1]), shrinkage=0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_leep_and_nce_formulas_by_hand():
+    y = np.array([0, 0, 0, 1])
+    aligned = np.eye(2)[y]
+    assert leep(aligned, y) == pytest.approx(0.0, abs=1e-12)           # source class determines the label
+    assert nce(y, y) == pytest.approx(0.0, abs=1e-12)
+    uniform = np.full((4, 5), 0.2)                                       # source says nothing: log P(y) on average
+    prior = 0.75 * np.log(0.75) + 0.25 * np.log(0.25)
+    assert leep(uniform, y) == pytest.approx(prior)
+    assert nce(np.zeros(4, int), y) == pytest.approx(prior)              # -H(Y)
+    # two source classes, z0 -> labels {0, 0, 1}, z1 -> {0}: P(y|z0) = (2/3, 1/3), P(y|z1) = (1, 0)
+    z = np.array([0, 0, 1, 0])
+    theta = np.eye(2)[z]
+    expected = (2 * np.log(2 / 3) + np.log(1.0) + np.log(1 / 3)) / 4
+    assert leep(theta, y) == pytest.approx(expected)
+    assert nce(z, y) == pytest.approx(expected)
+
+
+def test_knn_accuracy_separable_vs_random_labels():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    f = np.eye(3)[y] * 5 + rng.normal(size=(60, 3))
+    assert knn_accuracy(f, y) == pytest.approx(1.0)
+    assert knn_accuracy(f, rng.permutation(y)) < 0.7
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8, momentum=None)
+        self.c2, self.b2 = torch.nn.Conv2d(8, 8, 3), torch.nn.BatchNorm2d(8, momentum=None)
+
+    def forward(self, x):
+        return self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+
+
+def _profile(net, x, include=None):
+    from headstart.shift import BatchNormShift
+    with BatchNormShift(net, include) as bn, torch.no_grad():
+        for chunk in x.split(16):
+            net(chunk)
+    return [p["kl"] for p in bn.profile()]
+
+
+def test_batchnorm_profile_zero_on_source_statistics_and_grows_with_shift():
+    torch.manual_seed(0)
+    net = _Net()
+    with torch.no_grad():                      # momentum=None: running stats = exact average over "source" data
+        net.train()
+        for _ in range(20):
+            net(torch.randn(64, 3, 32, 32))
+    net.eval()
+    matched = _profile(net, torch.randn(128, 3, 32, 32))
+    assert max(matched) < 0.01
+    mild = _profile(net, torch.randn(128, 3, 32, 32) * 1.5 + 0.5)
+    strong = _profile(net, torch.randn(128, 3, 32, 32) * 3 + 2)
+    assert all(m > 0.05 for m in mild) and all(s > m for s, m in zip(strong, mild))
+    # only the included samples count: shifted ones masked out -> back to ~0
+    x = torch.cat([torch.randn(16, 3, 32, 32), torch.randn(16, 3, 32, 32) * 3 + 2] * 4)
+    include = np.tile(np.r_[np.ones(16, bool), np.zeros(16, bool)], 4)
+    assert max(_profile(net, x, include)) < 0.02
+
+
+def test_gaussian_kl_matches_closed_form():
+    from headstart.shift import gaussian_kl
+    # KL(N(1, 4) || N(0, 1)) = 0.5 * (log(1/4) + 4 + 1 - 1)
+    assert gaussian_kl(1.0, 4.0, 0.0, 1.0, eps=0) == pytest.approx(0.5 * (np.log(0.25) + 4))
+
+
+def _assessment(knn, raw, modality="image", early=0.1):
+    return {"modality": modality, "scores": {"knn": knn, "knn_raw": raw},
+            "shift": {"batchnorm": {"early": early, "middle": 0.1, "late": 0.1}} if modality == "image" else {}}
+
+
+def test_verdict_rules():
+    from headstart.assess import GAIN_HELPS, GAIN_LITTLE, verdict
+    assert verdict(_assessment(0.9, 0.9 - GAIN_HELPS - 1e-6))["label"] == "likely helps"
+    assert verdict(_assessment(0.6, 0.6 - GAIN_LITTLE + 1e-6))["label"] == "likely little gain over scratch"
+    assert verdict(_assessment(0.6, 0.6 - (GAIN_HELPS + GAIN_LITTLE) / 2))["label"] == "uncertain"
+    assert verdict(_assessment(0.95, 0.5))["try_first"] == "linear-probe"
+    deep = verdict(_assessment(0.5, 0.3, early=5.0))
+    assert deep["try_first"] == "finetune" and "deeper" in deep["why"]
+
+
+def test_predicted_vs_measured():
+    from headstart.assess import predicted_vs_measured
+    a = {"verdict": {"label": "likely helps", "try_first": "linear-probe"}}
+    res = {"strategies": {"linear-probe": {"val_acc": 0.9}, "finetune": {"val_acc": 0.8},
+                          "scratch": {"val_acc": 0.5}, "classic": {"val_acc": 0.6}},
+           "paired_differences": {"linear-probe - classic": {"difference": 0.2, "ci": [0.1, 0.3],
+                                                             "significant": True}}}
+    c = predicted_vs_measured(a, res)
+    assert (c["best_transfer"], c["best_baseline"], c["measured"], c["agrees"], c["try_first_agrees"]) == \
+        ("linear-probe", "classic", "transfer helped", True, True)
+    a["verdict"]["label"] = "likely little gain over scratch"
+    assert predicted_vs_measured(a, res)["agrees"] is False
+
+
+def test_assess_cli_ranks_backbones_and_lists_the_ones_that_do_not_load(tmp_path):
+    from conftest import make_image_folder
+    from test_cli import hs
+    data = make_image_folder(tmp_path / "imgs", per_class=10)
+    out = tmp_path / "assess"
+    r = hs("assess", data, "--backbones", "efficientnet_lite0,no_such_backbone,efficientnet_lite1", "--out", out,
+           "--image-size", 64)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((out / "assessment.json").read_text())
+    names = [a["backbone"] for a in res["ranking"]]
+    assert sorted(names) == ["efficientnet_lite0", "efficientnet_lite1"]
+    assert [a["scores"]["logme"] for a in res["ranking"]] == sorted((a["scores"]["logme"] for a in res["ranking"]),
+                                                                   reverse=True)
+    assert res["skipped"][0]["backbone"] == "no_such_backbone"
+    first = res["ranking"][0]
+    assert {"logme", "hscore", "leep", "nce", "knn", "knn_raw"} <= set(first["scores"])
+    assert first["shift"]["batchnorm"]["layers"] > 10 and first["verdict"]["label"]
+    assert "efficientnet_lite1" in r.stdout and "LogME" in r.stdout and "no_such_backbone" in r.stdout
+    assert (out / "assessment.md").read_text().startswith("# Assessment")
