@@ -119,8 +119,8 @@ def test_gaussian_kl_matches_closed_form():
     assert gaussian_kl(1.0, 4.0, 0.0, 1.0, eps=0) == pytest.approx(0.5 * (np.log(0.25) + 4))
 
 
-def _assessment(knn, raw, modality="image", early=0.1):
-    return {"modality": modality, "scores": {"knn": knn, "knn_raw": raw},
+def _assessment(knn, raw, modality="image", early=0.1, per_class=50):
+    return {"modality": modality, "scores": {"knn": knn, "knn_raw": raw}, "train_per_class_median": per_class,
             "shift": {"batchnorm": {"early": early, "middle": 0.1, "late": 0.1}} if modality == "image" else {}}
 
 
@@ -132,6 +132,9 @@ def test_verdict_rules():
     assert verdict(_assessment(0.95, 0.5))["try_first"] == "linear-probe"
     deep = verdict(_assessment(0.5, 0.3, early=5.0))
     assert deep["try_first"] == "finetune" and "deeper" in deep["why"]
+    assert verdict(_assessment(0.5, 0.3, per_class=5))["try_first"] == "linear-probe"        # few labels
+    text = verdict(_assessment(0.6, 0.62, modality="text"))     # frozen text features tie TF-IDF: not "little"
+    assert text["label"] == "uncertain" and text["try_first"] == "finetune"
 
 
 def test_predicted_vs_measured():

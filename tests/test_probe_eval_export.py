@@ -103,3 +103,19 @@ def test_export_predict_matches_model(tiny_folder, tmp_path):
         assert got[str(tiny_folder / p)] == pytest.approx(float(pr.max()), abs=1e-5)
     loaded, spec2, classes, meta = load_model(tmp_path / "model")
     assert classes == ["cats", "dogs"] and spec2.input_size == 64 and meta["format"] == 1
+
+
+def test_onnx_predict_matches_pytorch(tiny_folder, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from headstart.backbones import create_backbone
+    from headstart.export import predict, save_model
+    model, spec = create_backbone("efficientnet_lite0", 2)
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)      # spread the outputs
+    save_model(tmp_path / "model", model.eval(), spec, ["cats", "dogs"], input_size=64)
+    assert (tmp_path / "model" / "model.onnx").exists()
+    onnx_rows = predict(tmp_path / "model", [str(tiny_folder)], runtime="onnx")
+    torch_rows = predict(tmp_path / "model", [str(tiny_folder)], runtime="torch")
+    assert [r.get("label") for r in onnx_rows] == [r.get("label") for r in torch_rows]
+    for a, b in zip(onnx_rows, torch_rows):
+        if "error" not in a:
+            assert a["top"][0][1] == pytest.approx(b["top"][0][1], abs=1e-4)

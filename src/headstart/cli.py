@@ -192,10 +192,14 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="image files or folders; for text models: tables, .txt files "
                                                 "or literal texts")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+    runtime: Annotated[str, typer.Option(help="auto (ONNX Runtime when installed and model.onnx exists) | onnx | "
+                                         "torch")] = "auto",
 ):
     """Predict classes with an exported headstart model (unreadable files are listed, not fatal)."""
     from headstart.export import predict as do_predict
-    rows = do_predict(model, inputs)
+    if runtime not in ("auto", "onnx", "torch"):
+        raise UserError(f"--runtime {runtime!r} unknown; choose auto, onnx or torch")
+    rows = do_predict(model, inputs, runtime=runtime)
     if as_json:
         for r in rows:
             print(json.dumps(r))

@@ -95,7 +95,7 @@ def inference_flops(ctx) -> float:
 
 
 def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 0,
-                 features_in_unit: bool = False) -> dict:
+                 features_in_unit: bool = False, cached_flops: float | None = None) -> dict:
     """FLOPs, time, memory, energy and money of one finished unit. Training FLOPs count every epoch at the final
     unfreeze state (an upper bound for gradual unfreezing) plus the validation passes."""
     import copy
@@ -111,6 +111,8 @@ def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 
             fc = {} if features_in_unit else ctx.timings.get("features_compute") or {}
             out["wall_seconds"] += fc.get("seconds") or 0.0
             out["cpu_seconds"] += fc.get("cpu_seconds") or 0.0
+        elif cached_flops is not None:
+            train = cached_flops
         else:
             per_item = flops_per_item(copy.deepcopy(model).train(), sample_batch(ctx, ctx.split["train"], True), True)
             train = per_item * n_train * epochs_run + inf * n_val * (epochs_run + 1)

@@ -46,11 +46,11 @@ def ensure_writable(run_dir: Path) -> Path:
     return run_dir
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
+def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
     if not cfg.out:
         name = Path(cfg.data).resolve().name or "data"
         cfg.out = str(Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}")
-    run_dir = ensure_writable(Path(cfg.out))
+    run_dir = ensure_writable(Path(cfg.out)) if write else Path(cfg.out)
     saved = run_dir / "config.json"
     if saved.exists():
         old = RunConfig.load(saved).to_dict()
@@ -59,13 +59,16 @@ def prepare_run_dir(cfg: RunConfig) -> Path:
         if diff:
             raise UserError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ); "
                             "resume with the same arguments, or use a new --out folder")
-    cfg.save(saved)
+    if write:
+        cfg.save(saved)
     return run_dir
 
 
 def _make_fabric(cfg: RunConfig):
     from lightning.fabric import Fabric
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision)
+    # several devices: DDP that tolerates parameters without gradients (groups not unfrozen yet)
+    strategy = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true"
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision, strategy=strategy)
     if cfg.devices != 1:
         fabric.launch()
     return fabric
@@ -94,7 +97,10 @@ def prepare(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = Non
         raise UserError(f"backbone {cfg.backbone} is for {spec.modality} but the data is {modality.name}; "
                         f"pass a {modality.name} backbone (default: {modality.default_backbone})")
     size = cfg.image_size or spec.input_size
-    run_dir = run_dir or prepare_run_dir(cfg)
+    if cfg.devices != 1 and not cfg.out:
+        raise UserError("--devices above 1 needs --out: every process must write to the same run folder")
+    fabric = _make_fabric(cfg)       # first: under DDP every rank runs what follows, and only rank 0 writes
+    run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
     ds = modality.load(cfg, spec, size)
     if ds.skipped:
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
@@ -104,9 +110,10 @@ def prepare(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = Non
         split = load_split(split_path, ds.paths, ds.labels, ds.classes)
     else:
         split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        save_split(split_path, split, ds.paths, ds.labels, ds.classes)
+        if fabric.is_global_zero:
+            save_split(split_path, split, ds.paths, ds.labels, ds.classes)
     ctx = units.Context(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir,
-                        fabric=_make_fabric(cfg), progress=progress, log=log, modality=modality,
+                        fabric=fabric, progress=progress, log=log, modality=modality,
                         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
     ctx.modality_stats = modality.prepare(ctx)
     return ctx
@@ -209,7 +216,7 @@ def summarize(ctx, strategies: list[str]) -> dict:
             "trainable_params": ok[0]["trainable_params"], "total_params": ok[0]["total_params"],
             "policy": ok[0]["policy"], "events": ok[0].get("events", []),
             "failed_seeds": [r["seed"] for r in failed],
-            "compute": _mean_compute([r.get("compute") for r in ok]),
+            "compute": _mean_compute([r.get("compute") for r in ok]), "trunk_cache": ok[0].get("trunk_cache"),
         }
     deltas = {}
     for base in ("scratch", "classic"):             # every transfer arm against every from-scratch baseline

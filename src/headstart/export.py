@@ -29,8 +29,31 @@ def save_model(folder: str | Path, model, spec, classes: list[str], input_size: 
         model.encoder.config.save_pretrained(str(folder))
         AutoTokenizer.from_pretrained(spec.path).save_pretrained(str(folder))
         spec_d["path"] = ""
+    onnx = export_onnx(folder / "model.onnx", model, spec, input_size) if spec.modality == "image" else None
     write_json(folder / "headstart_model.json",
-               {"format": FORMAT, "spec": spec_d, "classes": classes, **(extra or {})})
+               {"format": FORMAT, "spec": spec_d, "classes": classes, "onnx": onnx, **(extra or {})})
+
+
+def export_onnx(path: Path, model, spec, input_size: int) -> str | None:
+    """model.onnx beside the weights (input: normalised NCHW float, batch dimension dynamic), for `predict` through
+    ONNX Runtime. Returns the file name, or None when the exporter is unavailable (PyTorch predict still works)."""
+    import io
+
+    import torch
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    model = model.eval()
+    x = torch.zeros(1, 3, input_size, input_size)
+    try:
+        torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    except Exception:   # an architecture the exporter cannot trace: keep the PyTorch path only
+        return None
+    atomic_write_bytes(path, buf.getvalue())
+    return path.name
 
 
 def load_model(folder: str | Path):
@@ -105,14 +128,38 @@ def _expand(inputs: list[str], exts: set[str], what: str) -> list[Path]:
     return files
 
 
-def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top: int = 3) -> list[dict]:
+def image_runner(model_dir: str | Path, model, meta: dict, runtime: str = "auto"):
+    """(name, function: normalised NCHW float tensor -> logits tensor): ONNX Runtime when the folder has model.onnx
+    and onnxruntime is installed (runtime auto|onnx), else PyTorch eager."""
+    import torch
+    onnx_file = Path(model_dir) / (meta.get("onnx") or "model.onnx")
+    if runtime in ("auto", "onnx") and meta.get("onnx") and onnx_file.exists():
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            if runtime == "onnx":
+                raise UserError("--runtime onnx needs ONNX Runtime: pip install onnxruntime") from None
+        else:
+            sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+            return "onnxruntime", lambda x: torch.from_numpy(sess.run(None, {"x": x.contiguous().numpy()})[0])
+    elif runtime == "onnx":
+        raise UserError(f"{model_dir} has no model.onnx; re-export with onnx installed, or use --runtime torch")
+
+    def eager(x):
+        with torch.inference_mode():
+            return model(x)
+    return "pytorch", eager
+
+
+def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top: int = 3,
+            runtime: str = "auto") -> list[dict]:
     import torch
     from torchvision.transforms.v2.functional import center_crop
 
     from headstart.data import _load_one
     from headstart.features import preprocess
 
-    model, spec, classes, _ = load_model(model_dir)
+    model, spec, classes, meta = load_model(model_dir)
     if spec.modality == "text":
         return _predict_texts(model, spec, classes, inputs, top)
     if spec.modality == "audio":
@@ -121,13 +168,13 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
     files = _expand(inputs, IMAGE_EXTS, "image")
     rows: list[dict] = [{} for _ in files]     # input order, whatever the batching
     batch = []
+    _, run = image_runner(model_dir, model, meta, runtime)
 
     def flush():
         if not batch:
             return
         x = torch.stack([center_crop(t, [spec.input_size] * 2) for _, _, t in batch])
-        with torch.inference_mode():
-            probs = model(preprocess(x, spec)).softmax(1)
+        probs = run(preprocess(x, spec)).softmax(1)
         for (k, path, _), p in zip(batch, probs):
             vals, idx = p.topk(min(top, len(classes)))
             rows[k] = {"path": str(path), "label": classes[idx[0]], "prob": float(vals[0]),

@@ -21,10 +21,15 @@ def make_plots(results: dict, run_dir: Path) -> dict:
     for name, fn in (("curve", _curve), ("losses", _losses), ("confusion", _confusion)):
         fig = fn(results, Path(run_dir))
         if fig is not None:
-            path = out / f"{name}.png"
-            fig.savefig(path, dpi=110, bbox_inches="tight")
+            import io
+
             import matplotlib.pyplot as plt
+
+            from headstart.io import atomic_write_bytes
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
             plt.close(fig)
+            atomic_write_bytes(out / f"{name}.png", buf.getvalue())
             made[name] = f"plots/{name}.png"
     return made
 

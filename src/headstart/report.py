@@ -184,6 +184,11 @@ def render_markdown(results: dict) -> str:
             lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "
                           f"epoch kept {m['best_epochs']} (-1 = the starting weights)")
             lines += [f"  - {e}" for e in m.get("events", [])]
+            if m.get("trunk_cache"):
+                tc = m["trunk_cache"]
+                lines.append(f"  - frozen trunk (blocks below `blocks.{tc['first_trained_block']}`) computed once for "
+                             f"{tc['views']} cached augmented views per training image ({tc['seconds']:.1f} s); "
+                             "each epoch trained only the top on one of those views (--trunk-views 0 turns this off)")
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
     cfg = results["config"]
     lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",

@@ -89,7 +89,14 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
                               num_workers=num_workers, collate_fn=collate)
     val_loader = DataLoader(val_ds, batch_size=batch_size * 2, num_workers=num_workers, collate_fn=collate)
+    ddp = fabric.world_size > 1
+    if ddp:   # DDP syncs only parameters that require grad when it wraps: enable all that will ever train
+        before = {p: p.requires_grad for p in model.parameters()}
+        strategy.on_epoch_start(model, max_epochs - 1)
     fmodel, opt = fabric.setup(model, opt)
+    if ddp:   # back to the starting freeze; later unfreezing is seen through find_unused_parameters
+        for p, rg in before.items():
+            p.requires_grad_(rg)
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
     task = None
     if progress is not None:

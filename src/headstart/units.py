@@ -5,6 +5,7 @@ either counts as finished (and is never retrained) or runs again from the start.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
@@ -112,7 +113,8 @@ def run_unit(ctx: Context, strategy: str, seed: int) -> dict:
     usage = meter.stop()
     if "failed" not in res:
         computed_here = no_features_yet and ctx._feats is not None and not ctx.timings.get("features_cached")
-        res["compute"] = unit_compute(ctx, strategy, usage, model, res.get("epochs_run", 0), computed_here)
+        res["compute"] = unit_compute(ctx, strategy, usage, model, res.get("epochs_run", 0), computed_here,
+                                      (res.get("trunk_cache") or {}).get("flops_train"))
     res.update(strategy=strategy, seed=seed, wall_seconds=usage["wall_seconds"],
                n_train=len(ctx.split["train"]))
     if ctx.fabric.is_global_zero:
@@ -216,12 +218,19 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
         _checkpoint_early_stages(model, 2)
     train_ds = ctx.modality.dataset(ctx, ctx.split["train"], train=True)
     val_ds = ctx.modality.dataset(ctx, ctx.split["val"])
+    batch_fn, cache = ctx.modality.batch_fn(ctx), _trunk_cache(ctx, model, strat)
     t0 = time.perf_counter()
-    res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=ctx.modality.batch_fn(ctx),
-              max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
-              batch_size=cfg.batch_size,
-              weight_decay=cfg.weight_decay, seed=seed, num_workers=cfg.num_workers, progress=ctx.progress,
-              label=f"{strategy} (seed {seed})")
+    with cache or contextlib.nullcontext() as ct:
+        if ct is not None:     # only the trainable top runs each epoch, on stored views of the frozen trunk
+            train_ds, val_ds, batch_fn = ct.train_ds, ct.val_ds, ct.batch_fn
+            cached = {"views": ct.views, "first_trained_block": ct.k, "seconds": time.perf_counter() - t0}
+        res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=batch_fn,
+                  max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
+                  batch_size=cfg.batch_size,
+                  weight_decay=cfg.weight_decay, seed=seed, num_workers=cfg.num_workers, progress=ctx.progress,
+                  label=f"{strategy} (seed {seed})")
+        if ct is not None:
+            cached["flops_train"] = ct.flops(res.epochs_run)
     train_seconds = time.perf_counter() - t0
     trainable = max(h["trainable_params"] for h in res.history)
     if ctx.fabric.is_global_zero:   # under DDP every rank holds identical weights; rank 0 writes
@@ -238,8 +247,21 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
             "epoch_budget": strat.max_epochs(), "stopped_early": res.stopped_early, "overfit": res.overfit,
             "events": res.events, "train_seconds": train_seconds, "trainable_params": int(trainable),
             "total_params": int(sum(p.numel() for p in model.parameters())), "policy": policy,
-            "augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads()}, \
-        model
+            "augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
+            "trunk_cache": cached if cache is not None else None}, model
+
+
+def _trunk_cache(ctx: Context, model, strat):
+    """A CachedTrunk when only top blocks of an image backbone train (and the cache fits in memory), else None."""
+    from headstart.trunk_cache import CachedTrunk, cache_fits, trunk_split
+    if strat.name != "finetune" or ctx.cfg.trunk_views <= 0 or ctx.modality.name != "image":
+        return None
+    strat.param_groups(model)                     # fixes strat.groups / trainable_depth (fit calls it again)
+    k = trunk_split(model, strat)
+    if k is None:
+        return None
+    ct = CachedTrunk(ctx, model, k, ctx.cfg.trunk_views)
+    return ct if cache_fits(ct, len(ctx.split["train"]), len(ctx.split["val"])) else None
 
 
 def _checkpoint_early_stages(model, n: int) -> None:

@@ -1,0 +1,125 @@
+"""Partial fine-tuning without recomputing the frozen trunk: cache its output once, train only the top.
+
+When only the top block groups train (and frozen BatchNorm layers run in eval mode, the default policy), the
+frozen trunk is a fixed function of its input. So for K augmented views of every training image (and the centre
+crop of every validation image) the input of the first trainable block is computed once and stored (float16);
+each epoch then runs only the trainable top on a randomly chosen stored view.
+
+    plan = trunk_split(model, strategy)            # first trainable block index, or None (cannot cache)
+    with CachedTrunk(ctx, model, plan.k, views=4) as ct:
+        fit(..., ct.train_ds, ct.val_ds, batch_fn=ct.batch_fn)     # model.forward runs only the top meanwhile
+
+The difference from uncached training: augmentation is limited to K views per image (reported in the results).
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch.utils.data import Dataset
+
+MAX_CACHE_GIB = 4.0
+
+
+def trunk_split(model, strategy) -> int | None:
+    """Index of the first block that will ever train, if everything below it stays frozen; else None."""
+    if not hasattr(model, "blocks") or getattr(strategy, "bn_policy", "") != "eval-all":
+        return None
+    trainable = [n for g in strategy.groups[: strategy.trainable_depth + 1] for n in g]
+    idx = [int(m.group(1)) for n in trainable if (m := re.match(r"blocks\.(\d+)\.", n))]
+    below = [n for n in trainable if not n.startswith(("blocks.", "conv_head", "bn2", "classifier", "head"))]
+    if below or not idx or min(idx) == 0:
+        return None
+    return min(idx)
+
+
+class _Views(Dataset):
+    def __init__(self, acts: torch.Tensor, labels: list[int], views: int):
+        self.acts, self.labels, self.views = acts, labels, views       # acts: (n * views, C, H, W)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        v = int(torch.randint(self.views, (1,))) if self.views > 1 else 0   # seeded by the loop's seed
+        return self.acts[i * self.views + v], self.labels[i]
+
+
+class CachedTrunk:
+    """Context manager: builds the caches, patches model.forward to the top part, restores it on exit."""
+
+    def __init__(self, ctx, model, k: int, views: int, batch_size: int = 64):
+        self.ctx, self.model, self.k, self.views, self.batch_size = ctx, model, k, views, batch_size
+
+    def _trunk(self, x):
+        m = self.model
+        x = m.bn1(m.conv_stem(x))
+        for b in m.blocks[: self.k]:
+            x = b(x)
+        return x
+
+    def _top(self, h):
+        m = self.model
+        h = h.to(next(m.parameters()).dtype)
+        for b in m.blocks[self.k:]:
+            h = b(h)
+        return m.forward_head(m.bn2(m.conv_head(h)))
+
+    @torch.inference_mode()
+    def _encode(self, indices, train: bool, views: int) -> torch.Tensor:
+        from torch.utils.data import DataLoader
+        mod, ctx = self.ctx.modality, self.ctx
+        batch_fn = mod.batch_fn(ctx)
+        out = []
+        self.model.eval()
+        for _ in range(views):            # view v of every item, in order; interleaved below
+            ds = mod.dataset(ctx, indices, train=train)
+            out.append(torch.cat([self._trunk(batch_fn(x)).to(torch.float16)
+                                  for x, _ in DataLoader(ds, batch_size=self.batch_size)]))
+        acts = torch.stack(out, 1)        # (n, views, C, H, W)
+        return acts.reshape(-1, *acts.shape[2:]).contiguous()
+
+    def estimate_gib(self, n_items: int) -> float:
+        with torch.inference_mode():
+            x, _ = next(iter(torch.utils.data.DataLoader(self.ctx.modality.dataset(self.ctx, self.ctx.split["val"][:1]),
+                                                         batch_size=1)))
+            self.model.eval()
+            per = self._trunk(self.ctx.modality.batch_fn(self.ctx)(x)).numel() * 2
+        return per * n_items / 2 ** 30
+
+    def __enter__(self):
+        ctx = self.ctx
+        labels = ctx.ds.labels
+        tr, va = ctx.split["train"], ctx.split["val"]
+        self.train_ds = _Views(self._encode(tr, True, self.views), [labels[i] for i in tr], self.views)
+        self.val_ds = _Views(self._encode(va, False, 1), [labels[i] for i in va], 1)
+        self.batch_fn = lambda h: h
+        self.model.forward = self._top
+        return self
+
+    def flops(self, epochs: int) -> float:
+        """Training FLOPs with the cache: the trunk once per stored view, the top every epoch (counted)."""
+        from headstart.costs import flops_per_item
+        x, _ = next(iter(torch.utils.data.DataLoader(self.ctx.modality.dataset(self.ctx, self.ctx.split["val"][:4]),
+                                                     batch_size=4)))
+        x = self.ctx.modality.batch_fn(self.ctx)(x)
+        self.model.eval()
+        with torch.inference_mode():
+            h = self._trunk(x)
+        from torch.utils.flop_counter import FlopCounterMode
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            self._trunk(x)
+        trunk = counter.get_total_flops() / len(x)
+        top_train = flops_per_item(self.model, h.clone(), train=True)
+        top_eval = flops_per_item(self.model, h.clone(), train=False)
+        n_tr, n_va = len(self.train_ds), len(self.val_ds)
+        return trunk * (n_tr * self.views + n_va) + top_train * n_tr * epochs + top_eval * n_va * (epochs + 1)
+
+    def __exit__(self, *exc):
+        del self.model.forward            # back to the class's full forward
+        self.train_ds = self.val_ds = None
+
+
+def cache_fits(ct: CachedTrunk, n_train: int, n_val: int) -> bool:
+    return ct.estimate_gib(n_train * ct.views + n_val) <= MAX_CACHE_GIB
