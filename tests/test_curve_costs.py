@@ -174,3 +174,10 @@ def test_report_html_is_self_contained_and_renders_in_chromium(curve_run, tmp_pa
     from PIL import Image
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10                                          # something was drawn, not a blank page
+
+
+def test_a_target_the_measured_points_hit_counts_as_reached():
+    """Noisy, flat scratch curve: its fit misses the target (its own best mean), the measured points do not."""
+    noisy = {20: [0.57, 0.57], 50: [0.46, 0.47], 98: [0.50, 0.55], 195: [0.57, 0.63]}
+    need = labels_needed(noisy, target=0.60)
+    assert need["reached"] and need["labels"] == 195

@@ -44,7 +44,8 @@ def test_feature_extraction_leaves_backbone_bit_identical(ctx):
 def test_linear_probe_export_keeps_pretrained_backbone(ctx):
     units.run_unit(ctx, "linear-probe", 0)
     results = {"recommended": "linear-probe"}
-    units.export_recommended(ctx, results)
+    from headstart.export import export_recommended
+    export_recommended(ctx, results)
     from headstart.export import load_model
     exported, *_ = load_model(ctx.run_dir / "model")
     pre, _ = create_backbone("efficientnet_lite0", 2)
@@ -152,3 +153,31 @@ def test_same_seed_same_metrics(ctx):
     b = _fit(ctx, *units.build_model(ctx, "scratch"), epochs=1).history[0]
     assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
     assert np.isfinite(a["train_loss"])
+
+
+def test_trunk_cache_matches_uncached_training_without_augmentation(ctx):
+    """With no augmentation the cached trunk sees exactly the uncached inputs: the same training trajectory up to
+    the float16 storage of the cached activations; the frozen trunk stays bit-identical and forward is restored."""
+    from headstart.trunk_cache import CachedTrunk, trunk_split
+    ctx.cfg.augment = "none"
+    histories, states = [], []      # CachedTrunk's default dtype is float32 (bf16 only when asked for)
+    for cached in (False, True):
+        model, strat = units.build_model(ctx, "finetune")
+        before = _clone(model)
+        strat.param_groups(model)
+        va = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["val"], ctx.size)
+        tr = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["train"], ctx.size)      # centre crops only
+        kw = dict(max_epochs=2, patience=10, batch_size=8, weight_decay=0.0, seed=0, restore_best=False)
+        if cached:
+            k = trunk_split(model, strat)
+            assert k == 5                                        # top 2 groups: blocks.5 and up train
+            with CachedTrunk(ctx, model, k, views=1) as ct:
+                res = fit(ctx.fabric, model, strat, ct.train_ds, ct.val_ds, batch_fn=ct.batch_fn, **kw)
+            assert "forward" not in vars(model)                   # the full forward is back
+        else:
+            res = fit(ctx.fabric, model, strat, tr, va, batch_fn=lambda x: preprocess(x, ctx.spec), **kw)
+        histories.append([h["val_loss"] for h in res.history])
+        states.append(model.state_dict())
+        trunk = [n for n in before if n.startswith(("conv_stem", "bn1", "blocks.0", "blocks.4"))]
+        assert all(torch.equal(before[n], model.state_dict()[n]) for n in trunk)
+    assert histories[1] == pytest.approx(histories[0], rel=2e-2)

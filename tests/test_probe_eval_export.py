@@ -18,7 +18,7 @@ def test_probe_head_matches_sklearn_pipeline():
         x = rng.normal(size=(80, 12)) * rng.uniform(0.1, 10, 12) + rng.normal(size=12)
         y = np.arange(80) % k
         x[y == 1] += 0.5
-        w, b = _fit(x, y, 0.5, k, seed=0)
+        w, b, _ = _fit(x, y, 0.5, k, seed=0)
         ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000)).fit(x, y)
         z = x @ w.T + b
         p = np.exp(z - z.max(1, keepdims=True))
@@ -31,7 +31,7 @@ def test_constant_feature_does_not_blow_up_the_head():
     x = rng.normal(size=(60, 4))
     x[:, 2] = 0.5 + rng.normal(size=60) * 1e-20          # a (near-)constant feature, as pooled encoders have
     y = (x[:, 0] > 0).astype(int)
-    w, b = _fit(x, y, 1.0, 2, seed=0)
+    w, b, _ = _fit(x, y, 1.0, 2, seed=0)
     assert np.abs(w).max() < 100 and np.isfinite(b).all()
 
 
@@ -45,9 +45,10 @@ def test_probe_chooses_c_on_val_and_never_sees_test():
     x2[50:] = rng.normal(size=(10, 5)) * 100      # scramble the test rows: nothing may change
     b = fit_probe(x2, y, split, [0.01, 1.0], 2)
     assert a.C == b.C and np.array_equal(a.weight, b.weight)
-    w, bias = _fit(x[:40], y[:40], 0.01, 2, 0)                   # the train-only fit decides on val
+    w, bias, _ = _fit(x[:40], y[:40], 0.01, 2, 0)                 # the train-only fit decides on val
     assert a.sweep[0]["val_acc"] == pytest.approx(((x[40:50] @ w.T + bias).argmax(1) == y[40:50]).mean())
-    assert np.array_equal(a.train_weight, _fit(x[:40], y[:40], a.C, 2, 0)[0])
+    # the sweep warm-starts each C from the previous solution: the same optimum up to the solver's tolerance
+    assert np.allclose(a.train_weight, _fit(x[:40], y[:40], a.C, 2, 0)[0], rtol=1e-2, atol=1e-3)
 
 
 def test_metrics_against_direct_computation():

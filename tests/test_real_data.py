@@ -61,3 +61,19 @@ def test_hymenoptera_linear_probe(tmp_path):
     assert res["data"]["roles"]["test"].startswith("val/")
     assert res["data"]["counts"]["test"] == {"ants": 70, "bees": 83}
     assert res["strategies"]["linear-probe"]["accuracy"] >= 0.90
+
+
+def test_bf16_feature_pass_keeps_probe_accuracy(tmp_path):
+    """bf16 autocast is the default feature dtype where the CPU has native bf16: only because the probe's test
+    accuracy stays within noise of float32 (here: within 2 of 153 test images)."""
+    from headstart.features import feature_dtype
+    root = need_shared("hymenoptera")
+    assert feature_dtype("float32") == "float32"
+    assert feature_dtype("auto") == ("bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32")
+    acc = {}
+    for dtype in ("float32", "bfloat16"):
+        res = run_experiment(RunConfig(data=str(root), out=str(tmp_path / dtype), strategies=["linear-probe"],
+                                       feature_dtype=dtype, assess=False), log=lambda *a: None)
+        acc[dtype] = res["strategies"]["linear-probe"]["accuracy"]
+        assert dtype in res["strategies"]["linear-probe"]["policy"]["features"]
+    assert abs(acc["float32"] - acc["bfloat16"]) <= 2 / 153 + 1e-9, acc

@@ -56,6 +56,8 @@ class RunConfig:
     bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
     unfreeze_every: int = 0             # epochs between unfreezing one more group; -1 all at once; 0 -> modality
     scratch_lr: float = 0.0             # 0 -> modality default (image/audio 3e-3, text 1e-4: transformers diverge higher)
+    feature_dtype: str = "auto"         # images' frozen feature pass: auto (bf16 where the CPU/GPU has it) | float32 |
+                                        # bfloat16
     trunk_views: int = 4                # finetune (images): cache the frozen trunk's output for this many augmented
                                         # views per image, train only the top each epoch; 0 = recompute every epoch
     weight_decay: float = 1e-4

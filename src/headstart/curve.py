@@ -50,6 +50,17 @@ def solve_labels(a: float, b: float, target: float, n_min: float, n_max: float) 
     return float(math.exp(log_n)) if log_n <= math.log(EXTRAPOLATE * n_max) else None
 
 
+def _needed(n: list[int], flat_n: list[int], acc: list[float], target: float) -> float | None:
+    """Labels to reach `target`: from the fitted curve, but never more than the smallest label count whose measured
+    mean already reached it (a noisy, flat curve can miss a target its own points hit)."""
+    est = solve_labels(*fit_power_law(flat_n, acc), target, n[0], n[-1])
+    means = {k: np.mean([a for m, a in zip(flat_n, acc) if m == k]) for k in n}
+    hit = [k for k in n if means[k] >= target - 1e-12]
+    if hit and (est is None or est > hit[0]):
+        return float(hit[0])
+    return est
+
+
 def labels_needed(points: dict[int, list[float]], target: float, reps: int = 1000, seed: int = 0) -> dict:
     """points: labels -> accuracies (one per seed). Returns the estimate, a 95% bootstrap interval (seeds resampled
     within each label count) and how often the bootstrap fits reached the target."""
@@ -57,12 +68,12 @@ def labels_needed(points: dict[int, list[float]], target: float, reps: int = 100
     n_max = max(n)
     flat_n = [k for k in n for _ in points[k]]
     a, b = fit_power_law(flat_n, [v for k in n for v in points[k]])
-    est = solve_labels(a, b, target, n[0], n_max)
+    est = _needed(n, flat_n, [v for k in n for v in points[k]], target)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(reps):
         acc = [v for k in n for v in rng.choice(points[k], len(points[k]))]
-        boot.append(solve_labels(*fit_power_law(flat_n, acc), target, n[0], n_max))
+        boot.append(_needed(n, flat_n, acc, target))
     reached = [x for x in boot if x is not None]
     share = len(reached) / reps
     one_seed = max(len(v) for v in points.values()) < 2            # nothing to resample: no interval

@@ -136,7 +136,8 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
         results["assessment"] = {**assessment, "check": predicted_vs_measured(assessment, results)}
     results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
     if ctx.fabric.is_global_zero:
-        units.export_recommended(ctx, results)
+        from headstart.export import export_recommended
+        export_recommended(ctx, results)
         from headstart.plots import make_plots
         from headstart.report import render_markdown
         from headstart.report_cost import render_html

@@ -245,3 +245,34 @@ def _predict_audio(model, classes, inputs: list[str], top: int) -> list[dict]:
         rows.append({"path": str(f), "label": classes[idx[0]], "prob": float(vals[0]),
                      "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]})
     return rows
+
+
+def export_recommended(ctx, results: dict) -> None:
+    """Write model/ for the recommended strategy (its best-validation seed)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from headstart import units
+
+    s = results["recommended"]
+    if s == "classic":    # a scikit-learn pipeline is not exported: hand over the best network instead
+        nets = [k for k, v in results["strategies"].items() if k != "classic" and "failed" not in v]
+        if not nets:
+            return
+        s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
+    seeds = [(r["val_loss"], r["seed"]) for seed in range(ctx.cfg.seeds)
+             if (r := units.unit_result(ctx.run_dir, s, seed)) and not r.get("failed")]
+    seed = min(seeds)[1]
+    from headstart.backbones import create_backbone
+    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=s == "linear-probe")
+    state = load_file(str(ctx.run_dir / s / f"seed{seed}" / "weights.safetensors"))
+    if s == "linear-probe":   # pretrained backbone + the probe's head
+        head = model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(state["weight"])
+            head.bias.copy_(state["bias"])
+    else:
+        model.load_state_dict(state)
+    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, ctx.size,
+               extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
+    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}

@@ -81,9 +81,15 @@ def _losses(results: dict, run_dir: Path):
             m = re.match(r"epoch (\d+): unfroze", e)
             if m and int(m.group(1)) > 0:
                 ax.axvline(int(m.group(1)) - 0.5, color="grey", lw=0.8, ls="--")
+        start = r.get("start_val") if s != "scratch" else None     # a random start's loss would flatten the plot
+        if start:                          # the starting weights (LP-FT: the probe's head) are a candidate too
+            ax.plot([-1], [start["val_loss"]], "s", color="C1", ms=5, label="val loss at start")
         best = r.get("best_epoch")
-        if best is not None and best >= 0:
-            ax.plot([best], [h[[row["epoch"] for row in h].index(best)]["val_loss"]], "k*", ms=12, label="kept")
+        if best is not None and (best >= 0 or start):
+            y = start["val_loss"] if best < 0 else h[[row["epoch"] for row in h].index(best)]["val_loss"]
+            ax.plot([best], [y], "k*", ms=12, label="kept" + (" (start)" if best < 0 else ""))
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if r.get("stopped_early"):
             ax.axvline(ep[-1], color="red", lw=1, label="early stop")
         title = s + (" (overfitting seen)" if r.get("overfit") else "")

@@ -31,14 +31,18 @@ class Probe:
         return feats @ self.weight.T + self.bias
 
 
-def _fit(x, y, C, n_classes, seed):
+def _fit(x, y, C, n_classes, seed, clf=None):
+    """Standardised logistic regression folded into a raw-feature head. Passing the previous C's `clf` warm-starts
+    the solver from its solution (the C path is swept from strong to weak regularisation)."""
     from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(0)
     # standardise, but never blow up a (near-)constant feature: folded into the head, 1/std would turn it into
     # a weight of 1e30 that any later perturbation of that feature (dropout, fine-tuning) turns into chaos
     scale = np.maximum(x.std(0), 0.01 * np.median(x.std(0)) + 1e-12)
-    clf = LogisticRegression(C=C, max_iter=3000, random_state=seed).fit((x - mean) / scale, y)
+    clf = clf.set_params(C=C) if clf is not None else LogisticRegression(C=C, max_iter=3000, random_state=seed,
+                                                                         warm_start=True)
+    clf.fit((x - mean) / scale, y)
     coef, icpt = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # binary: two-logit softmax equal to the sigmoid
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
@@ -46,7 +50,7 @@ def _fit(x, y, C, n_classes, seed):
     full_b = np.full(n_classes, -1e4)       # a class absent from training data can never be predicted
     full_w[clf.classes_] = coef / scale
     full_b[clf.classes_] = icpt - (coef / scale) @ mean
-    return full_w.astype(np.float32), full_b.astype(np.float32)
+    return full_w.astype(np.float32), full_b.astype(np.float32), clf
 
 
 def _loss_acc(w, b, x, y):
@@ -61,9 +65,9 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     y = np.asarray(labels)
     tr, va = np.asarray(split["train"]), np.asarray(split["val"])
     probe = Probe()
-    best = None
-    for C in cs:
-        w, b = _fit(feats[tr], y[tr], C, n_classes, seed)
+    best, clf = None, None
+    for C in sorted(cs):
+        w, b, clf = _fit(feats[tr], y[tr], C, n_classes, seed, clf)
         tl, ta = _loss_acc(w, b, feats[tr], y[tr])
         vl, vacc = _loss_acc(w, b, feats[va], y[va])
         probe.sweep.append({"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc})
@@ -73,5 +77,5 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
         both = np.concatenate([tr, va])
-        probe.weight, probe.bias = _fit(feats[both], y[both], probe.C, n_classes, seed)
+        probe.weight, probe.bias, _ = _fit(feats[both], y[both], probe.C, n_classes, seed)
     return probe

@@ -54,7 +54,8 @@ def curve_summary(results: dict) -> str:
                     f"reach it within the measured range, so transfer saves at least {s['at_least']:,.0f} labels. ")
         return f"Labels saved: unknown ({s['note']}). "
     ci = (f" (95% CI {s['ci'][0]:,.0f} to {s['ci'][1]:,.0f})" if s["ci"] else
-          " (no interval: run --seeds 3 or more to bound it)")
+          " (no interval: with these seeds the bootstrap does not reach the target in every resample; more seeds "
+          "would bound it)")
     money = [abs(m) for m in s.get("money") or []]
     per = f"${c['cost_per_label'][0]:g}–${c['cost_per_label'][-1]:g} per label"
     if s["saved"] >= 0:
@@ -125,7 +126,8 @@ def cost_lines(results: dict) -> list[str]:
         for s in (t, "scratch"):
             m = ok[s]
             n_train = sum(results["data"]["counts"]["train"].values())
-            data = (f"{_labels(need[s]['labels'])} labels for {100 * c['target']:.1f}%" if s in need else
+            data = ((f"{_labels(need[s]['labels'])} labels for {100 * c['target']:.1f}%" if need[s]["labels"] else
+                     f"{100 * c['target']:.1f}% not reached") if s in need else
                     f"{n_train} labels used → {100 * m['accuracy']:.1f}%")
             rows.append([NICE_T.get(s, s), data, f"{_flops(m['compute']['flops_train'])}, "
                          f"{_money(m['compute']['money'])}", f"{m['compute']['wall_seconds']:.0f} s to a trained model"])

@@ -49,7 +49,9 @@ def features(ctx: Context, observe=None) -> np.ndarray:
         model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
         task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
         tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
-        variant = "float32" + ("-pad30s" if getattr(ctx.cfg, "pad_to_30s", False) else "")
+        dtype = ctx.modality.feature_dtype(ctx) if hasattr(ctx.modality, "feature_dtype") else "float32"
+        variant = dtype + ("-pad30s" if getattr(ctx.cfg, "pad_to_30s", False) else "")
+        ctx.timings["features_dtype"] = dtype
         def compute():
             with observe(model) if observe else contextlib.nullcontext():
                 return ctx.modality.embed(ctx, model, tick)
@@ -140,7 +142,8 @@ def _run_probe(ctx: Context, unit_dir: Path, seed: int) -> dict:
             "total_params": int(n_feat + p.bias.size + _backbone_params(ctx)),
             "policy": {"strategy": "linear-probe", "C": p.C, "C_grid": ctx.cfg.probe_cs,
                        "chosen_by": "validation log-loss; refit on train+val",
-                       "bn_policy": "frozen (eval-mode backbone)", "features": "centre crop, cached"}}
+                       "bn_policy": "frozen (eval-mode backbone)",
+                       "features": f"centre crop, {ctx.timings.get('features_dtype', 'float32')}, cached"}}
 
 
 def _backbone_params(ctx: Context) -> int:
@@ -218,12 +221,14 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
         _checkpoint_early_stages(model, 2)
     train_ds = ctx.modality.dataset(ctx, ctx.split["train"], train=True)
     val_ds = ctx.modality.dataset(ctx, ctx.split["val"])
-    batch_fn, cache = ctx.modality.batch_fn(ctx), _trunk_cache(ctx, model, strat)
+    from headstart.trunk_cache import for_unit
+    batch_fn, cache = ctx.modality.batch_fn(ctx), for_unit(ctx, model, strat)
     t0 = time.perf_counter()
     with cache or contextlib.nullcontext() as ct:
         if ct is not None:     # only the trainable top runs each epoch, on stored views of the frozen trunk
             train_ds, val_ds, batch_fn = ct.train_ds, ct.val_ds, ct.batch_fn
-            cached = {"views": ct.views, "first_trained_block": ct.k, "seconds": time.perf_counter() - t0}
+            cached = {"views": ct.views, "first_trained_block": ct.k, "seconds": time.perf_counter() - t0,
+                      "dtype": "trunk bfloat16, top float32" if ct.bf16 else "float32"}
         res = fit(ctx.fabric, model, strat, train_ds, val_ds, batch_fn=batch_fn,
                   max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
                   batch_size=cfg.batch_size,
@@ -249,19 +254,6 @@ def _run_trained(ctx: Context, strategy: str, unit_dir: Path, seed: int) -> dict
             "total_params": int(sum(p.numel() for p in model.parameters())), "policy": policy,
             "augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
             "trunk_cache": cached if cache is not None else None}, model
-
-
-def _trunk_cache(ctx: Context, model, strat):
-    """A CachedTrunk when only top blocks of an image backbone train (and the cache fits in memory), else None."""
-    from headstart.trunk_cache import CachedTrunk, cache_fits, trunk_split
-    if strat.name != "finetune" or ctx.cfg.trunk_views <= 0 or ctx.modality.name != "image":
-        return None
-    strat.param_groups(model)                     # fixes strat.groups / trainable_depth (fit calls it again)
-    k = trunk_split(model, strat)
-    if k is None:
-        return None
-    ct = CachedTrunk(ctx, model, k, ctx.cfg.trunk_views)
-    return ct if cache_fits(ct, len(ctx.split["train"]), len(ctx.split["val"])) else None
 
 
 def _checkpoint_early_stages(model, n: int) -> None:
@@ -290,36 +282,6 @@ def predict_probs(model, ctx: Context, indices) -> np.ndarray:
         for x, _ in loader:
             out.append(model(batch_fn(move_data_to_device(x, device))).float().softmax(1).cpu().numpy())
     return np.concatenate(out)
-
-
-def export_recommended(ctx: Context, results: dict) -> None:
-    """Write model/ for the recommended strategy (its best-validation seed)."""
-    import torch
-    from safetensors.torch import load_file
-
-    from headstart.export import save_model
-    s = results["recommended"]
-    if s == "classic":    # a scikit-learn pipeline is not exported: hand over the best network instead
-        nets = [k for k, v in results["strategies"].items() if k != "classic" and "failed" not in v]
-        if not nets:
-            return
-        s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
-    seeds = [(r["val_loss"], r["seed"]) for seed in range(ctx.cfg.seeds)
-             if (r := unit_result(ctx.run_dir, s, seed)) and not r.get("failed")]
-    seed = min(seeds)[1]
-    from headstart.backbones import create_backbone
-    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=s == "linear-probe")
-    state = load_file(str(ctx.run_dir / s / f"seed{seed}" / "weights.safetensors"))
-    if s == "linear-probe":   # pretrained backbone + the probe's head
-        head = model.get_classifier()
-        with torch.no_grad():
-            head.weight.copy_(state["weight"])
-            head.bias.copy_(state["bias"])
-    else:
-        model.load_state_dict(state)
-    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, ctx.size,
-               extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
-    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
 
 
 def unit_result(run_dir: Path, strategy: str, seed: int) -> dict | None:
