@@ -1,6 +1,6 @@
 """Assessment cost vs the linear probe's feature extraction, and the backbone ranking, on ../shared/data.
 
-    python benchmarks/assess_speed.py            # hymenoptera (3 Lite backbones), TREC, FSDD; cold caches
+    python benchmarks/assess_speed.py [hymenoptera trec fsdd]   # default: all three; cold caches
 
 For each dataset: the linear probe's frozen feature pass alone, then the full assessment (same pass with the
 BatchNorm hooks, plus LogME, H-score, LEEP/NCE, both k-NN runs), each on a cold cache, and the ratio.
@@ -41,7 +41,10 @@ def main():
             sets.append(("fsdd", dict(data=str(d)), "whisper_tiny_en"))
         print("| data | backbone | items | LP feature pass (s) | assess (s) | ratio | LogME | k-NN frozen | verdict |")
         print("|---|---|---|---|---|---|---|---|---|")
+        only = set(sys.argv[1:])
         for name, kw, backbone in sets:
+            if only and name not in only:
+                continue
             runs = {}
             for what in ("features", "assess"):
                 cfg = RunConfig(out=str(tmp / f"{name}-{backbone}-{what}"), backbone=backbone,

@@ -1,6 +1,7 @@
 """Calibration of the assessment's verdict: assess, then run every arm, on tasks whose outcome we measure.
 
     python benchmarks/calibrate_assessment.py [task ...]     # default: all tasks below; prints one table row each
+    python benchmarks/calibrate_assessment.py --assess-only  # the assessment columns only (no training)
 
 Tasks: sklearn digits at 5/20/50 labels per class (far from ImageNet), hymenoptera (near ImageNet) full and at
 8 labels per class, TREC and FSDD at 20 and 5 per class and full (from ../shared/data; skipped when absent; the
@@ -83,10 +84,32 @@ def tasks(tmp: Path):
         yield "fsdd", lambda: dict(data=str(fsdd5()), strategies=no_scratch)     # split carved 60/20/20
 
 
+def assess_only(tmp: Path, only: set[str]) -> None:
+    """--assess-only: the assessment columns with the current code, no training (minutes, not an hour)."""
+    from headstart.assess import assess
+    from headstart.config import RunConfig
+    from headstart.experiment import prepare
+    print("| task | labels/class | k-NN frozen | k-NN raw | gain | LogME | BN early / late | verdict | try first |")
+    print("|" + "---|" * 9)
+    for name, make in tasks(tmp):
+        if only and name not in only:
+            continue
+        a = assess(prepare(RunConfig(out=str(tmp / f"assess-{name}"), **make()), log=lambda *a: None))
+        s, v, bn = a["scores"], a["verdict"], a["shift"].get("batchnorm")
+        bn_s = f"{bn['early']:.2f} / {bn['late']:.2f}" if bn else "—"
+        print(f"| {name} | {a['train_per_class_median']:.0f} | {100 * s['knn']:.1f}% | {100 * s['knn_raw']:.1f}% | "
+              f"{100 * (s['knn'] - s['knn_raw']):+.1f} | {s['logme']:.3f} | {bn_s} | {v['label']} | "
+              f"{v['try_first']} |", flush=True)
+
+
 def main():
     from headstart.config import RunConfig
     from headstart.experiment import run_experiment
-    only = set(sys.argv[1:])
+    only = {a for a in sys.argv[1:] if not a.startswith("--")}
+    if "--assess-only" in sys.argv:
+        with tempfile.TemporaryDirectory() as t:
+            os.environ.setdefault("HEADSTART_CACHE", str(Path(t) / "cache"))
+            return assess_only(Path(t), only)
     print("| task | labels/class | k-NN frozen | k-NN raw | gain | LogME | BN early / late | verdict | try first "
           "| measured: best transfer − best baseline (95% CI) | verdict held? | try-first held? | run s |")
     print("|" + "---|" * 13)

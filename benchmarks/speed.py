@@ -119,9 +119,10 @@ def finetune_epochs(reps: int):
     with tempfile.TemporaryDirectory() as tmp:
         rows = {}
         for rep in range(reps):
-            for name, kw in (("finetune, trunk cache (4 views)", dict(trunk_views=4)),
-                             ("finetune, whole network each epoch", dict(trunk_views=0)),
-                             ("scratch", dict(strategies=["scratch"]))):
+            arms = [("finetune, trunk cache (4 views; trunk pass in bf16 where supported)", dict(trunk_views=4)),
+                    ("finetune, trunk cache (4 views), float32", dict(trunk_views=4, feature_dtype="float32")),
+                    ("finetune, whole network each epoch", dict(trunk_views=0))]
+            for name, kw in arms + ([("scratch", dict(strategies=["scratch"]))] if rep == 0 else []):
                 cfg = RunConfig(data=str(HYM), out=f"{tmp}/{rep}-{len(rows)}-{name[:8]}", assess=False,
                                 strategies=kw.pop("strategies", ["finetune"]), cache_dir=f"{tmp}/cache", **kw)
                 res = run_experiment(cfg, log=lambda *a: None)
