@@ -112,8 +112,10 @@ def run(
 ):
     """Run the controlled experiment: every strategy on one saved split, the same seeds, one test evaluation.
 
-    Writes config.json, split.json, per-strategy folders, results.json, report.md and model/ into the run
-    folder. Running the same command again resumes: finished strategy/seed units are not retrained."""
+    First assesses transferability and checks for duplicates across the splits; with --curve, every strategy also
+    trains on nested label fractions. Writes config.json, split.json, assessment.json, per-unit folders,
+    results.json, report.md, report.html and model/ into the run folder. Running the same command again resumes:
+    finished units are not retrained."""
     from headstart.config import RunConfig
     from headstart.experiment import run_experiment
 
