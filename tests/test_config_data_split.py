@@ -103,3 +103,11 @@ def test_saved_split_refuses_changed_data(tmp_path):
     assert load_split(tmp_path / "split.json", paths, labels, classes)["test"] == s["test"]
     with pytest.raises(UserError, match="data changed"):
         load_split(tmp_path / "split.json", paths, [0, 0, 1, 1, 1, 1], classes)
+
+
+def test_precision_auto_is_mixed_on_gpu_and_float32_on_cpu():
+    from headstart.config import RunConfig
+    from headstart.experiment import resolve_precision
+    assert resolve_precision(RunConfig(accelerator="cpu")) == "32-true"
+    assert resolve_precision(RunConfig(accelerator="cuda")) == "bf16-mixed"
+    assert resolve_precision(RunConfig(accelerator="cuda", precision="16-mixed")) == "16-mixed"

@@ -95,7 +95,8 @@ def run(
     crop_scale: Annotated[float, typer.Option(help="smallest area share kept by random crops")] = 0.35,
     devices: Annotated[int, typer.Option(help="devices for Lightning Fabric")] = 1,
     accelerator: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
-    precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed")] = "32-true",
+    precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed; auto = "
+                                           "bf16-mixed on a GPU, 32-true on the CPU")] = "auto",
     curve: Annotated[str, typer.Option(help="label fractions for learning curves, e.g. 0.05,0.1,0.25,0.5,1.0")] = "",
     target_metric: Annotated[float, typer.Option(help="accuracy whose label cost is compared (0 = best scratch)")]
     = 0.0,

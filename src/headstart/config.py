@@ -68,7 +68,7 @@ class RunConfig:
     bootstrap: int = 2000               # bootstrap resamples for CIs
     devices: int = 1                    # Lightning Fabric devices
     accelerator: str = "auto"           # cpu | cuda | auto
-    precision: str = "32-true"          # Fabric precision, e.g. bf16-mixed
+    precision: str = "auto"             # Fabric precision; auto = bf16-mixed on a GPU, 32-true on the CPU
     num_workers: int = 0                # DataLoader workers (images are decoded once, up front)
     cache_dir: str = ""                 # feature cache; "" -> <run folder>/../.headstart-cache
 

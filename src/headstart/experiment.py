@@ -64,11 +64,22 @@ def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
     return run_dir
 
 
+def resolve_precision(cfg: RunConfig) -> str:
+    """auto: bf16 mixed precision on a CUDA device (tensor cores, half the activation memory), float32 on the CPU
+    (where bf16 autocast made training steps slower: benchmarks/README.md)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    import torch
+    gpu = cfg.accelerator in ("cuda", "gpu") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu else "32-true"
+
+
 def _make_fabric(cfg: RunConfig):
     from lightning.fabric import Fabric
     # several devices: DDP that tolerates parameters without gradients (groups not unfrozen yet)
     strategy = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true"
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision, strategy=strategy)
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=resolve_precision(cfg),
+                    strategy=strategy)
     if cfg.devices != 1:
         fabric.launch()
     return fabric
@@ -233,6 +244,7 @@ def summarize(ctx, strategies: list[str]) -> dict:
     return {
         "headstart_version": _version(),
         "config": cfg.to_dict(),
+        "precision": resolve_precision(cfg), "device": str(ctx.fabric.device),
         "backbone": ctx.spec.to_dict(),
         "image_size": ctx.size,
         "data": {"root": str(ds.root), "modality": ctx.modality.name, "layout": ds.layout, "classes": ds.classes,
