@@ -54,6 +54,9 @@ def _curve(results: dict, run_dir: Path):
     if c.get("target"):
         ax.axhline(c["target"], color="k", lw=0.8, ls=":", label=f"target {100 * c['target']:.1f}%")
     ax.set_xscale("log")
+    counts = sorted({int(k) for pts in c["points"].values() for k in pts})
+    ax.set_xticks(counts, [str(k) for k in counts])     # the measured label counts, not 2x10^1-style ticks
+    ax.minorticks_off()
     ax.set_xlabel("training labels (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Label efficiency (points: mean, bars: seed range; dashed: power-law fit)")
