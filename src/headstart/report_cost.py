@@ -53,7 +53,9 @@ def curve_summary(results: dict) -> str:
             return (f"To reach {target}, `{t}` needs {_labels(c['needed'][t]['labels'])} labels; scratch did not "
                     f"reach it within the measured range, so transfer saves at least {s['at_least']:,.0f} labels. ")
         return f"Labels saved: unknown ({s['note']}). "
+    seeds = max(len(v) for p in c["points"].values() for v in p.values())
     ci = (f" (95% CI {s['ci'][0]:,.0f} to {s['ci'][1]:,.0f})" if s["ci"] else
+          " (one seed, so no interval: --seeds 3 gives one)" if seeds < 2 else
           " (no interval: with these seeds the bootstrap does not reach the target in every resample; more seeds "
           "would bound it)")
     money = [abs(m) for m in s.get("money") or []]
