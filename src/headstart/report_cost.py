@@ -10,10 +10,7 @@ import html as _html
 import re
 from pathlib import Path
 
-
-def _table(header, rows):
-    from headstart.report import _table as t
-    return t(header, rows)
+from headstart.report import _table
 
 
 def _flops(x) -> str:

@@ -88,11 +88,10 @@ class CachedTrunk:
         return acts.reshape(-1, *acts.shape[2:]).contiguous()
 
     def estimate_gib(self, n_items: int) -> float:
+        from headstart.costs import sample_batch
+        self.model.eval()
         with torch.inference_mode():
-            x, _ = next(iter(torch.utils.data.DataLoader(self.ctx.modality.dataset(self.ctx, self.ctx.split["val"][:1]),
-                                                         batch_size=1)))
-            self.model.eval()
-            per = self._trunk(self.ctx.modality.batch_fn(self.ctx)(x)).numel() * self.store.itemsize
+            per = self._trunk(sample_batch(self.ctx, self.ctx.split["val"], False, n=1)).numel() * self.store.itemsize
         return per * n_items / 2 ** 30
 
     def __enter__(self):
@@ -107,17 +106,14 @@ class CachedTrunk:
 
     def flops(self, epochs: int) -> float:
         """Training FLOPs with the cache: the trunk once per stored view, the top every epoch (counted)."""
-        from headstart.costs import flops_per_item
-        x, _ = next(iter(torch.utils.data.DataLoader(self.ctx.modality.dataset(self.ctx, self.ctx.split["val"][:4]),
-                                                     batch_size=4)))
-        x = self.ctx.modality.batch_fn(self.ctx)(x)
-        self.model.eval()
-        with torch.inference_mode():
-            h = self._trunk(x)
         from torch.utils.flop_counter import FlopCounterMode
+
+        from headstart.costs import flops_per_item, sample_batch
+        x = sample_batch(self.ctx, self.ctx.split["val"], False, n=4)
+        self.model.eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
-            self._trunk(x)
+            h = self._trunk(x)
         trunk = counter.get_total_flops() / len(x)
         top_train = flops_per_item(self.model, h.clone(), train=True)
         top_eval = flops_per_item(self.model, h.clone(), train=False)

@@ -42,7 +42,6 @@ def features(ctx: Context, observe=None) -> np.ndarray:
 
     observe(model) -> context manager: forces a fresh pass with it active (e.g. BatchNorm statistics hooks)."""
     if ctx._feats is None or observe is not None:
-        import contextlib
         from headstart.backbones import create_backbone
         from headstart.features import cached_features
         t0 = time.perf_counter()
