@@ -62,6 +62,7 @@ def naive_image_features(model, files, mean, std, size=224, batch=32):
 
 def image_features(reps: int):
     from headstart.backbones import create_backbone
+    from headstart.bnfold import folded_batchnorm
     from headstart.data import load_image_folder
     from headstart.features import embed, preprocess
     from headstart.probe import fit_probe
@@ -69,15 +70,17 @@ def image_features(reps: int):
     files = files_of(HYM / "train") + files_of(HYM / "val")
     n = len(files)
 
-    def ours(dtype="float32"):
+    def ours(dtype="float32"):      # as units.features runs it: BatchNorm folded into the convolutions
         ds = load_image_folder(HYM, short_side=spec.short_side())
-        return embed(model, spec, ds.items, 224, dtype=dtype), ds
+        with folded_batchnorm(model):
+            return embed(model, spec, ds.items, 224, dtype=dtype), ds
 
     x = preprocess(torch.randint(0, 255, (64, 3, 224, 224), dtype=torch.uint8), spec)
     m_cl = model.eval().to(memory_format=torch.channels_last)
 
-    def synthetic(bf16=False):
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    def synthetic(bf16=False):      # the same model (folded) on tensors already in memory: no data path at all
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), \
+                folded_batchnorm(m_cl):
             for _ in range(-(-n // 64)):
                 m_cl.forward_head(m_cl.forward_features(x), pre_logits=True)
     r = alternate({"headstart fp32": ours, "headstart bf16": lambda: ours("bfloat16"),
@@ -111,31 +114,44 @@ def image_features(reps: int):
 
 
 def finetune_epochs(reps: int):
-    """headstart finetune (top 2 groups) with and without the trunk cache; test accuracy of both; plus scratch."""
+    """headstart finetune (top 2 groups) with and without the trunk cache and BatchNorm folding; test accuracy of
+    each; plus scratch. s / epoch is the median over epochs where both top groups train (epoch 0 trains one)."""
     from headstart.config import RunConfig
     from headstart.experiment import run_experiment
+    from headstart.units import unit_result
     print("\n### Fine-tune (top 2 block groups) and scratch epochs, hymenoptera, Lite0 224 px\n")
-    print("| arm | epochs | s / epoch (median) | images/s | test accuracy | train s (incl. cache) |\n|---|---|---|---|---|---|")
+    print("| arm | epochs | s / epoch, top 2 groups training (median) | images/s | test accuracy | "
+          "train s (incl. cache) |\n|---|---|---|---|---|---|")
+    arms = [("finetune, trunk cache (4 views; trunk pass in bf16 where supported), BatchNorm folded (default)",
+             dict(trunk_views=4)),
+            ("finetune, trunk cache (4 views), float32, BatchNorm folded", dict(trunk_views=4, feature_dtype="float32")),
+            ("finetune, whole network each epoch, BatchNorm folded", dict(trunk_views=0)),
+            ("finetune, trunk cache (4 views), BatchNorm unfolded", dict(trunk_views=4, fold_batchnorm=False)),
+            ("finetune, whole network each epoch, BatchNorm unfolded", dict(trunk_views=0, fold_batchnorm=False))]
     with tempfile.TemporaryDirectory() as tmp:
         rows = {}
         for rep in range(reps):
-            arms = [("finetune, trunk cache (4 views; trunk pass in bf16 where supported)", dict(trunk_views=4)),
-                    ("finetune, trunk cache (4 views), float32", dict(trunk_views=4, feature_dtype="float32")),
-                    ("finetune, whole network each epoch", dict(trunk_views=0))]
-            for name, kw in arms + ([("scratch", dict(strategies=["scratch"]))] if rep == 0 else []):
-                cfg = RunConfig(data=str(HYM), out=f"{tmp}/{rep}-{len(rows)}-{name[:8]}", assess=False,
+            for i, (name, kw) in enumerate(arms + ([("scratch", dict(strategies=["scratch"]))] if rep == 0 else [])):
+                kw = dict(kw)
+                cfg = RunConfig(data=str(HYM), out=f"{tmp}/{rep}-{i}", assess=False,
                                 strategies=kw.pop("strategies", ["finetune"]), cache_dir=f"{tmp}/cache", **kw)
                 res = run_experiment(cfg, log=lambda *a: None)
                 s = cfg.strategies[0]
-                r = __import__("headstart.units", fromlist=["x"]).unit_result(Path(cfg.out), s, 0)
-                per = statistics.median(h["seconds"] for h in r["history"])
+                r = unit_result(Path(cfg.out), s, 0)
+                most = max(h["trainable_params"] for h in r["history"])
+                per = statistics.median(h["seconds"] for h in r["history"] if h["trainable_params"] == most)
                 rows.setdefault(name, []).append((per, res["strategies"][s]["accuracy"], r["train_seconds"],
                                                   len(r["history"]), res["data"]["counts"]["train"]))
+        med = {}
         for name, vals in rows.items():
-            per = statistics.median(v[0] for v in vals)
+            med[name] = per = statistics.median(v[0] for v in vals)
             n_train = sum(vals[0][4].values())
             print(f"| {name} | {vals[0][3]} | {per:.2f} | {n_train / per:.0f} | "
                   f"{', '.join(f'{v[1]:.3f}' for v in vals)} | {statistics.median(v[2] for v in vals):.1f} |")
+        default, whole = arms[0][0], arms[2][0]
+        print(f"\nwhole network / trunk cache, per epoch: {med[whole] / med[default]:.2f}x (both folded); "
+              f"{med[arms[4][0]] / med[arms[3][0]]:.2f}x (both unfolded); folding alone: whole network "
+              f"{med[arms[4][0]] / med[whole]:.2f}x, trunk cache {med[arms[3][0]] / med[default]:.2f}x")
 
 
 def predict_speed(reps: int):

@@ -21,9 +21,13 @@ def need_shared(name: str) -> Path:
     return p
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Session-wide, so module fixtures (which start before function fixtures) never read ~/.cache/headstart."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+    yield
+    mp.undo()
 
 
 def make_image_folder(root: Path, classes=("cats", "dogs"), per_class=8, size=40, seed=0, extras=True) -> Path:

@@ -113,6 +113,24 @@ def test_batchnorm_profile_zero_on_source_statistics_and_grows_with_shift():
     assert max(_profile(net, x, include)) < 0.02
 
 
+def test_batchnorm_profile_same_with_batchnorm_folded():
+    """The feature pass folds BatchNorm into the convolutions, so the hooks see s*x + t: the profile must not move."""
+    from headstart.backbones import create_backbone
+    from headstart.bnfold import folded_batchnorm
+    from headstart.shift import BatchNormShift
+    model = create_backbone("efficientnet_lite0", 2)[0].eval()
+    torch.manual_seed(0)
+    x = (torch.rand(24, 3, 64, 64) * 2 - 1) * torch.linspace(0.3, 1.0, 24).view(-1, 1, 1, 1)
+    profiles = []
+    for fold in (False, True):
+        with folded_batchnorm(model, fold), BatchNormShift(model) as bn, torch.no_grad():
+            for chunk in x.split(8):
+                model(chunk)
+        profiles.append([p["kl"] for p in bn.profile()])
+    assert len(profiles[0]) == len(profiles[1]) == 49 and max(profiles[0]) > 0.1     # a real, non-zero profile
+    assert np.allclose(profiles[1], profiles[0], rtol=2e-3, atol=1e-5)
+
+
 def test_gaussian_kl_matches_closed_form():
     from headstart.shift import gaussian_kl
     # KL(N(1, 4) || N(0, 1)) = 0.5 * (log(1/4) + 4 + 1 - 1)

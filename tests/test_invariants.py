@@ -181,3 +181,60 @@ def test_trunk_cache_matches_uncached_training_without_augmentation(ctx):
         trunk = [n for n in before if n.startswith(("conv_stem", "bn1", "blocks.0", "blocks.4"))]
         assert all(torch.equal(before[n], model.state_dict()[n]) for n in trunk)
     assert histories[1] == pytest.approx(histories[0], rel=2e-2)
+
+
+def _randomised_bn(model):
+    """Pretrained-looking BatchNorms: statistics and affine weights far from the identity, so folding is not trivial."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 3 + 0.05)
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g))
+    return model
+
+
+def test_folded_batchnorm_is_the_same_function_with_the_same_gradients():
+    """Oracle: eval-mode BatchNorm folded into its convolution gives the unfolded outputs and gradients (conv
+    weights, gamma, beta); every BatchNorm of Lite0 folds; parameters, state_dict keys and forward are untouched."""
+    from headstart.bnfold import folded_batchnorm
+    model = _randomised_bn(create_backbone("efficientnet_lite0", 3, pretrained=False)[0]).eval()
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([0, 1, 2, 1])
+    keys = list(model.state_dict())
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    out0, grads0 = run()
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with folded_batchnorm(model) as pairs:
+        assert pairs == n_bn == 49
+        out1, grads1 = run()
+        assert list(model.state_dict()) == keys
+    assert torch.allclose(out1, out0, rtol=1e-4, atol=1e-4 * out0.abs().max().item())
+    for n, g0 in grads0.items():
+        assert torch.allclose(grads1[n], g0, rtol=1e-3, atol=1e-4 * g0.abs().max().item() + 1e-12), n
+    assert not any("forward" in vars(m) for m in model.modules())    # classes' own forward again
+    assert torch.equal(model(x), model(x)) and torch.allclose(model(x), out0, atol=1e-6 * out0.abs().max().item())
+
+
+def test_folded_batchnorm_leaves_train_mode_batchnorm_alone():
+    """A BatchNorm in train mode (scratch, train-unfrozen) runs unfolded: bit-identical outputs and statistics."""
+    from headstart.bnfold import folded_batchnorm
+    torch.manual_seed(0)
+    a = _randomised_bn(create_backbone("efficientnet_lite0", 2, pretrained=False)[0]).train()
+    b = _randomised_bn(create_backbone("efficientnet_lite0", 2, pretrained=False)[0]).train()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 3, 64, 64)
+    with folded_batchnorm(b):
+        out_b = b(x)
+    assert torch.equal(a(x), out_b)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not torch.equal(a.bn1.running_mean, _randomised_bn(create_backbone(
+        "efficientnet_lite0", 2, pretrained=False)[0]).bn1.running_mean)   # statistics did move

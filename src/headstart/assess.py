@@ -151,7 +151,8 @@ def _bn_profile(ctx, idx: np.ndarray) -> list[dict]:
     from headstart.shift import BatchNormShift
     include = np.zeros(len(ctx.ds), bool)
     include[idx] = True
-    key = (cache_key(ctx.spec, ctx.size, ctx.ds.hashes, "bnshift-" + ctx.modality.feature_dtype(ctx))
+    fold = "-bnfold" if ctx.cfg.fold_batchnorm else ""
+    key = (cache_key(ctx.spec, ctx.size, ctx.ds.hashes, "bnshift-" + ctx.modality.feature_dtype(ctx) + fold)
            + hashlib.sha1(include.tobytes()).hexdigest()[:8])
     path = Path(ctx.cache_dir) / f"bnshift-{key}.json"
     if path.exists():

@@ -60,6 +60,7 @@ class RunConfig:
                                         # bfloat16
     trunk_views: int = 4                # finetune (images): cache the frozen trunk's output for this many augmented
                                         # views per image, train only the top each epoch; 0 = recompute every epoch
+    fold_batchnorm: bool = True         # eval-mode BatchNorms run folded into their convolutions (same maths, faster)
     weight_decay: float = 1e-4
     grad_checkpointing: bool = True     # scratch: recompute the first 2 stages' activations in backward (less memory)
     augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none

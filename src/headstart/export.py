@@ -145,8 +145,10 @@ def image_runner(model_dir: str | Path, model, meta: dict, runtime: str = "auto"
     elif runtime == "onnx":
         raise UserError(f"{model_dir} has no model.onnx; re-export with onnx installed, or use --runtime torch")
 
+    from headstart.bnfold import folded_batchnorm
+
     def eager(x):
-        with torch.inference_mode():
+        with torch.inference_mode(), folded_batchnorm(model):
             return model(x)
     return "pytorch", eager
 

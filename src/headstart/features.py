@@ -3,8 +3,9 @@
     x = preprocess(batch_uint8, spec)                      # float, normalised, channels-last
     feats, info = cached_features(compute, spec, ds, size, cache_dir)   # (N, D) float32 for every item of ds
 
-The cache key covers the backbone (name, source, arch), the preprocessing (size, crop, mean, std, dtype) and every
-file's content hash, so a changed file or a different preprocessing can never reuse stale features.
+The cache key covers the backbone (name, source, arch), the preprocessing (size, crop, mean, std), the pass's
+variant (dtype, BatchNorm folding, which rounds differently) and every file's content hash, so a changed file or a
+different preprocessing can never reuse stale features.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 
-def gaussian_kl(mu_t, var_t, mu_s, var_s, eps: float = 1e-5) -> np.ndarray:
+def gaussian_kl(mu_t, var_t, mu_s, var_s, eps=1e-5) -> np.ndarray:
     """KL(N(mu_t, var_t) || N(mu_s, var_s)) per channel; 0 when the target matches the stored statistics."""
     var_t, var_s = np.asarray(var_t) + eps, np.asarray(var_s) + eps
     return 0.5 * (np.log(var_s / var_t) + (var_t + (np.asarray(mu_t) - mu_s) ** 2) / var_s - 1.0)
@@ -32,7 +32,7 @@ class BatchNormShift:
         self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                        and m.running_mean is not None]
         self.sums = {n: [0.0, 0.0, 0] for n, _ in self.layers}
-        self.seen, self.mask, self.handles = 0, None, []
+        self.seen, self.mask, self.handles, self.folded = 0, None, [], {}
 
     def __enter__(self):
         first = self.layers[0][0] if self.layers else None
@@ -46,7 +46,7 @@ class BatchNormShift:
         self.handles = []
 
     def _hook(self, name: str, first: bool):
-        def hook(_mod, args):
+        def hook(mod, args):
             x = args[0]
             if first:                      # a new batch starts at the first BatchNorm layer
                 b = x.shape[0]
@@ -54,12 +54,16 @@ class BatchNormShift:
                 self.mask, self.seen = torch.from_numpy(np.asarray(sel, bool)), self.seen + b
             if not bool(self.mask.any()):
                 return
+            self.folded[name] = getattr(mod, "folded_into_conv", False) and not mod.training
             # per (sample, channel) first and second moments, pooled over samples in float64. Large maps are read
             # at every other row and column: a quarter of the cost, and still >= 196 positions per image
             while x.dim() == 4 and min(x.shape[2:]) >= 28:
                 x = x[:, :, ::2, ::2]
-            dims = list(range(2, x.dim()))
-            mean, sq = x.float().mean(dims)[self.mask].double(), (x.float() ** 2).mean(dims)[self.mask].double()
+            # one float copy laid out (sample, position, channel): reducing over positions is then a contiguous
+            # sweep (2-3x faster than reducing a channels-last map over its spatial dims)
+            xf = (x.permute(0, 2, 3, 1) if x.dim() == 4 else x.unsqueeze(-1).transpose(1, -1)).float().contiguous()
+            xf = xf.view(xf.shape[0], -1, xf.shape[-1])
+            mean, sq = xf.mean(1)[self.mask].double(), (xf * xf).mean(1)[self.mask].double()
             acc = self.sums[name]
             acc[0] = acc[0] + mean.sum(0).numpy()
             acc[1] = acc[1] + sq.sum(0).numpy()
@@ -74,7 +78,12 @@ class BatchNormShift:
                 continue
             mu = s / cnt
             var = np.maximum(s2 / cnt - mu ** 2, 0.0)
-            kl = gaussian_kl(mu, var, mod.running_mean.double().numpy(), mod.running_var.double().numpy())
+            mu_s, var_s, eps = mod.running_mean.double().numpy(), mod.running_var.double().numpy(), 1e-5
+            if self.folded.get(name):   # bnfold: the hook saw s*x + t; map the source there too (same KL)
+                w, b = mod.weight.detach().double().numpy(), mod.bias.detach().double().numpy()
+                sc = w / np.sqrt(var_s + mod.eps)
+                mu_s, var_s, eps = sc * mu_s + (b - mu_s * sc), sc * sc * var_s, np.maximum(sc * sc, 1e-12) * eps
+            kl = gaussian_kl(mu, var, mu_s, var_s, eps)
             out.append({"layer": name, "channels": int(len(mu)), "kl": float(np.mean(kl))})
         return out
 
