@@ -103,8 +103,9 @@ def verdict(a: dict) -> dict:
                f"with a median of {a['train_per_class_median']:.0f} labels per class fine-tuning tends to overfit")
     elif a["modality"] == "image":
         first = "finetune"
-        why = ("unfreeze deeper than the top 2 block groups (e.g. --unfreeze-groups 4): early layers see "
-               "unfamiliar statistics" if early else "unfreeze the top 2 block groups at a low learning rate")
+        why = ("unfreeze deeper than the top 2 block groups (e.g. \"unfreeze_groups\": 4 in a --config file): "
+               "early layers see unfamiliar statistics" if early
+               else "unfreeze the top 2 block groups at a low learning rate")
     else:
         first = "finetune"
         why = "all layers with layer-wise LR decay; the frozen features alone leave accuracy on the table"
@@ -113,9 +114,9 @@ def verdict(a: dict) -> dict:
 
 def predicted_vs_measured(a: dict, results: dict) -> dict:
     """Did the verdict hold? Best transfer arm vs best from-scratch arm (each picked on validation), on test."""
+    from headstart.report_cost import best_arm
     ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
-    pick = lambda names: max((s for s in names if s in ok), key=lambda s: ok[s]["val_acc"], default=None)  # noqa
-    t, b = pick(("linear-probe", "finetune")), pick(("scratch", "classic"))
+    t, b = best_arm(results), best_arm(results, ("scratch", "classic"))
     d = results.get("paired_differences", {}).get(f"{t} - {b}")
     out = {"predicted": a["verdict"]["label"], "try_first": a["verdict"]["try_first"], "best_transfer": t,
            "best_baseline": b}

@@ -71,7 +71,7 @@ class RunConfig:
     accelerator: str = "auto"           # cpu | cuda | auto
     precision: str = "auto"             # Fabric precision; auto = bf16-mixed on a GPU, 32-true on the CPU
     num_workers: int = 0                # DataLoader workers (images are decoded once, up front)
-    cache_dir: str = ""                 # feature cache; "" -> <run folder>/../.headstart-cache
+    cache_dir: str = ""                 # feature cache; "" -> $HEADSTART_CACHE or ~/.cache/headstart
 
     def resolve(self, defaults: dict) -> None:
         """Fill the 0 = 'modality default' fields, so config.json records the values that actually ran."""

@@ -89,7 +89,6 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
     else:
         for cdir in subdirs.values():
             entries += [(f, cdir.name, "") for f in _list_files(cdir, exts)]
-
     if not entries:
         raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
                         "inside class subfolders: root/<class>/<file>)")

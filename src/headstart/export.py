@@ -252,7 +252,6 @@ def _predict_audio(model, classes, inputs: list[str], top: int) -> list[dict]:
 def export_recommended(ctx, results: dict) -> None:
     """Write model/ for the recommended strategy (its best-validation seed)."""
     import torch
-    from safetensors.torch import load_file
 
     from headstart import units
 
@@ -267,7 +266,7 @@ def export_recommended(ctx, results: dict) -> None:
     seed = min(seeds)[1]
     from headstart.backbones import create_backbone
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=s == "linear-probe")
-    state = load_file(str(ctx.run_dir / s / f"seed{seed}" / "weights.safetensors"))
+    state = read_weights(ctx.run_dir / s / f"seed{seed}" / "weights.safetensors")
     if s == "linear-probe":   # pretrained backbone + the probe's head
         head = model.get_classifier()
         with torch.no_grad():

@@ -59,7 +59,7 @@ def cache_key(spec, size: int, hashes: list[str], dtype: str) -> str:
 
 def feature_dtype(requested: str, device: str = "cpu") -> str:
     """The dtype of the frozen feature pass: "auto" = bfloat16 on a GPU or on a CPU with native bf16 (AVX512-BF16 /
-    AMX: 2.5x faster on hymenoptera at the same probe accuracy, benchmarks/README.md), else float32."""
+    AMX: about 2x faster than float32 on hymenoptera at the same probe accuracy, benchmarks/README.md), else float32."""
     if requested != "auto":
         return requested
     if device.startswith("cuda"):

@@ -20,12 +20,17 @@ from headstart.errors import UserError
 EXECUTORS = ("local", "process", "ray")
 
 
-def plan(cfg, strategies: list[str]) -> list[tuple[float, str, int]]:
-    fractions = sorted({float(f) for f in cfg.curve} | {1.0})
-    bad = [f for f in fractions if not 0 < f <= 1]
+def fractions(cfg) -> list[float]:
+    """The label fractions of the grid: --curve plus 1.0 (the main experiment)."""
+    fs = sorted({float(f) for f in cfg.curve} | {1.0})
+    bad = [f for f in fs if not 0 < f <= 1]
     if bad:
         raise UserError(f"--curve fractions must lie in (0, 1]; got {bad[0]}")
-    return [(f, s, seed) for seed in range(cfg.seeds) for f in fractions for s in strategies]
+    return fs
+
+
+def plan(cfg, strategies: list[str]) -> list[tuple[float, str, int]]:
+    return [(f, s, seed) for seed in range(cfg.seeds) for f in fractions(cfg) for s in strategies]
 
 
 def unit_dir(run_dir: Path, fraction: float) -> Path:
@@ -49,7 +54,7 @@ def run_task(ctx, task) -> dict:
     fraction, strategy, seed = task
     sub = sub_context(ctx, fraction, seed)
     done = units.unit_result(sub.run_dir, strategy, seed)
-    if done is not None:
+    if done is not None:       # a retried (Ray) task whose unit finished the first time
         return done
     if fraction < 1:
         ctx.log(f"curve: {strategy} seed {seed} on {fraction:g} of the training labels ({len(sub.split['train'])})")
@@ -143,7 +148,7 @@ def summarize_curve(ctx, strategies: list[str]) -> dict | None:
         points.setdefault(s, {}).setdefault(int(r["n_train"]), []).append(acc)
     best_scratch = max((np.mean(v) for v in points.get("scratch", {}).values()), default=None)
     target = cfg.target_metric or best_scratch
-    out = {"fractions": sorted({float(f) for f in cfg.curve} | {1.0}), "target": target,
+    out = {"fractions": fractions(cfg), "target": target,
            "target_source": "--target-metric" if cfg.target_metric else "best scratch score",
            "points": {s: {str(n): v for n, v in sorted(p.items())} for s, p in points.items()},
            "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {}}

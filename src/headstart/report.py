@@ -189,7 +189,8 @@ def render_markdown(results: dict) -> str:
                 lines.append(f"  - frozen trunk (blocks below `blocks.{tc['first_trained_block']}`) computed once for "
                              f"{tc['views']} cached augmented views per training image ({tc['seconds']:.1f} s, "
                              f"{tc.get('dtype', 'float32')}); "
-                             "each epoch trained only the top on one of those views (--trunk-views 0 turns this off)")
+                             "each epoch trained only the top on one of those views (`\"trunk_views\": 0` in a "
+                             "--config file turns this off)")
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
     cfg = results["config"]
     lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",

@@ -30,9 +30,10 @@ def _labels(n) -> str:
     return "not reached" if n is None else f"{n:,.0f}"
 
 
-def best_transfer(results: dict) -> str | None:
+def best_arm(results: dict, names=("linear-probe", "finetune")) -> str | None:
+    """The arm among `names` with the best validation accuracy (first listed wins a tie); None if none finished."""
     ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
-    return max((s for s in ok if s in ("linear-probe", "finetune")), key=lambda s: ok[s]["val_acc"], default=None)
+    return max((s for s in names if s in ok), key=lambda s: ok[s]["val_acc"], default=None)
 
 
 def curve_summary(results: dict) -> str:
@@ -40,7 +41,7 @@ def curve_summary(results: dict) -> str:
     c = results.get("curve")
     if not c or not c.get("saved"):
         return ""
-    t = best_transfer(results)
+    t = best_arm(results)
     s = c["saved"].get(f"{t} vs scratch")
     if not s:
         return ""
@@ -117,7 +118,7 @@ def cost_lines(results: dict) -> list[str]:
              "(--price-per-hour, --device-watts to use yours). Training FLOPs count every epoch at the final "
              "unfreeze state (an upper bound) plus validation passes; the linear probe's are one frozen forward "
              "pass over every item. Peak memory is the process's peak so far (exact per unit with --jobs).", ""]
-    t = best_transfer(results)
+    t = best_arm(results)
     if t and "scratch" in ok and t in ok:
         c = results.get("curve") or {}
         need = c.get("needed", {})
