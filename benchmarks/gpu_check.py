@@ -1,15 +1,32 @@
-"""The GPU check of issue 6, prepared to run in one short call on a lent GPU (the `device` tool):
+"""GPU acceptance: every command, every modality on CUDA, and the training throughput against synthetic input.
 
-    python benchmarks/gpu_check.py            # ~2 minutes; needs ../shared/data/hymenoptera and a CUDA device
+    python benchmarks/gpu_kit.py        # here, once: .gpukit/{image,text,audio} (weights stand-ins + data), < 64 MiB each
+    # on the GPU machine, from the repo root, one call per part; with the device tool: carry [".gpukit/image"] etc.
+    export PYTHONPATH=src:.gpukit/image HEADSTART_SHARED_DATA=.gpukit/image/data
+    python3 benchmarks/gpu_check.py image                                            # ~3 min on an H200
+    export PYTHONPATH=src:.gpukit/text HEADSTART_SHARED_DATA=.gpukit/text/data
+    python3 benchmarks/gpu_check.py text                                             # ~2 min
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpukit/audio/wheels/*.whl
+    export PYTHONPATH=src:.gpukit/audio:/tmp/site HEADSTART_SHARED_DATA=.gpukit/audio/data
+    python3 benchmarks/gpu_check.py audio                                            # ~2 min
 
-Prints the card, then Lite0 images/s on synthetic input (forward+backward of the top two block groups, bf16 mixed
-precision, channels-last) beside headstart's fine-tune arm on hymenoptera on the same GPU (whole network each
-epoch, and with the cached trunk), and the frozen feature pass. Not run yet: no GPU was lent to the session that
-wrote it; record the numbers in benchmarks/README.md with the card's name when it runs.
+The GPU machine has torch, timm, lightning, transformers, typer, rich, scikit-learn, scipy, matplotlib and
+safetensors; gpu_kit.py brings the rest (the packages that ship our weights, soundfile and its cffi) and the data
+(../shared does not travel). A part whose set is absent is reported as skipped.
+Parts:
+- image: `headstart run` (default strategies, 1 seed), `--curve 0.25,0.5 --jobs 2`, `assess --backbones`
+  Lite0+Lite1, `predict` on the run's model; then the throughput lines: whole-network fine-tune and scratch as
+  headstart trains them vs the same model, dtype and batch on synthetic input already on the GPU (target >= 0.6).
+- text: `headstart run` on TREC (train + official test file), `predict` on two questions.
+- audio: `headstart run` on FSDD (official split), `predict` on two clips.
+Prints one table (command, status, seconds, what it measured) and exits 1 if anything failed, 2 without CUDA.
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,55 +35,128 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bf16_parity import layout  # noqa: E402
 from hymenoptera import DATA  # noqa: E402
 
+ROWS: list[tuple[str, str, float, str]] = []
 
-def synthetic_top2(n_batches: int = 20, batch: int = 32) -> float:
-    from headstart.backbones import block_groups, create_backbone
-    model, _ = create_backbone("efficientnet_lite0", 2)
-    model = model.cuda().to(memory_format=torch.channels_last)
-    groups = block_groups(model)
-    trainable = {n for g in groups[:3] for n in g}
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in trainable)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+
+def cli(name: str, args: list[str], tmp: Path, timeout: int = 400) -> dict | None:
+    """Run `headstart ARGS` in a fresh process; record a row; return results.json of a run (or {} for others)."""
+    env = {**os.environ, "HEADSTART_CACHE": str(tmp / "cache")}
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-m", "headstart", *args], capture_output=True, text=True, env=env,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        ROWS.append((name, "FAIL", time.perf_counter() - t0, f"timed out after {timeout} s"))
+        return None
+    wall = time.perf_counter() - t0
+    if p.returncode != 0 or "Traceback" in p.stderr:
+        tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+        ROWS.append((name, "FAIL", wall, f"exit {p.returncode}: {tail[0][:150]}"))
+        return None
+    if "--out" in args and args[0] == "run":
+        res = json.loads((Path(args[args.index("--out") + 1]) / "results.json").read_text())
+        accs = ", ".join(f"{s} {m['accuracy']:.3f}" for s, m in res["strategies"].items() if "accuracy" in m)
+        ROWS.append((name, "ok", wall, f"{res['device']}, {res['precision']}; {accs}; deploy {res['recommended']}"))
+        return res
+    ROWS.append((name, "ok", wall, p.stdout.strip().splitlines()[-1][:150] if p.stdout.strip() else ""))
+    return {}
+
+
+def synthetic(model, batch: int, steps: int, train: bool) -> float:
+    """Images/s of the model on random input already on the GPU: bf16 autocast, channels-last, AdamW."""
     x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 2, (batch,), device="cuda")
-    for i in range(n_batches + 3):
-        if i == 3:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+    model.train(train)
+    for i in range(steps + 5):
+        if i == 5:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16), torch.set_grad_enabled(train):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if train:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     torch.cuda.synchronize()
-    return n_batches * batch / (time.perf_counter() - t0)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def throughput(strategy: str, extra: dict, tmp: Path, data: str) -> None:
+    """headstart's epoch time for `strategy` vs the synthetic time of the same work (train items + val items)."""
+    from headstart.backbones import create_backbone
+    cfg = tmp / f"{strategy}.json"
+    cfg.write_text(json.dumps(extra))
+    res = cli(f"{strategy} whole network, 4 epochs", ["run", data, "--out", str(tmp / f"tp-{strategy}"),
+              "--strategies", strategy, "--no-assess", "--accelerator", "cuda", "--config", str(cfg)], tmp)
+    if res is None:
+        return
+    unit = json.loads((tmp / f"tp-{strategy}" / strategy / "seed0" / "result.json").read_text())
+    per_epoch = statistics.median(h["seconds"] for h in unit["history"][1:] or unit["history"])
+    n_tr, n_va = (sum(res["data"]["counts"][r].values()) for r in ("train", "val"))
+    model = create_backbone("efficientnet_lite0", 2, pretrained=strategy != "scratch")[0].cuda()
+    model = model.to(memory_format=torch.channels_last)
+    ideal = n_tr / synthetic(model, 32, 30, True) + n_va / synthetic(model, 64, 30, False)
+    ROWS.append((f"throughput: {strategy}", "ok" if ideal / per_epoch >= 0.6 else "LOW", per_epoch,
+                 f"{n_tr / per_epoch:.0f} train img/s in headstart's epoch; {ideal / per_epoch:.2f} of synthetic "
+                 f"(same model, bf16, batch 32; target >= 0.6)"))
+
+
+def image(tmp: Path) -> None:
+    root = DATA / "hymenoptera"
+    if not root.exists():
+        ROWS.append(("image", "skipped", 0, f"{root} not present"))
+        return
+    d, cuda = str(root), ["--accelerator", "cuda"]
+    res = cli("run (image, default)", ["run", d, "--out", str(tmp / "img"), *cuda], tmp)
+    cli("run --curve 0.25,0.5 --jobs 2", ["run", d, "--out", str(tmp / "curve"), "--curve", "0.25,0.5", "--jobs", "2",
+                                          "--no-assess", *cuda], tmp)
+    cli("assess --backbones lite0,lite1", ["assess", d, "--out", str(tmp / "assess"), "--backbones",
+                                           "efficientnet_lite0,efficientnet_lite1"], tmp)
+    if res is not None:
+        cli("predict (image)", ["predict", str(tmp / "img" / "model"), str(root / "val" / "ants")], tmp)
+    throughput("finetune", {"trunk_views": 0, "unfreeze_groups": 99, "unfreeze_every": -1, "epochs": 4}, tmp, d)
+    throughput("scratch", {"full_scratch": True, "epochs": 4, "scratch_epochs": 4}, tmp, d)
+
+
+def text(tmp: Path) -> None:
+    args = layout("trec", tmp)
+    if args is None:
+        ROWS.append(("text", "skipped", 0, "trec not present"))
+        return
+    res = cli("run (text, default)", ["run", *args, "--out", str(tmp / "txt"), "--accelerator", "cuda"], tmp)
+    if res is not None:
+        cli("predict (text)", ["predict", str(tmp / "txt" / "model"), "how far is the moon ?",
+                               "who wrote hamlet ?"], tmp)
+
+
+def audio(tmp: Path) -> None:
+    args = layout("fsdd", tmp)
+    if args is None:
+        ROWS.append(("audio", "skipped", 0, "fsdd not present"))
+        return
+    res = cli("run (audio, default)", ["run", *args, "--out", str(tmp / "aud"), "--accelerator", "cuda"], tmp)
+    if res is not None:
+        clips = sorted((tmp / "fsdd" / "test" / "3").glob("*.wav"))[:2]
+        cli("predict (audio)", ["predict", str(tmp / "aud" / "model"), *map(str, clips)], tmp)
 
 
 def main():
+    parts = sys.argv[1:] or ["image", "text", "audio"]
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
-        return
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
-    from headstart.units import unit_result
-    print(f"card: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    print(f"synthetic, top 2 groups trainable, bf16-mixed, channels-last: {synthetic_top2():.0f} images/s")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in (("finetune, whole network each epoch", dict(trunk_views=0)),
-                         ("finetune, cached trunk", dict(trunk_views=4))):
-            cfg = RunConfig(data=str(DATA / "hymenoptera"), out=f"{tmp}/{kw['trunk_views']}", assess=False,
-                            strategies=["linear-probe", "finetune"], accelerator="cuda", cache_dir=f"{tmp}/c", **kw)
-            res = run_experiment(cfg, log=lambda *a: None)
-            r = unit_result(Path(cfg.out), "finetune", 0)
-            per = statistics.median(h["seconds"] for h in r["history"])
-            n = sum(res["data"]["counts"]["train"].values()) + sum(res["data"]["counts"]["val"].values())
-            lp = unit_result(Path(cfg.out), "linear-probe", 0)
-            print(f"{name}: {per:.2f} s / epoch ({n / per:.0f} images/s incl. validation), test accuracy "
-                  f"{res['strategies']['finetune']['accuracy']:.3f}; precision {res['precision']} on {res['device']}; "
-                  f"feature pass {lp['features_seconds']:.1f} s")
+        sys.exit(2)
+    print(f"card: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+    with tempfile.TemporaryDirectory() as t:
+        for part in parts:
+            {"image": image, "text": text, "audio": audio}[part](Path(t))
+    print(f"\n{'command':<36}{'status':<8}{'s':>7}  measured")
+    for name, status, secs, what in ROWS:
+        print(f"{name:<36}{status:<8}{secs:>7.1f}  {what}")
+    sys.exit(1 if any(r[1] == "FAIL" for r in ROWS) else 0)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ def _source_head(ctx):
         return None
     from headstart.backbones import load_source_model
     clf = load_source_model(ctx.cfg.backbone)[0].get_classifier()
-    return clf.weight.detach().double().numpy(), clf.bias.detach().double().numpy()
+    from headstart.device import to_numpy
+    return to_numpy(clf.weight, np.float64), to_numpy(clf.bias, np.float64)
 
 
 def _bn_profile(ctx, idx: np.ndarray) -> list[dict]:

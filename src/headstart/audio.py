@@ -161,7 +161,7 @@ class WhisperClassifier(nn.Module):
         from transformers import WhisperConfig, WhisperModel
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
         try:
-            enc = (WhisperModel.from_pretrained(model_id).get_encoder() if pretrained
+            enc = (WhisperModel.from_pretrained(model_id, dtype=torch.float32).get_encoder() if pretrained
                    else WhisperEncoder(WhisperConfig.from_pretrained(model_id)))
         except OSError as e:
             raise UserError(f"could not load {model_id} from the Hugging Face hub ({str(e)[:100]}); offline, use "

@@ -96,14 +96,18 @@ def run(
     devices: Annotated[int, typer.Option(help="devices for Lightning Fabric")] = 1,
     accelerator: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed; auto = "
-                                           "bf16-mixed on a GPU, 32-true on the CPU")] = "auto",
+                                           "bf16-mixed on a GPU, and on a CPU with native bf16 for networks "
+                                           "where it measured faster (text, speech); else 32-true")] = "auto",
     curve: Annotated[str, typer.Option(help="label fractions for learning curves, e.g. 0.05,0.1,0.25,0.5,1.0")] = "",
     target_metric: Annotated[float, typer.Option(help="accuracy whose label cost is compared (0 = best scratch)")]
     = 0.0,
     cost_per_label: Annotated[str, typer.Option(help="$ per label, a value or a low,high range")] = "5,20",
     price_per_hour: Annotated[float, typer.Option(help="$ per device hour (0 = $0.10 CPU, $2.50 GPU)")] = 0.0,
     device_watts: Annotated[float, typer.Option(help="device power for energy (0 = 65 W CPU, 700 W GPU)")] = 0.0,
-    jobs: Annotated[int, typer.Option(help="units in parallel worker processes")] = 1,
+    jobs: Annotated[int, typer.Option(help="units in parallel worker processes (0 = chosen from the machine's cores "
+                                      "and memory; 1 = in this process)")] = 0,
+    full_scratch: Annotated[bool, typer.Option(help="train scratch for its whole budget even when its extrapolated "
+                                               "learning curve cannot reach the transfer arms")] = False,
     executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
     assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
     dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
@@ -129,7 +133,7 @@ def run(
                                       devices=devices, accelerator=accelerator, precision=precision,
                                       assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
-                                      device_watts=device_watts, jobs=jobs,
+                                      device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
                                       executor="process" if jobs > 1 and executor == "local" else executor,
                                       cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}

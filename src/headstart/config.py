@@ -36,7 +36,8 @@ class RunConfig:
     cost_per_label: list[float] = field(default_factory=lambda: [5.0, 20.0])   # $ per label (range)
     price_per_hour: float = 0.0         # $ per device hour; 0 -> costs.DEFAULTS for the device
     device_watts: float = 0.0           # device power for energy; 0 -> costs.DEFAULTS
-    jobs: int = 1                       # units in parallel processes (1: in this process)
+    jobs: int = 0                       # units in parallel processes; 1: in this process; 0 -> chosen from the
+                                        # machine's cores and memory (grid.auto_jobs; the run log says what it chose)
     executor: str = "local"             # local | process | ray: where units run
     strategies: list[str] = field(default_factory=lambda: ["classic", "linear-probe", "finetune", "scratch"])
     seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
@@ -55,6 +56,9 @@ class RunConfig:
     unfreeze_groups: int = 0            # block groups (from the top) finetune unfreezes in the end; 0 -> modality
     bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
     unfreeze_every: int = 0             # epochs between unfreezing one more group; -1 all at once; 0 -> modality
+    full_scratch: bool = False          # scratch always runs its whole budget (no racing against transfer)
+    race_margin: float = 0.05           # racing: stop scratch once its optimistic final val accuracy is this far
+                                        # below the best transfer arm's (never when scratch is close or ahead)
     scratch_lr: float = 0.0             # 0 -> modality default (image/audio 3e-3, text 1e-4: transformers diverge higher)
     feature_dtype: str = "auto"         # images' frozen feature pass: auto (bf16 where the CPU/GPU has it) | float32 |
                                         # bfloat16
@@ -62,7 +66,8 @@ class RunConfig:
                                         # views per image, train only the top each epoch; 0 = recompute every epoch
     fold_batchnorm: bool = True         # eval-mode BatchNorms run folded into their convolutions (same maths, faster)
     weight_decay: float = 1e-4
-    grad_checkpointing: bool = True     # scratch: recompute the first 2 stages' activations in backward (less memory)
+    grad_checkpointing: bool = True     # scratch on the CPU: recompute the first 2 stages' activations in backward
+                                        # (less memory; a GPU has the memory and trains faster without)
     augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none
     crop_scale: float = 0.35            # smallest area share kept by the random resized crop
     probe_cs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])

@@ -38,6 +38,8 @@ def flops_per_item(model, x, train: bool) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from headstart.device import to_device
+    x = to_device(x, model)          # the sample batch is made on the host; the model may live on a GPU
     n = _batch_len(x)
     was_training = model.training
     counter = FlopCounterMode(display=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.config import RunConfig
+from headstart.device import resolve_precision
 from headstart.errors import UserError
 from headstart import units
 from headstart.io import write_json, write_text
@@ -62,16 +63,6 @@ def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
     if write:
         cfg.save(saved)
     return run_dir
-
-
-def resolve_precision(cfg: RunConfig) -> str:
-    """auto: bf16 mixed precision on a CUDA device (tensor cores, half the activation memory), float32 on the CPU
-    (where bf16 autocast made training steps slower: benchmarks/README.md)."""
-    if cfg.precision != "auto":
-        return cfg.precision
-    import torch
-    gpu = cfg.accelerator in ("cuda", "gpu") or (cfg.accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu else "32-true"
 
 
 def _make_fabric(cfg: RunConfig):
@@ -124,7 +115,7 @@ def prepare(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = Non
         if fabric.is_global_zero:
             save_split(split_path, split, ds.paths, ds.labels, ds.classes)
     ctx = units.Context(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir,
-                        fabric=fabric, progress=progress, log=log, modality=modality,
+                        fabric=fabric, precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
                         cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
     ctx.modality_stats = modality.prepare(ctx)
     return ctx
@@ -229,6 +220,8 @@ def summarize(ctx, strategies: list[str]) -> dict:
             "policy": ok[0]["policy"], "events": ok[0].get("events", []),
             "failed_seeds": [r["seed"] for r in failed],
             "compute": _mean_compute([r.get("compute") for r in ok]), "trunk_cache": ok[0].get("trunk_cache"),
+            "precision": ok[0].get("precision", resolve_precision(cfg)),
+            "provenance": provenance(ok),
         }
     deltas = {}
     for base in ("scratch", "classic"):             # every transfer arm against every from-scratch baseline
@@ -257,6 +250,12 @@ def summarize(ctx, strategies: list[str]) -> dict:
         "recommendation_basis": "highest mean validation accuracy (ties: lower validation loss, then cheaper "
                                 "strategy); the test split was not used for this choice",
     }
+
+
+def provenance(units_ok: list[dict]) -> dict:
+    """Full, or bounded: which seeds racing stopped, at which epoch, with which bound (racing.py)."""
+    raced = [{"seed": r["seed"], **r["racing"]} for r in units_ok if (r.get("racing") or {}).get("stop")]
+    return {"kind": "bounded" if raced else "full", "raced": raced}
 
 
 def _mean_compute(rows: list) -> dict | None:

@@ -46,7 +46,8 @@ def export_onnx(path: Path, model, spec, input_size: int) -> str | None:
         return None
     buf = io.BytesIO()
     model = model.eval()
-    x = torch.zeros(1, 3, input_size, input_size)
+    from headstart.device import model_device
+    x = torch.zeros(1, 3, input_size, input_size, device=model_device(model))
     try:
         torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
                           opset_version=17, dynamo=False)
@@ -141,7 +142,8 @@ def image_runner(model_dir: str | Path, model, meta: dict, runtime: str = "auto"
                 raise UserError("--runtime onnx needs ONNX Runtime: pip install onnxruntime") from None
         else:
             sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-            return "onnxruntime", lambda x: torch.from_numpy(sess.run(None, {"x": x.contiguous().numpy()})[0])
+            from headstart.device import to_numpy
+            return "onnxruntime", lambda x: torch.from_numpy(sess.run(None, {"x": to_numpy(x)})[0])
     elif runtime == "onnx":
         raise UserError(f"{model_dir} has no model.onnx; re-export with onnx installed, or use --runtime torch")
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from headstart.device import bf16_autocast, native_bf16, to_device, to_numpy
 from headstart.io import atomic_write_bytes
 
 
@@ -62,12 +63,7 @@ def feature_dtype(requested: str, device: str = "cpu") -> str:
     AMX: about 2x faster than float32 on hymenoptera at the same probe accuracy, benchmarks/README.md), else float32."""
     if requested != "auto":
         return requested
-    if device.startswith("cuda"):
-        return "bfloat16"
-    try:
-        return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
-    except (AttributeError, RuntimeError):
-        return "float32"
+    return "bfloat16" if native_bf16(device) else "float32"
 
 
 @torch.inference_mode()
@@ -79,11 +75,10 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
     model = model.to(device=device, memory_format=torch.channels_last)
     loader = DataLoader(ImageTensors(images, [0] * len(images), range(len(images)), size), batch_size=batch_size)
     out = []
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     for x, _ in loader:
-        with autocast:
-            f = model.forward_head(model.forward_features(preprocess(x.to(device), spec)), pre_logits=True)
-        out.append(f.float().cpu().numpy())
+        with bf16_autocast(device, dtype == "bfloat16"):
+            f = model.forward_head(model.forward_features(preprocess(to_device(x, model), spec)), pre_logits=True)
+        out.append(to_numpy(f))
         if progress:
             progress(len(x))
     return np.concatenate(out).astype(np.float32)

@@ -70,7 +70,11 @@ def run_grid(ctx, tasks: list) -> None:
     cfg = ctx.cfg
     if cfg.executor not in EXECUTORS:
         raise UserError(f"executor {cfg.executor!r} unknown; choose {', '.join(EXECUTORS)}")
-    if cfg.executor == "local" and cfg.jobs <= 1 or not todo:
+    jobs = cfg.jobs
+    if jobs <= 0:
+        jobs, why = auto_jobs(ctx, todo)
+        ctx.log(f"jobs: {jobs} ({why}; --jobs N to choose)")
+    if cfg.executor == "local" and jobs <= 1 or not todo:
         for t in todo:
             run_task(ctx, t)
         return
@@ -79,7 +83,36 @@ def run_grid(ctx, tasks: list) -> None:
     if cfg.executor == "ray":
         _run_ray(cfg, todo)
     else:
-        _run_processes(cfg, todo, max(1, cfg.jobs))
+        _run_processes(cfg, todo, max(1, jobs))
+
+
+def auto_jobs(ctx, todo: list) -> tuple[int, str]:
+    """Worker processes for the grid, from the machine: one per core for the scratch units (the long, independent
+    ones), as many as memory holds at the modality's measured peak per unit; 1 on a GPU (one device, shared) and
+    when fewer than two scratch units are left (a worker's start-up, reloading the data, costs more than it saves).
+    Measured on 2 cores: two 1-thread scratch units side by side vs one after the other at 2 threads,
+    benchmarks/README.md."""
+    import os
+    heavy = sum(1 for _, s, _ in todo if s == "scratch")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_unit = getattr(ctx.modality, "unit_gib", 4.0)
+    free = _available_gib()
+    by_memory = max(1, int(0.8 * free // per_unit))
+    if ctx.fabric.device.type != "cpu":
+        return 1, "one GPU: units run one after another on it"
+    if heavy < 2:
+        return 1, f"{heavy} scratch unit(s) to run: worker start-up would cost more than it saves"
+    jobs = max(1, min(heavy, cores, by_memory))
+    return jobs, (f"{heavy} scratch units, {cores} cores, {free:.0f} GiB available at ~{per_unit:g} GiB per unit")
+
+
+def _available_gib() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: line.split()[1] for line in f}
+        return int(info["MemAvailable"]) / 2 ** 20
+    except (OSError, KeyError, ValueError):
+        return 8.0
 
 
 def _run_processes(cfg, todo: list, jobs: int) -> None:
@@ -140,18 +173,23 @@ def summarize_curve(ctx, strategies: list[str]) -> dict | None:
     y = np.asarray(ctx.ds.labels)
     y_test = y[ctx.split["test"]]
     points: dict[str, dict[int, list[float]]] = {}
+    bounded = []                  # units that racing stopped: their points are bounds, not final values
     for f, s, seed in plan(cfg, strategies):
         r = units.unit_result(unit_dir(ctx.run_dir, f), s, seed)
         if r is None or r.get("failed"):
             continue
         acc = float((np.asarray(r["test_probs"]).argmax(1) == y_test).mean())
         points.setdefault(s, {}).setdefault(int(r["n_train"]), []).append(acc)
+        if (r.get("racing") or {}).get("stop"):
+            bounded.append({"strategy": s, "labels": int(r["n_train"]), "seed": seed, "epoch": r["racing"]["epoch"],
+                            "budget": r["racing"]["budget"], "bound": r["racing"]["bound"]})
     best_scratch = max((np.mean(v) for v in points.get("scratch", {}).values()), default=None)
     target = cfg.target_metric or best_scratch
     out = {"fractions": fractions(cfg), "target": target,
            "target_source": "--target-metric" if cfg.target_metric else "best scratch score",
            "points": {s: {str(n): v for n, v in sorted(p.items())} for s, p in points.items()},
-           "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {}}
+           "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {},
+           "bounded": bounded}
     if target is None:
         return out
     needed = {s: labels_needed(p, target) for s, p in points.items() if len(p) >= 2}

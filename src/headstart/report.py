@@ -26,11 +26,28 @@ def summary_rows(results: dict) -> list[list[str]]:
             continue
         epochs = "/".join(str(e) for e in m["epochs_run"]) if m["epoch_budget"] else "—"
         budget = f" of {m['epoch_budget']}" if m["epoch_budget"] else ""
-        rows.append([s, f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}", f"{m['macro_f1']:.3f}",
-                     f"{m['train_seconds']:.1f} s", epochs + budget,
+        bounded = _bounded(m)
+        rows.append([s, f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}" + (" (bounded)" if bounded else ""),
+                     f"{m['macro_f1']:.3f}", f"{m['train_seconds']:.1f} s",
+                     epochs + budget + (" (raced)" if bounded else ""),
                      "yes" if m["stopped_early"] else "no", "yes" if m["overfit"] else "no",
                      f"{_params(m['trainable_params'])} / {_params(m['total_params'])}"])
     return rows
+
+
+def _bounded(m: dict) -> bool:
+    return (m.get("provenance") or {}).get("kind") == "bounded"
+
+
+def racing_lines(results: dict) -> list[str]:
+    """One line per arm that racing stopped: what it reached, the bound, and how to get the full number."""
+    lines = []
+    for s, m in results["strategies"].items():
+        for r in (m.get("provenance") or {}).get("raced", []):
+            lines.append(f"- `{s}` seed {r['seed']}: {r['message']}. Its numbers are **bounded, not final** "
+                         f"(optimistic extrapolation plus a {100 * r['margin']:.0f}-point margin); `--full-scratch` "
+                         "trains the whole budget.")
+    return lines + [""] if lines else []
 
 
 SUMMARY_HEADER = ["strategy", "test accuracy (95% CI)", "macro-F1", "train time", "epochs run",
@@ -58,7 +75,9 @@ def recommendation(results: dict) -> str:
             d = deltas[f"{best_t} - scratch"]
             if d["significant"] and d["difference"] > 0:
                 text += (f"Transfer pays off here: `{best_t}` beats training from scratch by "
-                         f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}) ")
+                         f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}"
+                         + ("; scratch was stopped by racing once its optimistic extrapolation could not catch up"
+                            if _bounded(ok["scratch"]) else "") + ") ")
                 text += (f"while training {ok[best_t]['train_seconds']:.0f} s vs {ok['scratch']['train_seconds']:.0f}"
                          f" s. ")
             elif d["significant"]:
@@ -142,13 +161,15 @@ def render_markdown(results: dict) -> str:
     d = results["data"]
     b = results["backbone"]
     lines = [f"# headstart report: {d['root']}", "", recommendation(results), "",
-             "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), ""]
+             "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), "",
+             *racing_lines(results)]
     deltas = results.get("paired_differences", {})
     if deltas:
         lines += ["### Transfer − scratch (paired over the same test images)", "",
                   _table(["comparison", "accuracy difference", "95% CI", "beyond noise?"],
-                         [[k, f"{100 * v['difference']:+.1f} pts", _ci(v["ci"]), "yes" if v["significant"] else "no"]
-                          for k, v in deltas.items()]), ""]
+                         [[k + (" (scratch bounded)" if k.endswith("scratch") and _bounded(
+                             results["strategies"].get("scratch", {})) else ""), f"{100 * v['difference']:+.1f} pts",
+                           _ci(v["ci"]), "yes" if v["significant"] else "no"] for k, v in deltas.items()]), ""]
     lines += assessment_lines(results)
     from headstart.report_cost import savings_lines
     lines += savings_lines(results, results.get("plots", {}))
@@ -179,6 +200,8 @@ def render_markdown(results: dict) -> str:
         if "failed" in m:
             continue
         pol = {k: v for k, v in m["policy"].items() if k not in ("strategy",)}
+        if m["epoch_budget"] and m.get("precision"):
+            pol["precision"] = m["precision"]
         lines.append(f"- **{s}**: " + "; ".join(f"{k}: {v}" for k, v in pol.items()))
         if m["epoch_budget"]:
             lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "

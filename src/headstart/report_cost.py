@@ -77,15 +77,22 @@ def savings_lines(results: dict, plots: dict) -> list[str]:
                   "intervals: bootstrap over seeds; no extrapolation beyond 2x the largest label count.", ""]
         counts = sorted({int(n) for p in c["points"].values() for n in p})
         rows = []
+        raced = {(b["strategy"], b["labels"]) for b in c.get("bounded", [])}
         for s, p in c["points"].items():
             need = c["needed"].get(s, {})
             ci = need.get("ci")
             rows.append([s] + [("—" if str(n) not in p else f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}% "
-                                f"(±{50 * (max(p[str(n)]) - min(p[str(n)])):.1f})") for n in counts]
+                                f"(±{50 * (max(p[str(n)]) - min(p[str(n)])):.1f})" + ("*" if (s, n) in raced else ""))
+                               for n in counts]
                         + [_labels(need.get("labels")) + (" or fewer" if need.get("at_most") else "")
                            + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")])
         target = f"labels for {100 * c['target']:.1f}%" if c.get("target") else "labels for target"
         lines += [_table(["strategy"] + [f"{n} labels" for n in counts] + [target], rows), ""]
+        if raced:
+            lines += ["\\* stopped by racing (bounded, not final): even the optimistic extrapolation of that "
+                      "scratch unit's validation curve stayed below the transfer arm's, so it was not trained to the "
+                      "end of its budget; its label cost is estimated from a curve that might still have risen a "
+                      "little (`--full-scratch` trains every unit fully).", ""]
         summary = curve_summary(results)
         if summary:
             lines += [summary, ""]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from headstart.device import to_numpy
+
 
 def gaussian_kl(mu_t, var_t, mu_s, var_s, eps=1e-5) -> np.ndarray:
     """KL(N(mu_t, var_t) || N(mu_s, var_s)) per channel; 0 when the target matches the stored statistics."""
@@ -51,8 +53,9 @@ class BatchNormShift:
             if first:                      # a new batch starts at the first BatchNorm layer
                 b = x.shape[0]
                 sel = np.ones(b, bool) if self.include is None else self.include[self.seen: self.seen + b]
-                self.mask, self.seen = torch.from_numpy(np.asarray(sel, bool)), self.seen + b
-            if not bool(self.mask.any()):
+                # row indices on the activations' device (a boolean mask needs a data-dependent nonzero)
+                self.mask, self.seen = torch.from_numpy(np.flatnonzero(sel)).to(x.device), self.seen + b
+            if not len(self.mask):
                 return
             self.folded[name] = getattr(mod, "folded_into_conv", False) and not mod.training
             # per (sample, channel) first and second moments, pooled over samples in float64. Large maps are read
@@ -63,10 +66,11 @@ class BatchNormShift:
             # sweep (2-3x faster than reducing a channels-last map over its spatial dims)
             xf = (x.permute(0, 2, 3, 1) if x.dim() == 4 else x.unsqueeze(-1).transpose(1, -1)).float().contiguous()
             xf = xf.view(xf.shape[0], -1, xf.shape[-1])
-            mean, sq = xf.mean(1)[self.mask].double(), (xf * xf).mean(1)[self.mask].double()
+            mean = xf.mean(1).index_select(0, self.mask).double()
+            sq = (xf * xf).mean(1).index_select(0, self.mask).double()
             acc = self.sums[name]
-            acc[0] = acc[0] + mean.sum(0).numpy()
-            acc[1] = acc[1] + sq.sum(0).numpy()
+            acc[0] = acc[0] + to_numpy(mean.sum(0), np.float64)
+            acc[1] = acc[1] + to_numpy(sq.sum(0), np.float64)
             acc[2] += int(mean.shape[0])
         return hook
 
@@ -78,9 +82,9 @@ class BatchNormShift:
                 continue
             mu = s / cnt
             var = np.maximum(s2 / cnt - mu ** 2, 0.0)
-            mu_s, var_s, eps = mod.running_mean.double().numpy(), mod.running_var.double().numpy(), 1e-5
+            mu_s, var_s, eps = to_numpy(mod.running_mean, np.float64), to_numpy(mod.running_var, np.float64), 1e-5
             if self.folded.get(name):   # bnfold: the hook saw s*x + t; map the source there too (same KL)
-                w, b = mod.weight.detach().double().numpy(), mod.bias.detach().double().numpy()
+                w, b = to_numpy(mod.weight, np.float64), to_numpy(mod.bias, np.float64)
                 sc = w / np.sqrt(var_s + mod.eps)
                 mu_s, var_s, eps = sc * mu_s + (b - mu_s * sc), sc * sc * var_s, np.maximum(sc * sc, 1e-12) * eps
             kl = gaussian_kl(mu, var, mu_s, var_s, eps)

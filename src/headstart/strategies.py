@@ -30,6 +30,7 @@ def _modules_of(model, names: set[str]) -> list[nn.Module]:
 class Strategy:
     name = ""
     pretrained = True
+    transfer = True             # reuses pretrained weights (a rival that racing holds scratch against)
     uses_probe_head = False
     bn_policy = "train"
 
@@ -113,6 +114,7 @@ class Scratch(Strategy):
     """Same architecture, random init, everything trains; budget >= finetune's epochs."""
     name = "scratch"
     pretrained = False
+    transfer = False
 
     def max_epochs(self) -> int:
         return self.cfg.effective_scratch_epochs()
@@ -138,6 +140,7 @@ class Classic(Strategy):
     """No network: the modality's classic features (pixels, TF-IDF n-grams, MFCC) + logistic regression, C on val."""
     name = "classic"
     pretrained = False
+    transfer = False
 
 
 class LinearProbe(Strategy):

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from headstart.data import LabeledSet
+from headstart.device import to_device, to_numpy
 from headstart.errors import UserError
 
 TEXT_EXTS = {".csv", ".tsv", ".jsonl", ".json"}
@@ -147,7 +148,8 @@ class TextClassifier(nn.Module):
         hf_logging.set_verbosity_error()        # the unused pooler's "unexpected keys" notice is expected
         hf_logging.disable_progress_bar()
         if pretrained:
-            enc = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
+            # float32 master weights whatever the checkpoint stores (transformers 5 would keep an fp16 file's dtype)
+            enc = AutoModel.from_pretrained(str(folder), add_pooling_layer=False, dtype=torch.float32)
         else:
             torch.manual_seed(torch.initial_seed())
             enc = AutoModel.from_config(AutoConfig.from_pretrained(str(folder)), add_pooling_layer=False)
@@ -234,7 +236,7 @@ def embed_texts(model, token_ids: list[list[int]], batch_size: int = 128, progre
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
         x, _ = ds.collate([ds[i] for i in range(start, start + len(idx))])
-        out[idx] = model.forward_features(x).float().numpy()
+        out[idx] = to_numpy(model.forward_features(to_device(x, model)))
         if progress:
             progress(len(idx))
     return out

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from headstart.device import loader_kwargs
+
 
 class TrainingDiverged(RuntimeError):
     """Loss became NaN/inf: this arm stops, the others go on."""
@@ -30,6 +32,7 @@ class FitResult:
     overfit: bool = False
     events: list[str] = field(default_factory=list)
     start_val: dict = field(default_factory=dict)     # val loss/acc of the starting weights (epoch -1)
+    stopped_by: dict | None = None                    # what a stop_check said when it ended the run (racing)
 
     def best(self) -> dict:
         return self.history[self.best_epoch] if self.best_epoch >= 0 else self.start_val
@@ -50,32 +53,37 @@ def _cosine(max_epochs: int, floor: float = 0.1):
 
 
 def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None):
-    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over all ranks."""
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over all ranks.
+    Sums stay on the device and are read once per pass: no host synchronisation per step (a GPU runs ahead);
+    a non-finite loss poisons the sum and ends the arm at the end of the pass (TrainingDiverged)."""
     train = optimizer is not None
-    tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    tot = torch.zeros(3, dtype=torch.float64, device=fabric.device)  # loss sum, correct, count
     ctx = torch.enable_grad() if train else torch.inference_mode()
     with ctx:
         for x, y in loader:
             logits = model(batch_fn(x))
             loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} (learning rate too high, or bad inputs?)")
             if train:
                 optimizer.zero_grad(set_to_none=True)
                 fabric.backward(loss)
                 optimizer.step()
-            tot += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
-                                dtype=torch.float64)
+            tot[0] += loss.detach() * len(y)
+            tot[1] += (logits.argmax(1) == y).sum()
+            tot[2] += len(y)
             if progress is not None:
                 progress.advance(task, 1)
     tot = fabric.all_reduce(tot, reduce_op="sum") if fabric.world_size > 1 else tot
-    return float(tot[0] / tot[2]), float(tot[1] / tot[2])
+    loss_sum, correct, count = tot.tolist()
+    if not math.isfinite(loss_sum):
+        raise TrainingDiverged(f"loss became {loss_sum} (learning rate too high, or bad inputs?)")
+    return loss_sum / count, correct / count
 
 
 def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
         weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
-        restore_best: bool = True, min_epochs: int = 0) -> FitResult:
-    """Train `model` in place (best-validation-loss weights restored unless restore_best=False)."""
+        restore_best: bool = True, min_epochs: int = 0, stop_check=None) -> FitResult:
+    """Train `model` in place (best-validation-loss weights restored unless restore_best=False).
+    stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by)."""
     from torch.utils.data import DataLoader
 
     fabric.seed_everything(seed, verbose=False)
@@ -86,9 +94,11 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     gen = torch.Generator().manual_seed(seed)
     lone_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1   # BatchNorm cannot train on 1 sample
     collate = getattr(train_ds, "collate", None)    # datasets whose batches need padding bring their own
+    # a dataset already on the device (the trunk cache on a GPU) is read in-process, unpinned
+    feed = {} if getattr(train_ds, "on_device", False) else loader_kwargs(fabric.device, num_workers)
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
-                              num_workers=num_workers, collate_fn=collate)
-    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, num_workers=num_workers, collate_fn=collate)
+                              collate_fn=collate, **feed)
+    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, collate_fn=collate, **feed)
     ddp = fabric.world_size > 1
     if ddp:   # DDP syncs only parameters that require grad when it wraps: enable all that will ever train
         before = {p: p.requires_grad for p in model.parameters()}
@@ -129,6 +139,10 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
             if bad >= patience and epoch + 1 >= min_epochs:
                 res.stopped_early = epoch + 1 < max_epochs
                 break
+        res.stopped_by = stop_check(res.history) if stop_check is not None else None
+        if res.stopped_by is not None:
+            res.stopped_early = True
+            break
     if progress is not None:
         progress.update(task, completed=progress.tasks[task].total)
     if best_state is not None and restore_best:

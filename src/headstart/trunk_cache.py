@@ -19,6 +19,8 @@ import re
 import torch
 from torch.utils.data import Dataset
 
+from headstart.device import bf16_autocast, model_device, to_device
+
 MAX_CACHE_GIB = 4.0
 
 
@@ -45,6 +47,10 @@ class _Views(Dataset):
         v = int(torch.randint(self.views, (1,))) if self.views > 1 else 0   # seeded by the loop's seed
         return self.acts[i * self.views + v], self.labels[i]
 
+    @property
+    def on_device(self) -> bool:
+        return self.acts.device.type != "cpu"
+
 
 class CachedTrunk:
     """Context manager: builds the caches, patches model.forward to the top part, restores it on exit."""
@@ -53,7 +59,6 @@ class CachedTrunk:
         self.ctx, self.model, self.k, self.views, self.batch_size = ctx, model, k, views, batch_size
         self.bf16 = dtype == "bfloat16"      # autocast the trunk pass (CPUs/GPUs with native bf16), store bf16
         self.store = torch.bfloat16 if self.bf16 else torch.float32
-        self.device = torch.device(str(ctx.fabric.device)).type
 
     def _trunk(self, x):
         m = self.model
@@ -78,11 +83,11 @@ class CachedTrunk:
         batch_fn = mod.batch_fn(ctx)
         out = []
         self.model.eval()
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         for _ in range(views):            # view v of every item, in order; interleaved below
             ds = mod.dataset(ctx, indices, train=train)
-            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
-                out.append(torch.cat([self._trunk(batch_fn(x.to(device))).to(self.store)
+            with bf16_autocast(device, self.bf16):
+                out.append(torch.cat([self._trunk(batch_fn(to_device(x, device))).to(self.store)
                                       for x, _ in DataLoader(ds, batch_size=self.batch_size)]))
         acts = torch.stack(out, 1)        # (n, views, C, H, W)
         # channels-last, as the trunk made them: the top's convolutions run ~25% faster on it than on NCHW
@@ -93,7 +98,8 @@ class CachedTrunk:
         from headstart.costs import sample_batch
         self.model.eval()
         with torch.inference_mode():
-            per = self._trunk(sample_batch(self.ctx, self.ctx.split["val"], False, n=1)).numel() * self.store.itemsize
+            x = to_device(sample_batch(self.ctx, self.ctx.split["val"], False, n=1), self.model)
+            per = self._trunk(x).numel() * self.store.itemsize
         return per * n_items / 2 ** 30
 
     def __enter__(self):
@@ -111,7 +117,7 @@ class CachedTrunk:
         from torch.utils.flop_counter import FlopCounterMode
 
         from headstart.costs import flops_per_item, sample_batch
-        x = sample_batch(self.ctx, self.ctx.split["val"], False, n=4)
+        x = to_device(sample_batch(self.ctx, self.ctx.split["val"], False, n=4), self.model)
         self.model.eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():

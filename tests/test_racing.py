@@ -1,0 +1,147 @@
+"""Racing scratch against transfer (racing.py), bf16 mixed-precision parity, and the machine-sized --jobs default."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.racing import decide, optimistic_final
+
+
+def _curve(a, b=0.35, c=0.8, n=20, noise=0.0, seed=0):
+    """Validation accuracy of a saturating learning curve a - b t^-c (t = 1..n), with binomial-like noise."""
+    t = np.arange(1, n + 1)
+    rng = np.random.default_rng(seed)
+    return list(np.clip(a - b * t ** -c + rng.normal(0, noise, n), 0, 1))
+
+
+def test_stops_a_hopeless_scratch_curve_early():
+    accs = _curve(0.62, noise=0.02)
+    stops = [k for k in range(1, 21) if decide(accs[:k], 20, rival_acc=0.98, margin=0.05, chance=0.5).stop]
+    assert stops and stops[0] <= 6                       # within a third of the budget
+    d = decide(accs[: stops[0]], 20, 0.98, 0.05, rival="linear-probe", chance=0.5)
+    assert d.bound < 0.93 and d.bound >= max(accs[: stops[0]])
+    assert "stopped at epoch" in d.message() and "linear-probe (98.0%)" in d.message()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_never_stops_a_scratch_curve_that_ends_close_to_or_above_transfer(seed):
+    """Curves whose final value is within the margin of the rival (or above it): no prefix may stop them."""
+    rng = np.random.default_rng(seed)
+    accs = _curve(rng.uniform(0.6, 1.0), b=rng.uniform(0.2, 0.6), c=rng.uniform(0.3, 1.5), noise=0.01, seed=seed)
+    rival = min(1.0, accs[-1] + rng.uniform(-0.1, 0.045))     # the real final value is within the margin
+    for k in range(1, 21):
+        assert not decide(accs[:k], 20, rival, 0.05, chance=0.1).stop, (k, accs[:k], rival)
+
+
+def test_never_stops_a_curve_leaving_a_plateau():
+    """Scratch often sits at chance for a few epochs, then climbs: the flat start and the acceleration must not
+    read as hopeless."""
+    accs = [0.11, 0.1, 0.12, 0.1, 0.11, 0.2, 0.35, 0.55, 0.7, 0.8, 0.86, 0.9]
+    for k in range(1, len(accs) + 1):
+        assert not decide(accs[:k], 20, 0.97, 0.05, chance=0.1).stop, k
+
+
+def test_needs_a_rival_and_enough_epochs():
+    accs = _curve(0.55, noise=0.0)
+    assert not decide(accs[:3], 20, 0.99, 0.05).stop                       # too few points to fit
+    assert not decide(accs[:10], 20, None, 0.05).stop                      # no finished transfer arm yet
+    assert decide(accs[:10], 20, 0.99, 0.05).stop
+
+
+def test_bound_is_optimistic_against_the_true_final_value():
+    """On noisy saturating curves the bound made at epoch 5 is above the curve's real value at the budget."""
+    misses = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        a = rng.uniform(0.5, 0.9)
+        accs = _curve(a, b=rng.uniform(0.1, 0.4), c=rng.uniform(0.3, 1.2), noise=0.02, seed=seed)
+        misses += optimistic_final(accs[:5], 20)["bound"] < accs[-1] - 0.02
+    assert misses == 0
+
+
+def test_racing_stops_scratch_in_a_run_and_the_report_says_bounded(tmp_path, monkeypatch):
+    """Wiring: a hopeless bound stops the loop after MIN_POINTS epochs, result.json and the report mark the numbers
+    bounded, and --full-scratch trains the whole budget."""
+    from conftest import make_image_folder
+    from headstart import racing
+    from headstart.config import RunConfig
+    from headstart.experiment import run_experiment
+    from headstart.report import render_markdown
+    orig = racing.decide         # a margin of -2 makes any bound hopeless; chance -1 lets a chance-level curve stop
+    monkeypatch.setattr(racing, "decide", lambda *a, **k: orig(*a, **{**k, "chance": -1.0}))
+    data = make_image_folder(tmp_path / "data", per_class=10, extras=False)
+    base = dict(data=str(data), image_size=32, epochs=2, scratch_epochs=8, scratch_patience=99,
+                strategies=["linear-probe", "scratch"], assess=False, jobs=1, race_margin=-2.0)
+    res = run_experiment(RunConfig(out=str(tmp_path / "raced"), **base), log=lambda *a: None)
+    m = res["strategies"]["scratch"]
+    assert m["epochs_run"] == [racing.MIN_POINTS] and m["provenance"]["kind"] == "bounded"
+    raced = m["provenance"]["raced"][0]
+    assert raced["rival"] == "linear-probe" and raced["epoch"] == racing.MIN_POINTS and raced["budget"] == 8
+    md = render_markdown(res)
+    assert "(bounded)" in md and "scratch stopped at epoch 4 of 8" in md and "--full-scratch" in md
+    full = run_experiment(RunConfig(out=str(tmp_path / "full"), full_scratch=True, **base), log=lambda *a: None)
+    assert full["strategies"]["scratch"]["epochs_run"] == [8]
+    assert full["strategies"]["scratch"]["provenance"]["kind"] == "full"
+
+
+def test_precision_auto_rule(monkeypatch):
+    from headstart import device
+    from headstart.config import RunConfig
+    from headstart.modality import MODALITIES
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(device, "native_bf16", lambda d="cpu", v=has_bf16: v)
+        cfg = RunConfig(accelerator="cpu")
+        assert device.resolve_precision(cfg) == "32-true"                       # the run-wide Fabric
+        assert device.resolve_precision(cfg, MODALITIES["image"]()) == "32-true"  # depthwise convs: slower in bf16
+        for m in ("text", "audio"):
+            assert device.resolve_precision(cfg, MODALITIES[m]()) == ("bf16-mixed" if has_bf16 else "32-true")
+    assert device.resolve_precision(RunConfig(precision="32-true"), MODALITIES["text"]()) == "32-true"
+    assert device.resolve_precision(RunConfig(accelerator="cuda")) == "bf16-mixed"
+
+
+def test_bf16_mixed_training_matches_float32_on_a_tiny_model():
+    """Same seed, same data: bf16-mixed reaches the float32 accuracy and loss, and keeps float32 master weights and
+    optimizer state (Fabric's autocast: only the matmuls run in bf16)."""
+    from lightning.fabric import Fabric
+    from torch.utils.data import TensorDataset
+
+    from headstart.config import RunConfig
+    from headstart.strategies import Scratch
+    from headstart.train import fit
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 2
+    y = torch.randint(0, 4, (600,), generator=g)
+    x = centers[y] + torch.randn(600, 16, generator=g)
+    tr, va = TensorDataset(x[:400], y[:400]), TensorDataset(x[400:], y[400:])
+    out = {}
+    for prec in ("32-true", "bf16-mixed"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(), torch.nn.Linear(64, 4))
+        fabric = Fabric(accelerator="cpu", devices=1, precision=prec)
+        res = fit(fabric, model, Scratch(RunConfig(epochs=6, scratch_lr=3e-3)), tr, va, batch_fn=lambda b: b,
+                  max_epochs=6, patience=99, batch_size=32, weight_decay=0.0, seed=0)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        out[prec] = res.history[-1]
+    assert out["bf16-mixed"]["val_acc"] == pytest.approx(out["32-true"]["val_acc"], abs=0.02)
+    assert out["bf16-mixed"]["val_loss"] == pytest.approx(out["32-true"]["val_loss"], rel=0.1, abs=0.02)
+    assert out["32-true"]["val_acc"] > 0.8
+
+
+def test_auto_jobs_follows_scratch_units_cores_and_memory(tiny_folder, tmp_path, monkeypatch):
+    import os
+
+    from headstart import grid
+    from headstart.config import RunConfig
+    from headstart.experiment import prepare
+    ctx = prepare(RunConfig(data=str(tiny_folder), out=str(tmp_path / "r"), image_size=32), log=lambda *a: None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(grid, "_available_gib", lambda: 64.0)
+    one = [(1.0, "linear-probe", 0), (1.0, "finetune", 0), (1.0, "scratch", 0)]
+    assert grid.auto_jobs(ctx, one)[0] == 1                       # a single scratch unit: no workers
+    many = [(f, "scratch", s) for f in (0.25, 0.5, 1.0) for s in range(2)]
+    jobs, why = grid.auto_jobs(ctx, many)
+    assert jobs == 4 and "4 cores" in why                         # bounded by cores
+    monkeypatch.setattr(grid, "_available_gib", lambda: 9.0)      # 0.8 * 9 GiB holds two 3.6 GiB units
+    assert grid.auto_jobs(ctx, many)[0] == 2
