@@ -238,4 +238,3 @@ def test_folded_batchnorm_leaves_train_mode_batchnorm_alone():
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert not torch.equal(a.bn1.running_mean, _randomised_bn(create_backbone(
         "efficientnet_lite0", 2, pretrained=False)[0]).bn1.running_mean)   # statistics did move
-
