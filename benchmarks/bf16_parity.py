@@ -48,6 +48,17 @@ def layout(name: str, tmp: Path) -> list[str] | None:
     raise SystemExit(f"unknown set {name}; choose hymenoptera, trec, trec-N, fsdd")
 
 
+def each_set(names: list[str], make_args=layout):
+    """(name, temporary folder, `headstart run` data arguments) for each set that is present; says which are not."""
+    for name in names:
+        with tempfile.TemporaryDirectory() as t:
+            args = make_args(name, Path(t))
+            if args is None:
+                print(f"skip: {name} not present under {DATA}")
+                continue
+            yield name, Path(t), args
+
+
 def main():
     from headstart.evaluate import paired_difference
     from headstart.io import read_json
@@ -55,30 +66,24 @@ def main():
     names, extra = sys.argv[1:][:first_opt] or ["trec", "fsdd", "hymenoptera"], sys.argv[1:][first_opt:]
     print(f"{'set':<12}{'arm':<10}{'fp32 acc':>9}{'bf16 acc':>9}  {'bf16 - fp32 [95% CI]':<26}"
           f"{'fp32 s':>8}{'bf16 s':>8}{'speed-up':>9}  epochs fp32/bf16", flush=True)
-    for name in names:
-        with tempfile.TemporaryDirectory() as t:
-            tmp = Path(t)
-            args = layout(name, tmp)
-            if args is None:
-                print(f"skip: {name} not present under {DATA}")
-                continue
-            res = {}
-            for prec in ("32-true", "bf16-mixed"):
-                out = tmp / prec
-                _, _, res[prec] = run([*args, "--out", str(out), "--strategies", "finetune,scratch", "--full-scratch",
-                                       "--no-assess", "--precision", prec, *extra], str(tmp / "cache"))
-            split = read_json(tmp / "32-true" / "split.json")
-            y = np.asarray([split["classes"].index(c) for _, c in split["test"]])
-            for arm in ("finetune", "scratch"):
-                p = {prec: [np.asarray(read_json(tmp / prec / arm / "seed0" / "result.json")["test_probs"])]
-                     for prec in res}
-                d = paired_difference(y, p["bf16-mixed"], p["32-true"])
-                a, b = res["32-true"]["strategies"][arm], res["bf16-mixed"]["strategies"][arm]
-                print(f"{name:<12}{arm:<10}{a['accuracy']:>9.3f}{b['accuracy']:>9.3f}  "
-                      f"{100 * d['difference']:+5.1f} pts [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
-                      f"{'':<5}{a['train_seconds']:>8.1f}{b['train_seconds']:>8.1f}"
-                      f"{a['train_seconds'] / b['train_seconds']:>8.2f}x  {a['epochs_run']}/{b['epochs_run']}",
-                      flush=True)
+    for name, tmp, args in each_set(names):
+        res = {}
+        for prec in ("32-true", "bf16-mixed"):
+            out = tmp / prec
+            _, _, res[prec] = run([*args, "--out", str(out), "--strategies", "finetune,scratch", "--full-scratch",
+                                   "--no-assess", "--precision", prec, *extra], str(tmp / "cache"))
+        split = read_json(tmp / "32-true" / "split.json")
+        y = np.asarray([split["classes"].index(c) for _, c in split["test"]])
+        for arm in ("finetune", "scratch"):
+            p = {prec: [np.asarray(read_json(tmp / prec / arm / "seed0" / "result.json")["test_probs"])]
+                 for prec in res}
+            d = paired_difference(y, p["bf16-mixed"], p["32-true"])
+            a, b = res["32-true"]["strategies"][arm], res["bf16-mixed"]["strategies"][arm]
+            print(f"{name:<12}{arm:<10}{a['accuracy']:>9.3f}{b['accuracy']:>9.3f}  "
+                  f"{100 * d['difference']:+5.1f} pts [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+                  f"{'':<5}{a['train_seconds']:>8.1f}{b['train_seconds']:>8.1f}"
+                  f"{a['train_seconds'] / b['train_seconds']:>8.2f}x  {a['epochs_run']}/{b['epochs_run']}",
+                  flush=True)
 
 
 if __name__ == "__main__":

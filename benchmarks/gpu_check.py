@@ -122,26 +122,23 @@ def image(tmp: Path) -> None:
     throughput("scratch", {"full_scratch": True, "epochs": 4, "scratch_epochs": 4}, tmp, d)
 
 
-def text(tmp: Path) -> None:
-    args = layout("trec", tmp)
+def run_and_predict(part: str, data_set: str, tmp: Path, inputs) -> None:
+    """`headstart run` on a shared set (default strategies) and `predict` with its model on inputs(tmp)."""
+    args = layout(data_set, tmp)
     if args is None:
-        ROWS.append(("text", "skipped", 0, "trec not present"))
+        ROWS.append((part, "skipped", 0, f"{data_set} not present"))
         return
-    res = cli("run (text, default)", ["run", *args, "--out", str(tmp / "txt"), "--accelerator", "cuda"], tmp)
-    if res is not None:
-        cli("predict (text)", ["predict", str(tmp / "txt" / "model"), "how far is the moon ?",
-                               "who wrote hamlet ?"], tmp)
+    out = tmp / part
+    if cli(f"run ({part}, default)", ["run", *args, "--out", str(out), "--accelerator", "cuda"], tmp) is not None:
+        cli(f"predict ({part})", ["predict", str(out / "model"), *inputs(tmp)], tmp)
+
+
+def text(tmp: Path) -> None:
+    run_and_predict("text", "trec", tmp, lambda t: ["how far is the moon ?", "who wrote hamlet ?"])
 
 
 def audio(tmp: Path) -> None:
-    args = layout("fsdd", tmp)
-    if args is None:
-        ROWS.append(("audio", "skipped", 0, "fsdd not present"))
-        return
-    res = cli("run (audio, default)", ["run", *args, "--out", str(tmp / "aud"), "--accelerator", "cuda"], tmp)
-    if res is not None:
-        clips = sorted((tmp / "fsdd" / "test" / "3").glob("*.wav"))[:2]
-        cli("predict (audio)", ["predict", str(tmp / "aud" / "model"), *map(str, clips)], tmp)
+    run_and_predict("audio", "fsdd", tmp, lambda t: map(str, sorted((t / "fsdd" / "test" / "3").glob("*.wav"))[:2]))
 
 
 def main():

@@ -1,6 +1,7 @@
 """Does racing scratch against transfer change any answer, and what does it save?
 
     python benchmarks/racing.py time --before 4b6e6c9 --reps 2     # default hymenoptera run, old code vs this tree
+    python benchmarks/racing.py time --codes after --reps 2        # this tree only
     python benchmarks/racing.py agree hymenoptera fsdd digits-20 digits-130 trec --seeds 3
 
 `time`: the default `headstart run ../shared/data/hymenoptera` in fresh processes with cold caches, alternating
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bf16_parity import layout  # noqa: E402
+from bf16_parity import each_set, layout  # noqa: E402
 from hymenoptera import DATA, run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,23 +54,17 @@ def verdict(res: dict) -> str:
 def agree(names: list[str], seeds: int) -> None:
     print(f"{'set':<12}{'racing':<8}{'recommended':<14}{'verdict':<44}{'scratch epochs':<18}{'scratch s':>10}"
           f"{'run s':>8}", flush=True)
-    for name in names:
-        with tempfile.TemporaryDirectory() as t:
-            tmp = Path(t)
-            args = data_args(name, tmp)
-            if args is None:
-                print(f"skip: {name} not present under {DATA}")
-                continue
-            for mode, extra in (("on", []), ("off", ["--full-scratch"])):
-                wall, _, res = run([*args, "--out", str(tmp / mode), "--seeds", str(seeds), "--jobs", "1", *extra],
-                                   str(tmp / f"cache-{mode}"))
-                sc = res["strategies"]["scratch"]
-                print(f"{name:<12}{mode:<8}{res['recommended']:<14}{verdict(res):<44}"
-                      f"{'/'.join(map(str, sc['epochs_run'])) + ' of ' + str(sc['epoch_budget']):<18}"
-                      f"{sc['train_seconds']:>10.1f}{wall:>8.1f}", flush=True)
+    for name, tmp, args in each_set(names, data_args):
+        for mode, extra in (("on", []), ("off", ["--full-scratch"])):
+            wall, _, res = run([*args, "--out", str(tmp / mode), "--seeds", str(seeds), "--jobs", "1", *extra],
+                               str(tmp / f"cache-{mode}"))
+            sc = res["strategies"]["scratch"]
+            print(f"{name:<12}{mode:<8}{res['recommended']:<14}{verdict(res):<44}"
+                  f"{'/'.join(map(str, sc['epochs_run'])) + ' of ' + str(sc['epoch_budget']):<18}"
+                  f"{sc['train_seconds']:>10.1f}{wall:>8.1f}", flush=True)
 
 
-def timing(before: str, reps: int) -> None:
+def timing(before: str, reps: int, codes: list[str]) -> None:
     root = DATA / "hymenoptera"
     if not root.exists():
         print(f"skip: {root} not present")
@@ -83,6 +78,8 @@ def timing(before: str, reps: int) -> None:
                   "epochs", flush=True)
             for rep in range(reps):
                 for code, src in (("before", tmp / "before" / "src"), ("after", REPO / "src")):
+                    if code not in codes:
+                        continue
                     os.environ["PYTHONPATH"] = str(src)
                     out = tmp / f"{code}{rep}"
                     wall, peak, res = run([str(root), "--out", str(out)], str(tmp / f"cache-{code}{rep}"))
@@ -102,7 +99,7 @@ def main():
     argv = sys.argv[2:]
     opt = lambda name, default: argv[argv.index(name) + 1] if name in argv else default  # noqa: E731
     if sys.argv[1] == "time":
-        timing(opt("--before", "HEAD"), int(opt("--reps", "2")))
+        timing(opt("--before", "HEAD"), int(opt("--reps", "2")), opt("--codes", "before,after").split(","))
     else:
         names = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or not argv[i - 1].startswith("--"))]
         agree(names or ["hymenoptera", "digits-20", "fsdd"], int(opt("--seeds", "3")))

@@ -130,3 +130,12 @@ def test_text_and_audio_embedding_follow_the_model_device(tmp_path):
         assert actx.modality.embed(actx, amodel).shape == (len(actx.ds), amodel.num_features)
         assert units.predict_probs(amodel, actx, actx.split["test"]).shape[1] == 2
     assert np.isfinite(ctx.modality.embed(ctx, create_backbone(ctx.cfg.backbone, 3)[0])).all()  # CPU still works
+
+
+def test_loader_settings_per_device():
+    """CPU: in-process loading as before (images are decoded up front). GPU: worker processes, pinned memory."""
+    from headstart.device import loader_kwargs
+    assert loader_kwargs("cpu") == {"num_workers": 0}
+    gpu = loader_kwargs(torch.device("cuda", 0))
+    assert gpu["pin_memory"] and gpu["num_workers"] >= 1 and gpu["persistent_workers"]
+    assert loader_kwargs("cuda", num_workers=3)["num_workers"] == 3

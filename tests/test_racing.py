@@ -132,16 +132,30 @@ def test_bf16_mixed_training_matches_float32_on_a_tiny_model():
 def test_auto_jobs_follows_scratch_units_cores_and_memory(tiny_folder, tmp_path, monkeypatch):
     import os
 
-    from headstart import grid
+    from headstart import device, grid
     from headstart.config import RunConfig
     from headstart.experiment import prepare
     ctx = prepare(RunConfig(data=str(tiny_folder), out=str(tmp_path / "r"), image_size=32), log=lambda *a: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(grid, "_available_gib", lambda: 64.0)
+    monkeypatch.setattr(device, "available_gib", lambda: 64.0)
     one = [(1.0, "linear-probe", 0), (1.0, "finetune", 0), (1.0, "scratch", 0)]
     assert grid.auto_jobs(ctx, one)[0] == 1                       # a single scratch unit: no workers
     many = [(f, "scratch", s) for f in (0.25, 0.5, 1.0) for s in range(2)]
     jobs, why = grid.auto_jobs(ctx, many)
     assert jobs == 4 and "4 cores" in why                         # bounded by cores
-    monkeypatch.setattr(grid, "_available_gib", lambda: 9.0)      # 0.8 * 9 GiB holds two 3.6 GiB units
+    monkeypatch.setattr(device, "available_gib", lambda: 11.0)     # 0.8 * 11 GiB holds two 4.2 GiB units
     assert grid.auto_jobs(ctx, many)[0] == 2
+
+
+def test_scratch_checkpoints_activations_only_when_memory_is_short(monkeypatch):
+    from types import SimpleNamespace
+
+    from headstart import device, units
+    from headstart.config import RunConfig
+    cpu, gpu = SimpleNamespace(device=torch.device("cpu")), SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setattr(device, "available_gib", lambda: 20.0)
+    assert not units._needs_checkpointing(RunConfig(), cpu)                        # the default: speed
+    assert units._needs_checkpointing(RunConfig(grad_checkpointing=True), cpu)     # asked for
+    assert not units._needs_checkpointing(RunConfig(grad_checkpointing=True), gpu)
+    monkeypatch.setattr(device, "available_gib", lambda: 5.0)
+    assert units._needs_checkpointing(RunConfig(), cpu)                            # memory is short

@@ -68,6 +68,16 @@ def bf16_autocast(device, enabled: bool = True):
     return torch.autocast(kind, dtype=torch.bfloat16)
 
 
+def available_gib() -> float:
+    """Memory available to new work (MemAvailable), GiB; 8 where /proc/meminfo cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: line.split()[1] for line in f}
+        return int(info["MemAvailable"]) / 2 ** 20
+    except (OSError, KeyError, ValueError):
+        return 8.0
+
+
 def native_bf16(device: str = "cpu") -> bool:
     """bf16 runs natively here: any CUDA device, or a CPU with AVX512-BF16 / AMX (oneDNN's own check)."""
     if device.startswith("cuda"):
@@ -81,7 +91,7 @@ def native_bf16(device: str = "cpu") -> bool:
 def resolve_precision(cfg, modality=None) -> str:
     """auto: bf16 mixed precision on a CUDA device (tensor cores, half the activation memory). On a CPU with native
     bf16 (AVX512-BF16/AMX), bf16-mixed for the trained units of modalities whose networks measured faster there
-    (`modality.cpu_bf16_training`: the text and speech transformers, 1.6-1.9x); float32 otherwise (EfficientNet's
+    (`modality.cpu_bf16_training`: the text and speech transformers, 1.15-1.75x); float32 otherwise (EfficientNet's
     depthwise convolutions train slower in bf16 on the CPU: benchmarks/README.md). Loss, optimizer state and master
     weights stay float32 either way. modality=None: the run-wide precision (the Fabric every rank shares)."""
     if cfg.precision != "auto":

@@ -24,10 +24,10 @@ from headstart.io import write_json, write_text
 ORDER = ["classic", "linear-probe", "finetune", "scratch"]     # also the tie-break order: cheaper first
 
 
-# settings that may change when a run resumes: where and how units run, what the summary prices, which extra
-# curve points are added (finished units never depend on them)
-RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "cost_per_label", "price_per_hour", "device_watts",
-             "target_metric", "curve")
+# settings that may change when a run resumes: where and how units run (activation checkpointing recomputes the
+# same values), what the summary prices, which extra curve points are added (finished units never depend on them)
+RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
+             "price_per_hour", "device_watts", "target_metric", "curve")
 
 
 def default_cache_dir() -> Path:

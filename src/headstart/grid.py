@@ -93,10 +93,12 @@ def auto_jobs(ctx, todo: list) -> tuple[int, str]:
     Measured on 2 cores: two 1-thread scratch units side by side vs one after the other at 2 threads,
     benchmarks/README.md."""
     import os
+
+    from headstart.device import available_gib
     heavy = sum(1 for _, s, _ in todo if s == "scratch")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     per_unit = getattr(ctx.modality, "unit_gib", 4.0)
-    free = _available_gib()
+    free = available_gib()
     by_memory = max(1, int(0.8 * free // per_unit))
     if ctx.fabric.device.type != "cpu":
         return 1, "one GPU: units run one after another on it"
@@ -104,15 +106,6 @@ def auto_jobs(ctx, todo: list) -> tuple[int, str]:
         return 1, f"{heavy} scratch unit(s) to run: worker start-up would cost more than it saves"
     jobs = max(1, min(heavy, cores, by_memory))
     return jobs, (f"{heavy} scratch units, {cores} cores, {free:.0f} GiB available at ~{per_unit:g} GiB per unit")
-
-
-def _available_gib() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            info = {line.split(":")[0]: line.split()[1] for line in f}
-        return int(info["MemAvailable"]) / 2 ** 20
-    except (OSError, KeyError, ValueError):
-        return 8.0
 
 
 def _run_processes(cfg, todo: list, jobs: int) -> None:

@@ -19,7 +19,7 @@ class ImageModality:
     name = "image"
     default_backbone = "efficientnet_lite0"
     cpu_bf16_training = False   # Lite0 training step in bf16 on the CPU: 9.5 vs 15.8 img/s (depthwise convolutions)
-    unit_gib = 3.6              # peak memory of one scratch unit at 224 px (benchmarks/README.md)
+    unit_gib = 4.2              # peak memory of one scratch unit at 224 px (benchmarks/README.md)
     # top 2 block groups, body LR 10x below the head, 0.3x per group deeper (on hymenoptera the reference LP-FT
     # used 3e-5; BatchNorm statistics stay frozen)
     defaults = {"epochs": 10, "lr_body": 1e-4, "lr_decay": 0.3, "unfreeze_groups": 2, "unfreeze_every": 1,
@@ -79,7 +79,8 @@ class ImageModality:
 class TextModality:
     name = "text"
     default_backbone = "minilm_l6"
-    cpu_bf16_training = True    # MiniLM-size encoder, whole-network training step: 1.6x in bf16 on an AMX CPU
+    cpu_bf16_training = True    # MiniLM-size encoder, training step on an AMX CPU in bf16: 1.15-1.3x with
+                                # variable-length batches (1.6x at one fixed length; benchmarks/README.md)
     unit_gib = 3.0
     # small encoders fine-tune best whole: all layers and embeddings at once (from the probe's head: LP-FT),
     # layer-wise LR decay 0.8 (the usual range for BERT-family models), 4 epochs max (3 is the standard recipe;
@@ -130,7 +131,8 @@ class TextModality:
 class AudioModality:
     name = "audio"
     default_backbone = "whisper_tiny_en"
-    cpu_bf16_training = True    # Whisper tiny encoder training step: 1.9x in bf16 on an AMX CPU
+    cpu_bf16_training = True    # Whisper tiny encoder training step on an AMX CPU in bf16: 1.4-1.75x on
+                                # clip-length batches (1.9x on 30 s input; benchmarks/README.md)
     unit_gib = 3.0
     # a 4-layer encoder: all layers at once from the probe's head, LLRD 0.8, as for text
     defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
