@@ -90,8 +90,7 @@ def auto_jobs(ctx, todo: list) -> tuple[int, str]:
     """Worker processes for the grid, from the machine: one per core for the scratch units (the long, independent
     ones), as many as memory holds at the modality's measured peak per unit; 1 on a GPU (one device, shared) and
     when fewer than two scratch units are left (a worker's start-up, reloading the data, costs more than it saves).
-    Measured on 2 cores: two 1-thread scratch units side by side vs one after the other at 2 threads,
-    benchmarks/README.md."""
+    benchmarks/parallel_units.py measures, on a given machine, whether side by side beats one after the other."""
     import os
 
     from headstart.device import available_gib

@@ -46,6 +46,8 @@ def curve_summary(results: dict) -> str:
     if not s:
         return ""
     target = f"{100 * c['target']:.1f}% test accuracy ({c['target_source']})"
+    if c.get("bounded") and c["target_source"] == "best scratch score":
+        target += ", a score of scratch units stopped by racing, so a bound, not scratch's best possible"
     if s["saved"] is None:
         if s.get("at_least") is not None:
             return (f"To reach {target}, `{t}` needs {_labels(c['needed'][t]['labels'])} labels; scratch did not "
