@@ -42,6 +42,16 @@ def test_never_stops_a_curve_leaving_a_plateau():
         assert not decide(accs[:k], 20, 0.97, 0.05, chance=0.1).stop, k
 
 
+def test_does_not_mistake_noise_at_chance_for_a_curve():
+    """digits-20, seed 1 (40 validation items, 10 classes): 6/40 once is noise at chance, not learning. Seed 0 of the
+    same run sat at chance for 4 epochs, then climbed to 0.90, above the linear probe's 0.85."""
+    plateau = [0.1, 0.1, 0.15, 0.12]
+    assert not decide(plateau, 30, 0.85, 0.05, chance=0.1, n_val=40).stop
+    seed0 = [0.07, 0.1, 0.1, 0.1, 0.17, 0.23, 0.4, 0.65, 0.47, 0.57, 0.8, 0.72, 0.78, 0.8, 0.78, 0.8, 0.85, 0.82,
+             0.88, 0.88, 0.88, 0.88, 0.9, 0.9, 0.88, 0.9, 0.9, 0.9, 0.9]
+    assert not any(decide(seed0[:k], 30, 0.85, 0.05, chance=0.1, n_val=40).stop for k in range(1, len(seed0) + 1))
+
+
 def test_needs_a_rival_and_enough_epochs():
     accs = _curve(0.55, noise=0.0)
     assert not decide(accs[:3], 20, 0.99, 0.05).stop                       # too few points to fit

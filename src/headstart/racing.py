@@ -100,11 +100,13 @@ class Decision:
 
 
 def decide(accs: list[float], budget: int, rival_acc: float | None, margin: float, rival: str | None = None,
-           min_points: int = MIN_POINTS, chance: float = 0.0) -> Decision:
-    """Stop scratch now? Only with enough epochs, a rival, a curve that has left chance level (a flat start says
-    nothing of when it ends), and a bound clearly below the rival."""
+           min_points: int = MIN_POINTS, chance: float = 0.0, n_val: int = 0) -> Decision:
+    """Stop scratch now? Only with enough epochs, a rival, a curve that has left chance level beyond validation
+    noise (chance + 2 binomial standard deviations over n_val items: a flat start says nothing of when scratch takes
+    off; digits-20 left a 4-epoch plateau to end above transfer), and a bound clearly below the rival."""
     k = len(accs)
-    if rival_acc is None or k < max(min_points, 1) or k >= budget or max(accs) <= chance + 0.02:
+    noise = 2 * (chance * (1 - chance) / n_val) ** 0.5 if n_val else 0.02
+    if rival_acc is None or k < max(min_points, 1) or k >= budget or max(accs) <= chance + noise:
         return Decision(False, k, budget, None, rival, rival_acc, margin, {})
     b = optimistic_final(accs, budget)
     stop = b["bound"] < rival_acc - margin

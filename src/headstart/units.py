@@ -292,7 +292,8 @@ class _Race:
         acc, name = self.rival()
         val = [self.ctx.ds.labels[i] for i in self.ctx.split["val"]]
         chance = max(val.count(c) for c in set(val)) / len(val)
-        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name, chance=chance)
+        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name, chance=chance,
+                   n_val=len(val))
         self.last = d.to_dict()
         return self.last if d.stop else None
 
