@@ -105,7 +105,7 @@ def decide(accs: list[float], budget: int, rival_acc: float | None, margin: floa
     noise (chance + 2 binomial standard deviations over n_val items: a flat start says nothing of when scratch takes
     off; digits-20 left a 4-epoch plateau to end above transfer), and a bound clearly below the rival."""
     k = len(accs)
-    noise = 2 * (chance * (1 - chance) / n_val) ** 0.5 if n_val else 0.02
+    noise = 2 * (max(chance * (1 - chance), 0.0) / n_val) ** 0.5 if n_val else 0.02
     if rival_acc is None or k < max(min_points, 1) or k >= budget or max(accs) <= chance + noise:
         return Decision(False, k, budget, None, rival, rival_acc, margin, {})
     b = optimistic_final(accs, budget)

@@ -280,6 +280,8 @@ class _Race:
 
     def __init__(self, ctx, budget: int, seed: int):
         self.ctx, self.budget, self.seed, self.last = ctx, budget, seed, None
+        val = [ctx.ds.labels[i] for i in ctx.split["val"]]
+        self.n_val, self.chance = len(val), max(val.count(c) for c in set(val)) / len(val)   # majority-class rate
 
     def rival(self):
         from headstart.strategies import STRATEGIES
@@ -290,10 +292,8 @@ class _Race:
     def __call__(self, history: list[dict]):
         from headstart.racing import decide
         acc, name = self.rival()
-        val = [self.ctx.ds.labels[i] for i in self.ctx.split["val"]]
-        chance = max(val.count(c) for c in set(val)) / len(val)
-        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name, chance=chance,
-                   n_val=len(val))
+        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name,
+                   chance=self.chance, n_val=self.n_val)
         self.last = d.to_dict()
         return self.last if d.stop else None
 
