@@ -18,10 +18,10 @@ from hymenoptera import DATA  # noqa: E402
 
 
 def main():
-    from headstart import units
-    from headstart.assess import assess
-    from headstart.config import RunConfig
-    from headstart.experiment import prepare
+    from headstart.pipeline import frozen
+    from headstart.pipeline.assess import assess
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.context import build_context as prepare
     from trec import to_csv
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -51,7 +51,7 @@ def main():
                                 cache_dir=str(tmp / f"cache-{name}-{backbone}-{what}"), **kw)
                 ctx = prepare(cfg, log=lambda *a: None)
                 t0 = time.perf_counter()
-                runs[what] = units.features(ctx) if what == "features" else assess(ctx)
+                runs[what] = frozen.features(ctx) if what == "features" else assess(ctx)
                 runs[what + "_s"] = time.perf_counter() - t0
             a = runs["assess"]
             print(f"| {name} | {backbone} | {len(ctx.ds)} | {runs['features_s']:.1f} | {runs['assess_s']:.1f} | "

@@ -60,8 +60,8 @@ def each_set(names: list[str], make_args=layout):
 
 
 def main():
-    from headstart.evaluate import paired_difference
-    from headstart.io import read_json
+    from headstart.stats.evaluate import paired_difference
+    from headstart.core.io import read_json
     first_opt = next((i for i, a in enumerate(sys.argv[1:]) if a.startswith("--")), len(sys.argv) - 1)
     names, extra = sys.argv[1:][:first_opt] or ["trec", "fsdd", "hymenoptera"], sys.argv[1:][first_opt:]
     print(f"{'set':<12}{'arm':<10}{'fp32 acc':>9}{'bf16 acc':>9}  {'bf16 - fp32 [95% CI]':<26}"

@@ -40,8 +40,8 @@ def cases():
     import timm
     from transformers import BertConfig, BertModel
 
-    from headstart.audio import MelBatches
-    from headstart.backbones import create_backbone
+    from headstart.modalities.audio import MelBatches
+    from headstart.models.factory import create_backbone
     rng = random.Random(0)
     img = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     yield "Lite0, 224 px, batch 32", lambda: timm.create_model("efficientnet_lite0", num_classes=2), lambda i: img

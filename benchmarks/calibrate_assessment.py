@@ -56,7 +56,7 @@ def trec_subset(tmp: Path, per_class: int) -> Path:
 
 
 def tasks(tmp: Path):
-    from headstart.demo import DEMO_SIZE, write_digits
+    from headstart.app.demo import DEMO_SIZE, write_digits
     digits = dict(image_size=DEMO_SIZE, augment="crop", crop_scale=0.7, epochs=15)
     for n in (5, 20, 50):
         yield f"digits-{n}", lambda n=n: dict(data=str(write_digits(tmp / f"digits-{n}", n)), **digits)
@@ -86,9 +86,9 @@ def tasks(tmp: Path):
 
 def assess_only(tmp: Path, only: set[str]) -> None:
     """--assess-only: the assessment columns with the current code, no training (minutes, not an hour)."""
-    from headstart.assess import assess
-    from headstart.config import RunConfig
-    from headstart.experiment import prepare
+    from headstart.pipeline.assess import assess
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.context import build_context as prepare
     print("| task | labels/class | k-NN frozen | k-NN raw | gain | LogME | BN early / late | verdict | try first |")
     print("|" + "---|" * 9)
     for name, make in tasks(tmp):
@@ -103,8 +103,8 @@ def assess_only(tmp: Path, only: set[str]) -> None:
 
 
 def main():
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
     only = {a for a in sys.argv[1:] if not a.startswith("--")}
     if "--assess-only" in sys.argv:
         with tempfile.TemporaryDirectory() as t:

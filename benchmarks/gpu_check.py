@@ -87,7 +87,7 @@ def synthetic(model, batch: int, steps: int, train: bool) -> float:
 
 def throughput(strategy: str, extra: dict, tmp: Path, data: str) -> None:
     """headstart's epoch time for `strategy` vs the synthetic time of the same work (train items + val items)."""
-    from headstart.backbones import create_backbone
+    from headstart.models.factory import create_backbone
     cfg = tmp / f"{strategy}.json"
     cfg.write_text(json.dumps(extra))
     res = cli(f"{strategy} whole network, 4 epochs", ["run", data, "--out", str(tmp / f"tp-{strategy}"),

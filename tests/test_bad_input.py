@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder
-from headstart.errors import UserError
+from headstart.core.errors import UserError
 
 
 def _jpeg(a: np.ndarray, **kw) -> bytes:
@@ -55,7 +55,7 @@ def _image_cases(root: Path) -> dict[str, str]:
 
 
 def test_bad_and_odd_image_files(tmp_path):
-    from headstart.data import load_image_folder
+    from headstart.modalities.image import load_image_folder
     root = make_image_folder(tmp_path / "my imgs", per_class=4, extras=False)
     expected = _image_cases(root)
     (root / "empty class").mkdir()
@@ -79,7 +79,7 @@ def test_bad_and_odd_image_files(tmp_path):
     ("all-corrupt", "could be decoded"),
 ])
 def test_unusable_image_layouts_stop_with_a_clear_error(tmp_path, layout, message):
-    from headstart.data import load_image_folder
+    from headstart.modalities.image import load_image_folder
     root = tmp_path / "data"
     if layout == "single":
         make_image_folder(root, classes=("only",), per_class=3, extras=False)
@@ -98,7 +98,7 @@ def test_unusable_image_layouts_stop_with_a_clear_error(tmp_path, layout, messag
 
 
 def test_symlinked_class_folder_is_followed(tmp_path):
-    from headstart.data import load_image_folder
+    from headstart.modalities.image import load_image_folder
     src = make_image_folder(tmp_path / "elsewhere", per_class=3, extras=False)
     root = tmp_path / "data"
     root.mkdir()
@@ -113,7 +113,7 @@ def _wav(path: Path, x: np.ndarray, rate: int) -> None:
 
 
 def test_bad_and_odd_audio_files(tmp_path):
-    from headstart.audio import load_audio_folder
+    from headstart.modalities.audio import load_audio_folder
     rng = np.random.default_rng(0)
     for c in ("yes", "no"):
         (tmp_path / c).mkdir()
@@ -143,7 +143,7 @@ def _table(tmp_path, name: str, content: bytes | str) -> Path:
 
 
 def test_csv_quirks_load_or_list_each_row(tmp_path):
-    from headstart.text import load_text
+    from headstart.modalities.text import load_text
     rows = "".join(f"text {i},{'a' if i % 2 else 'b'}\n" for i in range(6))
     bom = _table(tmp_path, "bom.csv", "\ufefftext,label\n" + rows)
     assert len(load_text(bom)) == 6                                             # BOM does not hide the header
@@ -165,15 +165,15 @@ def test_csv_quirks_load_or_list_each_row(tmp_path):
     ("nocols.csv", "foo,bar\nx,a\n", "pass --text-col"),
 ])
 def test_unusable_tables_stop_with_a_clear_error(tmp_path, name, content, message):
-    from headstart.text import load_text
+    from headstart.modalities.text import load_text
     with pytest.raises(UserError, match=message):
         load_text(_table(tmp_path, name, content))
 
 
 def test_ten_thousand_classes_stop_before_training(tmp_path):
     """10 000 labels with 2 rows each cannot be split into train/val/test: said before anything is trained."""
-    from headstart.split import make_split
-    from headstart.text import load_text
+    from headstart.stats.split import make_split
+    from headstart.modalities.text import load_text
     rows = "".join(f"sample {i} of {k},c{k}\n" for k in range(10000) for i in range(2))
     ds = load_text(_table(tmp_path, "many.csv", "text,label\n" + rows))
     assert len(ds.classes) == 10000

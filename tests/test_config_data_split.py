@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headstart.config import RunConfig
-from headstart.data import decode_image, load_image_folder, scan_image_folder
-from headstart.errors import UserError
-from headstart.split import load_split, make_split, save_split
+from headstart.core.config import RunConfig
+from headstart.modalities.image import decode_image, load_image_folder, scan_image_folder
+from headstart.core.errors import UserError
+from headstart.stats.split import load_split, make_split, save_split
 
 
 def test_config_roundtrip_and_errors(tmp_path):
@@ -106,8 +106,8 @@ def test_saved_split_refuses_changed_data(tmp_path):
 
 
 def test_precision_auto_is_mixed_on_gpu_and_float32_on_cpu():
-    from headstart.config import RunConfig
-    from headstart.experiment import resolve_precision
+    from headstart.core.config import RunConfig
+    from headstart.models.device import resolve_precision
     assert resolve_precision(RunConfig(accelerator="cpu")) == "32-true"
     assert resolve_precision(RunConfig(accelerator="cuda")) == "bf16-mixed"
     assert resolve_precision(RunConfig(accelerator="cuda", precision="16-mixed")) == "16-mixed"

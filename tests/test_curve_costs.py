@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.curve import fit_power_law, labels_needed, labels_saved, nested_subset, solve_labels
+from headstart.stats.curve import fit_power_law, labels_needed, labels_saved, nested_subset, solve_labels
 
 
 def test_power_law_fit_recovers_known_parameters():
@@ -63,7 +63,7 @@ def test_nested_subsets_are_nested_and_stratified():
 
 
 def test_cost_arithmetic():
-    from headstart.costs import cost
+    from headstart.training.costs import cost
     c = cost(3600, "cpu", devices=2, price_per_hour=0.5, watts=100)
     assert (c["device_hours"], c["energy_kwh"], c["money"]) == pytest.approx((2.0, 0.2, 1.0))
     d = cost(1800, "gpu")                                                  # documented defaults
@@ -71,7 +71,7 @@ def test_cost_arithmetic():
 
 
 def test_flop_counter_matches_matmul_arithmetic():
-    from headstart.costs import flops_per_item
+    from headstart.training.costs import flops_per_item
     lin = torch.nn.Linear(10, 5)
     x = torch.randn(4, 10)
     assert flops_per_item(lin, x, train=False) == 2 * 10 * 5               # one multiply-add per weight
@@ -89,8 +89,8 @@ def _comparable(obj):
 
 def test_process_executor_gives_the_local_results(tmp_path):
     from conftest import make_image_folder
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
     data = make_image_folder(tmp_path / "data", per_class=10)
     base = dict(data=str(data), image_size=32, epochs=1, curve=[0.5], strategies=["linear-probe", "scratch"],
                 assess=False)
@@ -115,9 +115,9 @@ def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
     import builtins
 
     from conftest import make_image_folder
-    from headstart.config import RunConfig
-    from headstart.errors import UserError
-    from headstart.experiment import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.core.errors import UserError
+    from headstart.app.run import run_experiment
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name == "ray" else real_import(name, *a, **k))

@@ -18,11 +18,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from headstart import units
-from headstart.backbones import create_backbone
-from headstart.config import RunConfig
-from headstart.experiment import prepare
-
+from headstart.pipeline import arms
+from headstart.models.factory import create_backbone
+from headstart.core.config import RunConfig
+from headstart.pipeline.context import build_context as prepare
 META = torch.device("meta")
 SCALAR_READS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::item"}
 MOVES = {"aten::_to_copy", "aten::copy_", "aten::to", "aten::_copy_from", "aten::_copy_from_and_resize"}
@@ -68,7 +67,7 @@ def test_the_guard_fails_on_both_kinds_of_bug():
         conv(torch.zeros(1, 3, 8, 8).to(META))        # moved first: fine
     with pytest.raises(TypeError):
         conv(torch.zeros(1, 3, 8, 8, device=META)).numpy()
-    from headstart.device import to_numpy
+    from headstart.models.device import to_numpy
     assert to_numpy(torch.zeros(2, 5, device=META)).shape == (2, 5)
 
 
@@ -86,11 +85,12 @@ def test_no_numpy_call_outside_the_device_module():
 
 
 def test_image_unit_code_follows_the_model_device(image_ctx):
-    from headstart.costs import flops_per_item, sample_batch
-    from headstart.features import embed
-    from headstart.shift import BatchNormShift
-    from headstart.strategies import STRATEGIES
-    from headstart.trunk_cache import CachedTrunk, trunk_split
+    from headstart.training.costs import flops_per_item
+    from headstart.modalities.base import sample_batch
+    from headstart.modalities.image import embed
+    from headstart.models.bnshift import BatchNormShift
+    from headstart.training.strategies import STRATEGIES
+    from headstart.training.trunk_cache import CachedTrunk, trunk_split
     ctx = image_ctx
     model = _meta(ctx.cfg.backbone, len(ctx.ds.classes))
     with StrictDevices():
@@ -101,11 +101,11 @@ def test_image_unit_code_follows_the_model_device(image_ctx):
         assert feats.shape == (len(ctx.ds), model.num_features)
         assert len(hooks.profile()) > 10
         strat = STRATEGIES["finetune"](ctx.cfg)
-        strat.param_groups(model)
-        with CachedTrunk(ctx, model, trunk_split(model, strat), views=2, batch_size=4) as ct:
+        plan = strat.plan(model)
+        with CachedTrunk(ctx, model, trunk_split(model, plan, strat.bn_policy), views=2, batch_size=4) as ct:
             assert ct.train_ds[0][0].device == META   # the cache is built where the model lives
             assert ct.flops(epochs=2) > 0 and ct.estimate_gib(10) > 0
-        probs = units.predict_probs(model, ctx, ctx.split["test"])
+        probs = arms.predict_probs(model, ctx, ctx.split["test"])
         assert probs.shape == (len(ctx.split["test"]), len(ctx.ds.classes))
 
 
@@ -118,7 +118,7 @@ def test_text_and_audio_embedding_follow_the_model_device(tmp_path):
     model = _meta(ctx.cfg.backbone, len(ctx.ds.classes))
     with StrictDevices():
         assert ctx.modality.embed(ctx, model).shape == (len(ctx.ds), model.num_features)
-        assert units.predict_probs(model, ctx, ctx.split["test"]).shape[1] == len(ctx.ds.classes)
+        assert arms.predict_probs(model, ctx, ctx.split["test"]).shape[1] == len(ctx.ds.classes)
     clips = tmp_path / "clips"
     for k, f in enumerate((200.0, 1200.0)):
         (clips / f"c{k}").mkdir(parents=True)
@@ -128,13 +128,13 @@ def test_text_and_audio_embedding_follow_the_model_device(tmp_path):
     amodel = _meta(actx.cfg.backbone, len(actx.ds.classes))
     with StrictDevices():
         assert actx.modality.embed(actx, amodel).shape == (len(actx.ds), amodel.num_features)
-        assert units.predict_probs(amodel, actx, actx.split["test"]).shape[1] == 2
+        assert arms.predict_probs(amodel, actx, actx.split["test"]).shape[1] == 2
     assert np.isfinite(ctx.modality.embed(ctx, create_backbone(ctx.cfg.backbone, 3)[0])).all()  # CPU still works
 
 
 def test_loader_settings_per_device():
     """CPU: in-process loading as before (images are decoded up front). GPU: worker processes, pinned memory."""
-    from headstart.device import loader_kwargs
+    from headstart.models.device import loader_kwargs
     assert loader_kwargs("cpu") == {"num_workers": 0}
     gpu = loader_kwargs(torch.device("cuda", 0))
     assert gpu["pin_memory"] and gpu["num_workers"] >= 1 and gpu["persistent_workers"]

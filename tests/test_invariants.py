@@ -5,12 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from headstart import units
-from headstart.backbones import block_groups, create_backbone
-from headstart.config import RunConfig
-from headstart.experiment import prepare, run_experiment
-from headstart.features import ImageTensors, embed, preprocess
-from headstart.train import fit, overfitting
+from headstart.pipeline import arms, frozen, grid, units
+from headstart.models.groups import block_groups
+from headstart.models.factory import create_backbone
+from headstart.core.config import RunConfig
+from headstart.pipeline.context import build_context as prepare
+from headstart.app.run import run_experiment
+from headstart.modalities.image import ImageTensors, embed, preprocess
+from headstart.training.loop import fit, overfitting
+from headstart.training.strategies import STRATEGIES
+
+
+def build(ctx, name, seed=0):
+    strat = STRATEGIES[name](ctx.cfg)
+    return arms.build_model(ctx, strat, seed), strat
 
 
 def _clone(model):
@@ -44,9 +52,9 @@ def test_feature_extraction_leaves_backbone_bit_identical(ctx):
 def test_linear_probe_export_keeps_pretrained_backbone(ctx):
     units.run_unit(ctx, "linear-probe", 0)
     results = {"recommended": "linear-probe"}
-    from headstart.export import export_recommended
+    from headstart.outputs.export import export_recommended
     export_recommended(ctx, results)
-    from headstart.export import load_model
+    from headstart.outputs.predict import load_model
     exported, *_ = load_model(ctx.run_dir / "model")
     pre, _ = create_backbone("efficientnet_lite0", 2)
     e, p = exported.state_dict(), pre.state_dict()
@@ -56,14 +64,14 @@ def test_linear_probe_export_keeps_pretrained_backbone(ctx):
 
 
 def test_lpft_head_starts_from_probe(ctx):
-    model, strat = units.build_model(ctx, "finetune")
-    pr = units.probe(ctx)
+    model, strat = build(ctx, "finetune")
+    pr = frozen.probe(ctx)
     assert torch.equal(model.classifier.weight, torch.from_numpy(pr.train_weight))
     assert torch.equal(model.classifier.bias, torch.from_numpy(pr.train_bias))
 
 
 def test_finetune_frozen_blocks_and_bn_statistics_unchanged(ctx):
-    model, strat = units.build_model(ctx, "finetune")
+    model, strat = build(ctx, "finetune")
     before = _clone(model)
     groups = block_groups(model)
     _fit(ctx, model, strat)
@@ -78,7 +86,7 @@ def test_finetune_frozen_blocks_and_bn_statistics_unchanged(ctx):
 
 def test_train_unfrozen_policy_updates_only_unfrozen_statistics(ctx):
     ctx.cfg.bn_policy = "train-unfrozen"
-    model, strat = units.build_model(ctx, "finetune")
+    model, strat = build(ctx, "finetune")
     before = _clone(model)
     groups = block_groups(model)
     _fit(ctx, model, strat)
@@ -91,24 +99,24 @@ def test_train_unfrozen_policy_updates_only_unfrozen_statistics(ctx):
 
 
 def test_lr_groups_and_unfreeze_schedule(ctx):
-    model, strat = units.build_model(ctx, "finetune")
-    groups = strat.param_groups(model)
-    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4, 5e-5])
+    model, strat = build(ctx, "finetune")
+    plan = strat.plan(model)
+    assert [g["lr"] for g in plan.param_groups] == pytest.approx([1e-3, 1e-4, 5e-5])
     params = dict(model.named_parameters())
-    ev0 = strat.on_epoch_start(model, 0)
-    g = strat.groups
+    ev0 = strat.on_epoch_start(model, plan, 0)
+    g = plan.groups
     assert params[g[1][0]].requires_grad and not params[g[2][0]].requires_grad
     assert not params[g[3][0]].requires_grad
-    ev1 = strat.on_epoch_start(model, 1)
+    ev1 = strat.on_epoch_start(model, plan, 1)
     assert params[g[2][0]].requires_grad and not params[g[3][0]].requires_grad
     assert len(ev0) == 2 and len(ev1) == 1 and "group 2" in ev1[0]
-    hist = _fit(ctx, *units.build_model(ctx, "finetune"), epochs=2).history
+    hist = _fit(ctx, *build(ctx, "finetune"), epochs=2).history
     assert hist[0]["lr"] == pytest.approx([1e-3, 1e-4, 5e-5])          # cosine starts at the base LRs
     assert hist[1]["trainable_params"] > hist[0]["trainable_params"]
 
 
 def test_scratch_starts_from_random_weights(ctx):
-    scratch, _ = units.build_model(ctx, "scratch")
+    scratch, _ = build(ctx, "scratch")
     pre, _ = create_backbone("efficientnet_lite0", 2)
     s, p = scratch.state_dict(), pre.state_dict()
     weights = [k for k in p if k.endswith("weight") and p[k].ndim == 4]
@@ -131,14 +139,14 @@ def test_resume_skips_finished_units(tiny_folder, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("a finished unit was retrained")
-    monkeypatch.setattr(units, "run_unit", boom)
+    monkeypatch.setattr(grid, "run_unit", boom)
     second = run_experiment(RunConfig(**cfg), log=lambda *a: None)
     for s in ("linear-probe", "scratch"):
         assert second["strategies"][s]["accuracy"] == first["strategies"][s]["accuracy"]
 
 
 def test_best_weights_restored(ctx):
-    model, strat = units.build_model(ctx, "scratch")
+    model, strat = build(ctx, "scratch")
     res = _fit(ctx, model, strat, epochs=3, restore_best=True)
     va = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["val"], ctx.size)
     x, y = next(iter(torch.utils.data.DataLoader(va, batch_size=99)))
@@ -149,8 +157,8 @@ def test_best_weights_restored(ctx):
 
 
 def test_same_seed_same_metrics(ctx):
-    a = _fit(ctx, *units.build_model(ctx, "scratch"), epochs=1).history[0]
-    b = _fit(ctx, *units.build_model(ctx, "scratch"), epochs=1).history[0]
+    a = _fit(ctx, *build(ctx, "scratch"), epochs=1).history[0]
+    b = _fit(ctx, *build(ctx, "scratch"), epochs=1).history[0]
     assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
     assert np.isfinite(a["train_loss"])
 
@@ -158,18 +166,18 @@ def test_same_seed_same_metrics(ctx):
 def test_trunk_cache_matches_uncached_training_without_augmentation(ctx):
     """With no augmentation the cached trunk sees exactly the uncached inputs: the same training trajectory up to
     the float16 storage of the cached activations; the frozen trunk stays bit-identical and forward is restored."""
-    from headstart.trunk_cache import CachedTrunk, trunk_split
+    from headstart.training.trunk_cache import CachedTrunk, trunk_split
     ctx.cfg.augment = "none"
     histories, states = [], []      # CachedTrunk's default dtype is float32 (bf16 only when asked for)
     for cached in (False, True):
-        model, strat = units.build_model(ctx, "finetune")
+        model, strat = build(ctx, "finetune")
         before = _clone(model)
-        strat.param_groups(model)
+        plan = strat.plan(model)
         va = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["val"], ctx.size)
         tr = ImageTensors(ctx.ds.items, ctx.ds.labels, ctx.split["train"], ctx.size)      # centre crops only
         kw = dict(max_epochs=2, patience=10, batch_size=8, weight_decay=0.0, seed=0, restore_best=False)
         if cached:
-            k = trunk_split(model, strat)
+            k = trunk_split(model, plan, strat.bn_policy)
             assert k == 5                                        # top 2 groups: blocks.5 and up train
             with CachedTrunk(ctx, model, k, views=1) as ct:
                 res = fit(ctx.fabric, model, strat, ct.train_ds, ct.val_ds, batch_fn=ct.batch_fn, **kw)
@@ -200,7 +208,7 @@ def _randomised_bn(model):
 def test_folded_batchnorm_is_the_same_function_with_the_same_gradients():
     """Oracle: eval-mode BatchNorm folded into its convolution gives the unfolded outputs and gradients (conv
     weights, gamma, beta); every BatchNorm of Lite0 folds; parameters, state_dict keys and forward are untouched."""
-    from headstart.bnfold import folded_batchnorm
+    from headstart.models.bnfold import folded_batchnorm
     model = _randomised_bn(create_backbone("efficientnet_lite0", 3, pretrained=False)[0]).eval()
     x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     y = torch.tensor([0, 1, 2, 1])
@@ -226,7 +234,7 @@ def test_folded_batchnorm_is_the_same_function_with_the_same_gradients():
 
 def test_folded_batchnorm_leaves_train_mode_batchnorm_alone():
     """A BatchNorm in train mode (scratch, train-unfrozen) runs unfolded: bit-identical outputs and statistics."""
-    from headstart.bnfold import folded_batchnorm
+    from headstart.models.bnfold import folded_batchnorm
     torch.manual_seed(0)
     a = _randomised_bn(create_backbone("efficientnet_lite0", 2, pretrained=False)[0]).train()
     b = _randomised_bn(create_backbone("efficientnet_lite0", 2, pretrained=False)[0]).train()

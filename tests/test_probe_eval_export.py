@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.evaluate import metrics, paired_difference
-from headstart.probe import _fit, fit_probe
+from headstart.stats.evaluate import metrics, paired_difference
+from headstart.stats.probe import _fit, fit_probe
 
 
 def test_probe_head_matches_sklearn_pipeline():
@@ -84,10 +84,11 @@ def test_paired_difference():
 
 
 def test_export_predict_matches_model(tiny_folder, tmp_path):
-    from headstart.backbones import create_backbone, resolve_spec
-    from headstart.data import load_image_folder
-    from headstart.export import load_model, predict, save_model
-    from headstart.features import ImageTensors, preprocess
+    from headstart.models.factory import create_backbone, resolve_spec
+    from headstart.modalities.image import load_image_folder
+    from headstart.outputs.predict import load_model, predict
+    from headstart.outputs.export import save_model
+    from headstart.modalities.image import ImageTensors, preprocess
 
     model, spec = create_backbone("efficientnet_lite0", 2)
     model.eval()
@@ -108,8 +109,9 @@ def test_export_predict_matches_model(tiny_folder, tmp_path):
 
 def test_onnx_predict_matches_pytorch(tiny_folder, tmp_path):
     pytest.importorskip("onnxruntime")
-    from headstart.backbones import create_backbone
-    from headstart.export import predict, save_model
+    from headstart.models.factory import create_backbone
+    from headstart.outputs.predict import predict
+    from headstart.outputs.export import save_model
     model, spec = create_backbone("efficientnet_lite0", 2)
     torch.nn.init.normal_(model.get_classifier().weight, std=0.5)      # spread the outputs
     save_model(tmp_path / "model", model.eval(), spec, ["cats", "dogs"], input_size=64)

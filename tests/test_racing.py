@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.racing import decide, optimistic_final
+from headstart.stats.racing import decide, optimistic_final
 
 
 def _curve(a, b=0.35, c=0.8, n=20, noise=0.0, seed=0):
@@ -74,12 +74,13 @@ def test_racing_stops_scratch_in_a_run_and_the_report_says_bounded(tmp_path, mon
     """Wiring: a hopeless bound stops the loop after MIN_POINTS epochs, result.json and the report mark the numbers
     bounded, and --full-scratch trains the whole budget."""
     from conftest import make_image_folder
-    from headstart import racing
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
-    from headstart.report import render_markdown
+    from headstart.stats import racing
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
+    from headstart.outputs.report import render_markdown
+    from headstart.pipeline import units
     orig = racing.decide         # a margin of -2 makes any bound hopeless; chance -1 lets a chance-level curve stop
-    monkeypatch.setattr(racing, "decide", lambda *a, **k: orig(*a, **{**k, "chance": -1.0}))
+    monkeypatch.setattr(units, "decide", lambda *a, **k: orig(*a, **{**k, "chance": -1.0}))
     data = make_image_folder(tmp_path / "data", per_class=10, extras=False)
     base = dict(data=str(data), image_size=32, epochs=2, scratch_epochs=8, scratch_patience=99,
                 strategies=["linear-probe", "scratch"], assess=False, jobs=1, race_margin=-2.0)
@@ -96,9 +97,9 @@ def test_racing_stops_scratch_in_a_run_and_the_report_says_bounded(tmp_path, mon
 
 
 def test_precision_auto_rule(monkeypatch):
-    from headstart import device
-    from headstart.config import RunConfig
-    from headstart.modality import MODALITIES
+    from headstart.models import device
+    from headstart.core.config import RunConfig
+    from headstart.modalities import MODALITIES
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for has_bf16 in (True, False):
         monkeypatch.setattr(device, "native_bf16", lambda d="cpu", v=has_bf16: v)
@@ -117,9 +118,9 @@ def test_bf16_mixed_training_matches_float32_on_a_tiny_model():
     from lightning.fabric import Fabric
     from torch.utils.data import TensorDataset
 
-    from headstart.config import RunConfig
-    from headstart.strategies import Scratch
-    from headstart.train import fit
+    from headstart.core.config import RunConfig
+    from headstart.training.strategies import Scratch
+    from headstart.training.loop import fit
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(4, 16, generator=g) * 2
     y = torch.randint(0, 4, (600,), generator=g)
@@ -142,30 +143,30 @@ def test_bf16_mixed_training_matches_float32_on_a_tiny_model():
 def test_auto_jobs_follows_scratch_units_cores_and_memory(tiny_folder, tmp_path, monkeypatch):
     import os
 
-    from headstart import device, grid
-    from headstart.config import RunConfig
-    from headstart.experiment import prepare
+    from headstart.pipeline import grid
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.context import build_context as prepare
     ctx = prepare(RunConfig(data=str(tiny_folder), out=str(tmp_path / "r"), image_size=32), log=lambda *a: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(device, "available_gib", lambda: 64.0)
+    monkeypatch.setattr(grid, "available_gib", lambda: 64.0)
     one = [(1.0, "linear-probe", 0), (1.0, "finetune", 0), (1.0, "scratch", 0)]
     assert grid.auto_jobs(ctx, one)[0] == 1                       # a single scratch unit: no workers
     many = [(f, "scratch", s) for f in (0.25, 0.5, 1.0) for s in range(2)]
     jobs, why = grid.auto_jobs(ctx, many)
     assert jobs == 4 and "4 cores" in why                         # bounded by cores
-    monkeypatch.setattr(device, "available_gib", lambda: 11.0)     # 0.8 * 11 GiB holds two 4.2 GiB units
+    monkeypatch.setattr(grid, "available_gib", lambda: 11.0)     # 0.8 * 11 GiB holds two 4.2 GiB units
     assert grid.auto_jobs(ctx, many)[0] == 2
 
 
 def test_scratch_checkpoints_activations_only_when_memory_is_short(monkeypatch):
     from types import SimpleNamespace
 
-    from headstart import device, units
-    from headstart.config import RunConfig
+    from headstart.core.config import RunConfig
+    from headstart.pipeline import arms as units
     cpu, gpu = SimpleNamespace(device=torch.device("cpu")), SimpleNamespace(device=torch.device("cuda", 0))
-    monkeypatch.setattr(device, "available_gib", lambda: 20.0)
+    monkeypatch.setattr(units, "available_gib", lambda: 20.0)
     assert not units._needs_checkpointing(RunConfig(), cpu)                        # the default: speed
     assert units._needs_checkpointing(RunConfig(grad_checkpointing=True), cpu)     # asked for
     assert not units._needs_checkpointing(RunConfig(grad_checkpointing=True), gpu)
-    monkeypatch.setattr(device, "available_gib", lambda: 5.0)
+    monkeypatch.setattr(units, "available_gib", lambda: 5.0)
     assert units._needs_checkpointing(RunConfig(), cpu)                            # memory is short

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import need_shared
-from headstart.backbones import load_source_model
-from headstart.config import RunConfig
-from headstart.data import load_image_folder
-from headstart.experiment import run_experiment
-from headstart.features import ImageTensors, preprocess
+from headstart.models.factory import load_source_model
+from headstart.core.config import RunConfig
+from headstart.modalities.image import load_image_folder
+from headstart.app.run import run_experiment
+from headstart.modalities.image import ImageTensors, preprocess
 
 ANT, BEE = 310, 309   # ImageNet class indices
 
@@ -66,7 +66,7 @@ def test_hymenoptera_linear_probe(tmp_path):
 def test_bf16_feature_pass_keeps_probe_accuracy(tmp_path):
     """bf16 autocast is the default feature dtype where the CPU has native bf16: only because the probe's test
     accuracy stays within noise of float32 (here: within 2 of 153 test images)."""
-    from headstart.features import feature_dtype
+    from headstart.modalities.image import feature_dtype
     root = need_shared("hymenoptera")
     assert feature_dtype("float32") == "float32"
     assert feature_dtype("auto") == ("bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32")

@@ -82,8 +82,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data_and_reference, tmp_pat
 
 
 def test_diverging_arm_is_diagnosed_and_the_others_finish(tmp_path):
-    from headstart.config import RunConfig
-    from headstart.experiment import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.app.run import run_experiment
     data = make_image_folder(tmp_path / "data", per_class=10)
     logs = []
     res = run_experiment(RunConfig(data=str(data), out=str(tmp_path / "run"), image_size=32, epochs=1,
@@ -102,8 +102,9 @@ PLANTED = {"leak-exact": ("train/cats/img 0.jpg", "test/cats/copy.jpg"),
 def test_planted_exact_duplicates_are_found_and_dedupe_drops_the_train_side(tmp_path):
     import shutil
 
-    from headstart.config import RunConfig
-    from headstart.experiment import check_leakage, prepare
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.checks import check_leakage
+    from headstart.pipeline.context import build_context as prepare
     root = tmp_path / "data"
     for role, n in (("train", 8), ("val", 3), ("test", 3)):
         make_image_folder(root / role, per_class=n, seed=len(role), extras=False)
@@ -126,8 +127,9 @@ def test_planted_near_duplicate_photo_is_found_and_nothing_else(tmp_path):
     import shutil
 
     from conftest import need_shared
-    from headstart.config import RunConfig
-    from headstart.experiment import check_leakage, prepare
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.checks import check_leakage
+    from headstart.pipeline.context import build_context as prepare
     src = need_shared("hymenoptera") / "train"
     root = tmp_path / "data"
     for c in ("ants", "bees"):
@@ -165,10 +167,10 @@ def test_pickled_weights_are_never_executed(tmp_path, monkeypatch):
 
 
 def test_config_paths_cannot_escape_the_run_folder(tmp_path):
-    from headstart.config import RunConfig
-    from headstart.errors import UserError
-    from headstart.experiment import run_experiment
-    from headstart.io import inside
+    from headstart.core.config import RunConfig
+    from headstart.core.errors import UserError
+    from headstart.app.run import run_experiment
+    from headstart.core.io import inside
     assert inside(tmp_path, "finetune", "seed0") == (tmp_path / "finetune" / "seed0").resolve()
     for bad in (["..", "escaped"], ["/etc", "x"], ["a/../../b"]):
         with pytest.raises(UserError, match="outside the run folder"):

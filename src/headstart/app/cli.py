@@ -1,0 +1,271 @@
+"""headstart command line: each command's docstring is its --help; each body calls one library function.
+
+The only module that imports parts of headstart inside functions: the application (torch, timm, Lightning) loads
+when a command runs, so `headstart --help` answers at once (those imports take 5-16 s on a 2-core machine).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from headstart.core.config import RunConfig
+from headstart.core.errors import UserError
+from headstart.models.registry import available_backbones
+from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_rows
+from headstart.outputs.report_assess import SCORE_HEADER, score_rows
+from headstart.training.strategies import ORDER, STRATEGIES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Should I reuse a pretrained model for my small labelled dataset? headstart measures it.")
+console = Console()
+if not console.is_terminal:
+    console.width = 150   # logs and pipes: keep the summary table readable
+
+
+def user_errors(fn):
+    """User errors print one line and exit 2; Ctrl-C says how to resume. No tracebacks for either."""
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except UserError as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            console.print("\n[yellow]interrupted.[/] Finished units are saved; run the same command again to resume.")
+            raise typer.Exit(130)
+    return wrapper
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False, disable=not sys.stderr.isatty() and not console.is_terminal)
+
+
+def print_summary(results: dict) -> None:
+    table = Table(title="headstart summary (test split)")
+    for h in SUMMARY_HEADER:
+        table.add_column(h)
+    for row in summary_rows(results):
+        table.add_row(*row)
+    console.print(table)
+    for k, v in results.get("paired_differences", {}).items():
+        console.print(f"{k}: {100 * v['difference']:+.1f} pts, paired 95% CI "
+                      f"[{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]")
+    from rich.markdown import Markdown
+    console.print(Markdown(recommendation(results)))
+    console.print(f"report: {Path(results['config']['out']) / 'report.md'} (and report.html)")
+
+
+def _split_list(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _floats(s: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in _split_list(s)]
+    except ValueError:
+        raise UserError(f"{option} {s!r} must be comma-separated numbers, e.g. 0.1,0.25,0.5,1.0") from None
+
+
+@app.command()
+@user_errors
+def run(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Argument(help="image folder (one subfolder per class, or train/ [val/] [test/]), "
+                                        "or a CSV/TSV/JSONL text table, or a folder of class/*.txt")],
+    out: Annotated[str, typer.Option(help="run folder (default runs/<dataset>-<timestamp>)")] = "",
+    backbone: Annotated[str, typer.Option(help="registry name, timm:<name>, hf:<id>, or a headstart model/ folder "
+                                          "(default: efficientnet_lite0 for images, minilm_l6 for text)")] = "",
+    strategies: Annotated[str, typer.Option(help="comma list of " + "; ".join(
+        f"{s} ({STRATEGIES[s].label})" for s in ORDER))] = ",".join(ORDER),
+    modality: Annotated[str, typer.Option(help="a registered modality: image, text or audio (default: detected "
+                                          "from DATA)")] = "",
+    text_col: Annotated[str, typer.Option(help="text tables: the text column (auto-detected if unambiguous)")] = "",
+    label_col: Annotated[str, typer.Option(help="text tables: the label column")] = "",
+    encoding: Annotated[str, typer.Option(help="text files' encoding, e.g. latin-1")] = "utf-8",
+    test_file: Annotated[str, typer.Option(help="text: a separate test table, used only for final numbers")] = "",
+    seeds: Annotated[int, typer.Option(help="seeds per strategy (same split)")] = 1,
+    epochs: Annotated[int, typer.Option(help="fine-tune epoch budget, early stopping may end sooner "
+                                        "(0 = modality default: 10 images, 4 text)")] = 0,
+    scratch_epochs: Annotated[int, typer.Option(help="scratch epoch budget; 0 = 2 x --epochs (never fewer than --epochs)")] = 0,
+    image_size: Annotated[int, typer.Option(help="input size in pixels; 0 = the backbone's own")] = 0,
+    batch_size: int = 32,
+    augment: Annotated[str, typer.Option(help="crop-flip | crop | none (finetune and scratch)")] = "crop-flip",
+    crop_scale: Annotated[float, typer.Option(help="smallest area share kept by random crops")] = 0.35,
+    devices: Annotated[int, typer.Option(help="devices for Lightning Fabric")] = 1,
+    accelerator: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    precision: Annotated[str, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed, 16-mixed; auto = "
+                                           "bf16-mixed on a GPU, and on a CPU with native bf16 for networks "
+                                           "where it measured faster (text, speech); else 32-true")] = "auto",
+    curve: Annotated[str, typer.Option(help="label fractions for learning curves, e.g. 0.05,0.1,0.25,0.5,1.0")] = "",
+    target_metric: Annotated[float, typer.Option(help="accuracy whose label cost is compared (0 = best scratch)")]
+    = 0.0,
+    cost_per_label: Annotated[str, typer.Option(help="$ per label, a value or a low,high range")] = "5,20",
+    price_per_hour: Annotated[float, typer.Option(help="$ per device hour (0 = $0.10 CPU, $2.50 GPU)")] = 0.0,
+    device_watts: Annotated[float, typer.Option(help="device power for energy (0 = 65 W CPU, 700 W GPU)")] = 0.0,
+    jobs: Annotated[int, typer.Option(help="units in parallel worker processes (0 = chosen from the machine's cores "
+                                      "and memory; 1 = in this process)")] = 0,
+    full_scratch: Annotated[bool, typer.Option(help="train scratch for its whole budget even when its extrapolated "
+                                               "learning curve cannot reach the transfer arms")] = False,
+    executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
+    assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
+    dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
+                                         "carry conflicting labels; val/test stay untouched")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="JSON config file; command-line options override it")]
+    = None,
+):
+    """Run the controlled experiment: every strategy on one saved split, the same seeds, one test evaluation.
+
+    First assesses transferability and checks for duplicates across the splits; with --curve, every strategy also
+    trains on nested label fractions. Writes config.json, split.json, assessment.json, per-unit folders,
+    results.json, report.md, report.html and model/ into the run folder. Running the same command again resumes:
+    finished units are not retrained."""
+    from headstart.app.run import run_experiment
+
+    base = RunConfig.load(config).to_dict() if config else {}
+    given = {k: v for k, v in dict(data=data, out=out, backbone=backbone, strategies=_split_list(strategies),
+                                      modality=modality, text_col=text_col, label_col=label_col, encoding=encoding,
+                                      test_file=test_file,
+                                      seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
+                                      image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
+                                      devices=devices, accelerator=accelerator, precision=precision,
+                                      assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
+                                      target_metric=target_metric, price_per_hour=price_per_hour,
+                                      device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
+                                      executor="process" if jobs > 1 and executor == "local" else executor,
+                                      cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
+             if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}
+    cfg = RunConfig.from_dict({**base, **given})
+    with _progress() as progress:
+        results = run_experiment(cfg, progress=progress, log=console.print)
+    print_summary(results)
+
+
+@app.command()
+@user_errors
+def assess(
+    data: Annotated[str, typer.Argument(help="the same data argument as `headstart run`")],
+    backbones: Annotated[str, typer.Option(help="comma list of candidate backbones (default: the modality's)")] = "",
+    out: Annotated[str, typer.Option(help="folder for assessment.json/.md (default runs/<dataset>-assess-<time>)")]
+    = "",
+    modality: Annotated[str, typer.Option(help="a registered modality: image, text or audio (default: detected "
+                                          "from DATA)")] = "",
+    text_col: str = "", label_col: str = "", encoding: str = "utf-8",
+    test_file: Annotated[str, typer.Option(help="text: a separate test table (never used by the assessment)")] = "",
+    image_size: Annotated[int, typer.Option(help="input size in pixels; 0 = each backbone's own")] = 0,
+):
+    """Before training: will transfer help? Scores each backbone's frozen features on the train+val items (the test
+    split is never looked at), in about the time of one feature-extraction pass.
+
+    LogME (log evidence of a Bayesian linear head) and H-score (class separation of the features) need only
+    features; LEEP and NCE also use the backbone's own source classifier (e.g. the 1000 ImageNet classes); k-NN is
+    a cross-validated accuracy on the frozen features, next to the same k-NN on the raw inputs (pixels, TF-IDF,
+    MFCC). Domain shift: BatchNorm statistics by depth (images), tokenizer fragmentation (text), signal facts
+    (speech). The scores RANK backbones for this task; they do not promise an accuracy, and LogME/H-score/LEEP
+    values are not comparable across datasets. The verdict (likely helps / uncertain / likely little gain over
+    scratch) uses thresholds calibrated on measured runs (docs/assessment.md); `headstart run` measures the truth
+    and reports predicted beside measured."""
+    from headstart.app.run import run_assess
+    cfg = RunConfig(data=data, out=out, modality=modality, text_col=text_col, label_col=label_col,
+                    encoding=encoding, test_file=test_file, image_size=image_size)
+    with _progress() as progress:
+        res = run_assess(cfg, _split_list(backbones), progress=progress, log=console.print)
+    table = Table(title="transferability (ranked by LogME; higher is better)")
+    for h in SCORE_HEADER:
+        table.add_column(h)
+    for row in score_rows(res["ranking"]):
+        table.add_row(*row)
+    console.print(table)
+    best = res["ranking"][0]
+    v = best["verdict"]
+    console.print(f"[bold]{best['backbone']}: {v['label']}[/]. Try {v['try_first']} first: {v['why']}.")
+    for e in v["evidence"]:
+        console.print(f"  - {e}", highlight=False)
+    for s in res["skipped"]:
+        console.print(f"[yellow]not assessed[/] {s['backbone']}: {s['reason']}", highlight=False)
+    console.print(f"written: {cfg.out}/assessment.md")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Annotated[str, typer.Argument(help="a model/ folder written by headstart run")],
+    inputs: Annotated[list[str], typer.Argument(help="image files or folders; for text models: tables, .txt files "
+                                                "or literal texts")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+    runtime: Annotated[str, typer.Option(help="auto (ONNX Runtime when installed and model.onnx exists) | onnx | "
+                                         "torch")] = "auto",
+):
+    """Predict classes with an exported headstart model (unreadable files are listed, not fatal)."""
+    from headstart.outputs.predict import predict as do_predict
+    if runtime not in ("auto", "onnx", "torch"):
+        raise UserError(f"--runtime {runtime!r} unknown; choose auto, onnx or torch")
+    rows = do_predict(model, inputs, runtime=runtime)
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    table = Table()
+    for h in ("file", "prediction", "probability", "top classes"):
+        table.add_column(h)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["path"], "[red]skipped[/]", "", r["error"])
+        else:
+            table.add_row(r["path"], r["label"], f"{r['prob']:.3f}",
+                          ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def backbones():
+    """List the backbones: packaged offline weights, and the online/checkpoint forms accepted by --backbone."""
+    table = Table()
+    for h in ("backbone", "available offline", "weights", "input size"):
+        table.add_column(h)
+    for r in available_backbones():
+        avail = {True: "yes", False: "no", None: "—"}[r["available"]]
+        table.add_row(r["name"], avail, r["source"], str(r["input_size"] or ""))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[str, typer.Option(help="folder for the generated images and the run")] = "runs/demo",
+    per_class: Annotated[int, typer.Option(help="labelled images per digit (a fifth become validation)")] = 20,
+    curve: Annotated[str, typer.Option(help="label fractions for the learning curve")] = "0.25,0.5",
+):
+    """The whole workflow on scikit-learn's bundled digits (no downloads): assessment, every strategy at several
+    label budgets (a learning curve), what transfer saves vs scratch, report.md/.html. About a minute and a half on
+    2 cores."""
+    from headstart.app.demo import run_demo
+    if per_class < 5:
+        raise UserError(f"--per-class {per_class} is too small; use at least 5 images per digit")
+    with _progress() as progress:
+        res = run_demo(out, per_class=per_class, curve=tuple(_floats(curve, "--curve")), progress=progress,
+                       log=console.print)
+    print_summary(res)
+    c = res["curve"]
+    counts = sorted({int(n) for p in c["points"].values() for n in p})
+    table = Table(title="digits: test accuracy by training labels (all 10 digits together)")
+    for h in ["strategy", *[f"{n} labels" for n in counts]]:
+        table.add_column(h)
+    for s, p in c["points"].items():
+        table.add_row(s, *[f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}%" if str(n) in p else "—"
+                           for n in counts])
+    console.print(table)
+
+
+def main():
+    app()

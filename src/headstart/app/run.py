@@ -1,0 +1,82 @@
+"""One controlled experiment: every strategy on the same saved split and seeds, evaluated once on test; and the
+`headstart assess` ranking of several backbones.
+
+    results = run_experiment(RunConfig(data="path/to/images"))   # writes the run folder, returns results.json
+    ranking = run_assess(cfg, ["efficientnet_lite0", "efficientnet_lite1"])
+
+Run folder: config.json, split.json, <strategy>/seed<k>/{result.json, metrics.csv, weights.safetensors},
+results.json, report.md, model/ (the recommended model). A finished unit (strategy, seed) is never retrained:
+re-running the same command resumes. A different config or changed data under the same folder is refused.
+The composition, in order: build_context -> pretraining_checks -> run_grid -> summarize -> outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from headstart.core.config import RunConfig
+from headstart.core.errors import UserError
+from headstart.core.io import default_run_dir, ensure_writable, write_json, write_text
+from headstart.modalities import MODALITIES, detect_modality
+from headstart.outputs.export import export_recommended
+from headstart.outputs.plots import make_plots
+from headstart.outputs.report import render_markdown
+from headstart.outputs.report_assess import render_assessment
+from headstart.outputs.report_cost import render_html
+from headstart.pipeline.assess import assess, predicted_vs_measured
+from headstart.pipeline.checks import pretraining_checks
+from headstart.pipeline.context import build_context
+from headstart.pipeline.grid import plan, run_grid
+from headstart.pipeline.summarize import summarize, summarize_curve
+from headstart.training.strategies import ORDER, TRANSFER
+
+
+def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
+    """Run (or resume) the experiment described by cfg and return the results dict."""
+    t_start = time.perf_counter()
+    ctx = build_context(cfg, progress, log)
+    strategies = [s for s in ORDER if s in cfg.strategies]
+    assessment, leakage = pretraining_checks(ctx)
+    run_grid(ctx, plan(cfg, strategies))
+    results = summarize(ctx, strategies)
+    results["leakage"] = leakage
+    results["curve"] = summarize_curve(ctx, strategies)
+    if assessment:
+        results["assessment"] = {**assessment, "check": predicted_vs_measured(assessment, results)}
+    results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
+    if ctx.fabric.is_global_zero:
+        export_recommended(ctx, results)
+        results["plots"] = make_plots(results, ctx.run_dir)
+        write_json(ctx.run_dir / "results.json", results)
+        md = render_markdown(results)
+        write_text(ctx.run_dir / "report.md", md)
+        write_text(ctx.run_dir / "report.html", render_html(md, ctx.run_dir, f"headstart report: {ctx.ds.root}"))
+    return results
+
+
+def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print) -> dict:
+    """`headstart assess`: every backbone that loads, ranked by LogME; written to <out>/assessment.{json,md}."""
+    if not cfg.out:
+        cfg.out = default_run_dir(cfg.data, "assess")
+    out = ensure_writable(Path(cfg.out))
+    backbones = backbones or [MODALITIES[detect_modality(cfg.data, cfg.modality)].default_backbone]
+    rows, skipped = [], []
+    for b in backbones:
+        try:
+            ctx = build_context(dataclasses.replace(cfg, backbone=b, strategies=list(TRANSFER[:1])), progress, log,
+                                run_dir=out)
+        except UserError as e:
+            if len(backbones) == 1:
+                raise
+            skipped.append({"backbone": b, "reason": str(e)})
+            log(f"{b}: skipped ({e})")
+            continue
+        rows.append(assess(ctx))
+    if not rows:
+        raise UserError("none of the backbones loaded: " + "; ".join(f"{s['backbone']}: {s['reason']}" for s in skipped))
+    rows.sort(key=lambda r: -r["scores"]["logme"])
+    result = {"data": cfg.data, "ranking": rows, "skipped": skipped, "ranked_by": "LogME (higher is better)"}
+    write_json(out / "assessment.json", result)
+    write_text(out / "assessment.md", render_assessment(result))
+    return result

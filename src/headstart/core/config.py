@@ -1,0 +1,145 @@
+"""Run configuration: one flat dataclass, serialised into every run folder as config.json.
+
+    from headstart.core.config import RunConfig
+    cfg = RunConfig(data="path/to/images", strategies=["linear-probe", "scratch"])
+    cfg.save("runs/x/config.json"); RunConfig.load("runs/x/config.json")
+
+Unknown keys or wrong types in a loaded file give a UserError that lists the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headstart.core.errors import UserError
+from headstart.core.io import write_json
+
+# settings that may change when a run resumes: where and how units run (activation checkpointing recomputes the
+# same values), what the summary prices, which extra curve points are added (finished units never depend on them)
+RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
+             "price_per_hour", "device_watts", "target_metric", "curve")
+CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
+           "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16")}
+
+
+@dataclass
+class RunConfig:
+    data: str = ""                      # image folder (per class, or train/ [val/] [test/]); CSV/TSV/JSONL or .txt folder
+    out: str = ""                       # run folder; "" -> runs/<dataset>-<timestamp>
+    modality: str = ""                  # image | text | audio; "" -> detected from the data
+    backbone: str = ""                  # registry name, timm:<name>, hf:<id>, or a headstart model/ folder; "" -> default
+    text_col: str = ""                  # text tables: column names ("" -> auto-detected when unambiguous)
+    label_col: str = ""
+    encoding: str = "utf-8"             # text files' encoding
+    test_file: str = ""                 # text: an optional user-given test table (used only for final evaluation)
+    pad_to_30s: bool = False            # audio: feed Whisper 30 s of padding (its native input) instead of clip length
+    assess: bool = True                 # measure transferability and domain shift before training (assessment.json)
+    dedupe: bool = False                # drop train items that duplicate val/test items or conflict in label
+    near_dup_threshold: float = 0.9     # floor of the near-duplicate cosine (data-relative above it); >= 1 disables
+    curve: list[float] = field(default_factory=list)   # label fractions for learning curves, e.g. [0.1, 0.25, 0.5, 1.0]
+    target_metric: float = 0.0          # accuracy whose label cost is compared; 0 -> the best scratch score
+    cost_per_label: list[float] = field(default_factory=lambda: [5.0, 20.0])   # $ per label (range)
+    price_per_hour: float = 0.0         # $ per device hour; 0 -> costs.DEFAULTS for the device
+    device_watts: float = 0.0           # device power for energy; 0 -> costs.DEFAULTS
+    jobs: int = 0                       # units in parallel processes; 1: in this process; 0 -> chosen from the
+                                        # machine's cores and memory (grid.auto_jobs; the run log says what it chose)
+    executor: str = "local"             # local | process | ray: where units run
+    strategies: list[str] = field(default_factory=list)   # arms to run; [] -> every registered strategy (the
+                                        # names are resolved into config.json; training/strategies.py lists them)
+    seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split
+    split_seed: int = 0                 # seed of the stratified split (fixed: the split is saved anyway)
+    val_fraction: float = 0.2           # share of the training pool carved out for validation
+    test_fraction: float = 0.2          # share held out for test when the user gave no test set
+    image_size: int = 0                 # 0 -> the backbone's native input size (224 for Lite0)
+    batch_size: int = 32
+    epochs: int = 0                     # fine-tune budget (max epochs; early stopping may end sooner); 0 -> modality
+    scratch_epochs: int = 0             # 0 -> 2 x epochs (never fewer than epochs: a fair scratch budget)
+    patience: int = 3                   # early stopping on validation loss
+    scratch_patience: int = 0           # 0 -> 2 x patience (random-init val loss is noisy early on)
+    lr_head: float = 1e-3               # head LR for finetune; scratch uses scratch_lr everywhere
+    lr_body: float = 0.0                # LR of the block group next to the head; 0 -> modality default
+    lr_decay: float = 0.0               # each deeper group gets lr_body * lr_decay**depth; 0 -> modality default
+    unfreeze_groups: int = 0            # block groups (from the top) finetune unfreezes in the end; 0 -> modality
+    bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
+    unfreeze_every: int = 0             # epochs between unfreezing one more group; -1 all at once; 0 -> modality
+    full_scratch: bool = False          # scratch always runs its whole budget (no racing against transfer)
+    race_margin: float = 0.05           # racing: stop scratch once its optimistic final val accuracy is this far
+                                        # below the best transfer arm's (never when scratch is close or ahead)
+    scratch_lr: float = 0.0             # 0 -> modality default (image/audio 3e-3, text 1e-4: transformers diverge higher)
+    feature_dtype: str = "auto"         # images' frozen feature pass: auto (bf16 where the CPU/GPU has it) | float32 |
+                                        # bfloat16
+    trunk_views: int = 4                # finetune (images): cache the frozen trunk's output for this many augmented
+                                        # views per image, train only the top each epoch; 0 = recompute every epoch
+    fold_batchnorm: bool = True         # eval-mode BatchNorms run folded into their convolutions (same maths, faster)
+    weight_decay: float = 1e-4
+    grad_checkpointing: bool = False    # scratch on the CPU: recompute the first 2 stages' activations in backward
+                                        # (-0.6 GiB, +40% epoch time); also on by itself below 8 GiB available
+    augment: str = "crop-flip"          # finetune/scratch augmentation: crop-flip | crop | none
+    crop_scale: float = 0.35            # smallest area share kept by the random resized crop
+    probe_cs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
+    bootstrap: int = 2000               # bootstrap resamples for CIs
+    devices: int = 1                    # Lightning Fabric devices
+    accelerator: str = "auto"           # cpu | cuda | auto
+    precision: str = "auto"             # Fabric precision; auto = bf16-mixed on a GPU, 32-true on the CPU
+    num_workers: int = 0                # DataLoader workers (images are decoded once, up front)
+    cache_dir: str = ""                 # feature cache; "" -> $HEADSTART_CACHE or ~/.cache/headstart
+
+    def resolve(self, defaults: dict) -> None:
+        """Fill the 0 = 'modality default' fields, so config.json records the values that actually ran."""
+        for k, v in defaults.items():
+            if not getattr(self, k):
+                setattr(self, k, v)
+
+    def effective_scratch_epochs(self) -> int:
+        return max(self.scratch_epochs or 2 * self.epochs, self.epochs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    def validate(self) -> None:
+        """Every enumerated setting checked up front, with the valid choices in the message."""
+        for key, valid in CHOICES.items():
+            if getattr(self, key) not in valid:
+                raise UserError(f"{key} {getattr(self, key)!r} unknown; choose {', '.join(valid)}")
+        bad = [f for f in self.curve if not 0 < f <= 1]
+        if bad:
+            raise UserError(f"--curve fractions must lie in (0, 1]; got {bad[0]}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise UserError(f"unknown config key(s) {unknown}; valid keys: {', '.join(fields)}")
+        for k, v in d.items():
+            if not _type_ok(v, hints[k]):
+                raise UserError(f"config key {k!r} has value {v!r} of type {type(v).__name__}; "
+                                f"expected {hints[k]}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read config {path}: {e}") from None
+        return cls.from_dict(d)
+
+
+def _type_ok(v, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(v, list) and all(_type_ok(x, inner) for x in v)
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, hint)

@@ -1,0 +1,55 @@
+"""The typed state of one run, shared by every unit: what was decided before training, plus per-run caches.
+
+    ctx = build_context(cfg)          # pipeline/context.py fills it: config, backbone spec, data, split, modality
+    ctx.cfg.epochs, ctx.ds.labels, ctx.split["train"], ctx.modality.dataset(ctx, idx)
+    ctx.timings.features_seconds      # what the frozen feature pass cost, for the cost accounting
+
+A grid unit on a label fraction gets a copy with its own split, run folder and probe (dataclasses.replace); the
+frozen features are shared.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:                      # annotations only: this module imports nothing above core at run time
+    import numpy as np
+    from lightning.fabric import Fabric
+
+    from headstart.core.config import RunConfig
+    from headstart.core.dataset import LabeledSet
+    from headstart.modalities.base import Modality, ModalityState
+    from headstart.models.registry import BackboneSpec
+    from headstart.stats.probe import Probe
+
+
+@dataclass
+class Timings:
+    """What the shared frozen feature pass and probe fit cost (the units that use them account for them)."""
+    features_seconds: float = 0.0       # wall time of features() in this process (load from cache or compute)
+    features_cached: bool = False       # the features came from the disk cache
+    features_compute: dict = field(default_factory=dict)   # seconds / cpu_seconds of the pass when it was computed
+    features_dtype: str = "float32"
+    probe_fit_seconds: float = 0.0
+    inference_flops: float | None = None   # per item, of the deployed network's forward pass
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    spec: BackboneSpec
+    size: int                            # input size (pixels; text: max tokens)
+    ds: LabeledSet
+    split: dict                          # {"train": [...], "val": [...], "test": [...], "roles": {...}}
+    run_dir: Path
+    fabric: Fabric
+    cache_dir: Path
+    modality: Modality
+    state: ModalityState                 # per-item model inputs and facts from modality.prepare
+    precision: str = "32-true"           # the run-wide Fabric's precision (a trained unit may use its own)
+    progress: Any = None                 # a rich Progress, or None
+    log: Callable[[str], None] = print
+    features: np.ndarray | None = None   # frozen features of every item, once computed (shared by grid units)
+    probe: Probe | None = None           # the probe fitted on this context's split
+    timings: Timings = field(default_factory=Timings)

@@ -1,0 +1,106 @@
+"""The labelled set every modality loads into, and the class-folder scan the folder modalities share.
+
+    classes, entries = scan_folder(root, {".jpg", ".png"}, "images")   # [(file, class, "train"|"val"|"test"|"")]
+    ds = LabeledSet(root, classes)      # .paths .labels .sources .items .hashes .skipped [{"path", "reason"}]
+
+Layouts: folder-per-class (`root/<class>/*`), or user splits `root/{train,val,test}/<class>/*`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from headstart.core.errors import UserError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class LabeledSet:
+    """Any modality: `items` are decoded images (uint8 CHW tensors), texts, or audio arrays."""
+    root: Path
+    classes: list[str]
+    paths: list[str] = field(default_factory=list)      # relative to root
+    labels: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)    # "train"/"val"/"test" subfolder, or "" (no user split)
+    items: list = field(default_factory=list)           # images: uint8 CHW tensors (shorter side = short_side)
+    hashes: list[str] = field(default_factory=list)     # sha1 of file bytes
+    skipped: list[dict] = field(default_factory=list)   # {"path", "reason"}
+    stats: dict = field(default_factory=dict)           # loader facts for the report (e.g. audio rates)
+
+    @property
+    def layout(self) -> str:
+        return "user-split" if any(self.sources) else "single pool (split carved)"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha1()
+        for p, y, d in zip(self.paths, self.labels, self.hashes):
+            h.update(f"{p}\0{y}\0{d}\n".encode())
+        return h.hexdigest()
+
+
+def _list_class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _list_files(class_dir: Path, exts: set[str]) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath) / f for f in sorted(filenames)
+                if not f.startswith(".") and Path(f).suffix.lower() in exts]
+    return out
+
+
+def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str], list[tuple[Path, str, str]]]:
+    """Return (classes, [(file, class name, source split)]); raise UserError on unusable layouts.
+    Class folders holding no usable file are listed in `empty_folders(root, entries)` for the results."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"data path {str(root)!r} does not exist; pass a folder with one subfolder per class")
+    if not root.is_dir():
+        raise UserError(f"data path {str(root)!r} is a file; pass a folder with one subfolder per class")
+    subdirs = {p.name.lower(): p for p in _list_class_dirs(root)}
+    entries: list[tuple[Path, str, str]] = []
+    if "train" in subdirs:
+        for name in SPLIT_NAMES:
+            if name in subdirs:
+                for cdir in _list_class_dirs(subdirs[name]):
+                    entries += [(f, cdir.name, name) for f in _list_files(cdir, exts)]
+        extra = sorted(set(subdirs) - set(SPLIT_NAMES))
+        if extra:
+            raise UserError(f"{root} has train/ beside unexpected folders {extra}; with user splits only "
+                            "train/, val/ and test/ are allowed (or drop train/ for folder-per-class)")
+    else:
+        for cdir in subdirs.values():
+            entries += [(f, cdir.name, "") for f in _list_files(cdir, exts)]
+    if not entries:
+        raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
+                        "inside class subfolders: root/<class>/<file>)")
+    classes = sorted({c for _, c, s in entries if s in ("", "train")})
+    if len(classes) < 2:
+        raise UserError(f"found {len(classes)} class ({', '.join(classes)}) under {root}; "
+                        f"classification needs at least 2 class subfolders with {what}")
+    unknown = sorted({c for _, c, s in entries if c not in classes})
+    if unknown:
+        raise UserError(f"classes {unknown} appear in val/ or test/ but have no training images under {root}/train; "
+                        "add training images for them or remove them")
+    return classes, entries
+
+
+def empty_folders(root: str | Path, entries) -> list[dict]:
+    """Class folders without a single usable file: listed as skipped (a class never silently disappears)."""
+    root = Path(root)
+    used = {(s, c) for _, c, s in entries}
+    tops = {p.name.lower(): p for p in _list_class_dirs(root)}
+    roles = [(n, tops[n]) for n in SPLIT_NAMES if n in tops] if "train" in tops else [("", root)]
+    return [{"path": (f"{folder.name}/" if role else "") + f"{cdir.name}/",
+             "reason": "empty class folder (no usable files): " + ("class ignored" if role in ("", "train")
+                                                                   else "nothing to evaluate")}
+            for role, folder in roles for cdir in _list_class_dirs(folder) if (role, cdir.name) not in used]

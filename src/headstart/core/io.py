@@ -1,0 +1,76 @@
+"""Atomic file writes (temp file + rename) so a killed run never leaves a half-written result."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from headstart.core.errors import UserError
+
+
+def inside(root: str | Path, *parts) -> Path:
+    """root/parts, refused when it would land outside root (a config value such as '../../x' or an absolute
+    path never makes headstart write elsewhere than the run folder)."""
+    root = Path(root).resolve()
+    path = root.joinpath(*map(str, parts)).resolve()
+    if path != root and root not in path.parents:
+        raise UserError(f"refusing to write {path}: outside the run folder {root}")
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_default) + "\n").encode())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def _default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def default_run_dir(data: str, kind: str = "") -> str:
+    """runs/<dataset>[-<kind>]-<timestamp>: where a run goes without --out."""
+    name = Path(data).resolve().name or "data"
+    return str(Path("runs") / f"{name}{'-' + kind if kind else ''}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def ensure_writable(run_dir: Path) -> Path:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to the output folder {run_dir} ({e.strerror}); choose another with --out") \
+            from None
+    return run_dir

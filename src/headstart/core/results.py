@@ -1,0 +1,86 @@
+"""Typed records of what a run produced: one unit's result.json, and where units live in a run folder.
+
+    r = unit_result(run_dir, "finetune", 0)        # UnitResult, or None while the unit has not finished
+    r.val_acc, r.failed, r.racing                   # attributes, not string keys
+    write_unit_result(unit_dir, r)                  # result.json, atomically: the unit's commit point
+
+result.json files written by older versions load too: unknown keys are kept in `extra`, missing ones default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headstart.core.io import inside, read_json, write_json
+
+
+@dataclass
+class UnitResult:
+    strategy: str = ""
+    seed: int = 0
+    failed: str | None = None            # a one-line reason when the arm failed (the others go on)
+    val_loss: float | None = None
+    val_acc: float | None = None
+    test_probs: list = field(default_factory=list)     # (n_test, classes), read once after every choice is made
+    history: list = field(default_factory=list)        # per epoch (trained arms) or per C (probe, classic)
+    epochs_run: int = 0
+    epoch_budget: int = 0
+    best_epoch: int | None = None        # -1: the starting weights were kept
+    start_val: dict | None = None
+    stopped_early: bool = False
+    overfit: bool = False
+    events: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    trainable_params: int = 0
+    total_params: int = 0
+    policy: dict = field(default_factory=dict)         # how the arm was trained (strategy.describe)
+    n_train: int = 0
+    wall_seconds: float = 0.0
+    compute: dict | None = None          # FLOPs, time, memory, energy, money (training/costs.py)
+    precision: str | None = None
+    racing: dict | None = None           # the last racing decision (stats/racing.py Decision), scratch only
+    trunk_cache: dict | None = None
+    details: dict = field(default_factory=dict)        # arm-specific facts (augment, threads, folded pairs, ...)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+    @property
+    def raced(self) -> bool:
+        return bool((self.racing or {}).get("stop"))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        details = d.pop("details")
+        if self.failed is None:
+            d.pop("failed")
+        return {**d, **details}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UnitResult:
+        names = {f.name for f in dataclasses.fields(cls)} - {"details"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   details={k: v for k, v in d.items() if k not in names})
+
+
+def unit_dir(run_dir: Path, strategy: str, seed: int) -> Path:
+    return inside(run_dir, strategy, f"seed{seed}")
+
+
+def unit_result(run_dir: Path, strategy: str, seed: int) -> UnitResult | None:
+    """A finished unit's result, or None while the unit has not finished."""
+    path = unit_dir(run_dir, strategy, seed) / "result.json"
+    return UnitResult.from_dict(read_json(path)) if path.exists() else None
+
+
+def write_unit_result(folder: Path, r: UnitResult) -> None:
+    write_json(folder / "result.json", r.to_dict())
+
+
+def best_arm(results: dict, names) -> str | None:
+    """The arm among `names` with the best validation accuracy in a results.json dict (first listed wins a tie);
+    None if none of them finished."""
+    ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
+    return max((s for s in names if s in ok), key=lambda s: ok[s]["val_acc"], default=None)

@@ -1,0 +1,42 @@
+"""The modality registry and detection from the input; each modality implements modalities/base.Modality.
+
+    mod = MODALITIES[detect_modality(cfg.data, cfg.modality)]()
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from headstart.core.errors import UserError
+from headstart.modalities.audio import AudioModality
+from headstart.modalities.base import Modality, ModalityState
+from headstart.modalities.image import ImageModality
+from headstart.modalities.text import TextModality
+
+MODALITIES: dict[str, type[Modality]] = {"image": ImageModality, "text": TextModality, "audio": AudioModality}
+DEFAULT = "image"        # a folder whose files are mostly none of the others'
+
+
+def detect_modality(data: str, explicit: str = "") -> str:
+    if explicit:
+        if explicit not in MODALITIES:
+            raise UserError(f"unknown modality {explicit!r}; choose from {', '.join(MODALITIES)}")
+        return explicit
+    p = Path(data)
+    if p.is_file():
+        for name, m in MODALITIES.items():
+            if p.suffix.lower() in m.file_exts:
+                return name
+        readable = sorted(e for m in MODALITIES.values() for e in m.file_exts)
+        raise UserError(f"{data} is a file of a type headstart does not read ({p.suffix or 'no extension'}); pass "
+                        f"a {'/'.join(readable)} file or a folder")
+    if p.is_dir():
+        files = [f for f in p.rglob("*") if f.is_file()][:2000]
+        for name, m in MODALITIES.items():
+            if name != DEFAULT:
+                n = sum(f.suffix.lower() in m.folder_exts for f in files)
+                if n and n >= len(files) / 2:
+                    return name
+    return DEFAULT
+
+
+__all__ = ["MODALITIES", "Modality", "ModalityState", "detect_modality"]

@@ -1,0 +1,229 @@
+"""Speech/audio: decode any rate/channels to 16 kHz mono, Whisper log-mels, mel batches, the MFCC baseline,
+signal evidence, and prediction from files.
+
+    ds = load_audio_folder("clips/")                      # root/<class>/*.wav|flac|ogg|mp3 (or train/ test/ ...)
+    mel = log_mel(x)                                      # (80, frames) at the clip's own length
+    AudioModality()                                       # the Modality (modalities/base.py) for speech
+
+Clips longer than 30 s are cut to their first 30 s (Whisper's encoder sees at most 30 s) and counted in the
+results. The encoder runs on each clip's own length (positional embedding sliced) instead of 30 s of padding;
+`pad_to_30s=True` reproduces Whisper's padded input for comparison.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headstart.core.dataset import LabeledSet, empty_folders, scan_folder
+from headstart.core.errors import UserError
+from headstart.models.device import to_device, to_numpy
+from headstart.modalities.base import IndexedItems, ModalityState, expand_inputs, standardised_logreg, top_k
+
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+RATE = 16000
+MAX_SECONDS = 30
+
+
+def decode_audio(path: Path) -> tuple[np.ndarray, dict]:
+    """float32 mono 16 kHz samples; raises on unreadable, empty or non-finite audio."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if data.shape[0] == 0:
+        raise ValueError("no samples (0-length audio)")
+    if not np.isfinite(data).all():
+        raise ValueError("contains NaN or infinite samples")
+    x = data.mean(1)
+    info = {"rate": int(rate), "channels": int(data.shape[1]), "seconds": len(x) / rate}
+    if rate != RATE:
+        g = np.gcd(int(rate), RATE)
+        x = resample_poly(x, RATE // g, int(rate) // g).astype(np.float32)
+    if len(x) > MAX_SECONDS * RATE:
+        x = x[: MAX_SECONDS * RATE]
+        info["truncated"] = True
+    return x, info
+
+
+def load_audio_folder(root: str | Path) -> LabeledSet:
+    classes, entries = scan_folder(root, AUDIO_EXTS, "audio files")
+    index = {c: i for i, c in enumerate(classes)}
+    ds = LabeledSet(root=Path(root), classes=classes, skipped=empty_folders(root, entries))
+    ds.stats = {"truncated_to_30s": 0, "rates": {}, "channels": {}}
+    for path, cname, source in entries:
+        rel = path.relative_to(root).as_posix()
+        try:
+            x, info = decode_audio(path)
+        except Exception as e:  # skipped and listed, never fatal
+            ds.skipped.append({"path": rel, "reason": f"{type(e).__name__}: {e}".strip()[:200]})
+            continue
+        ds.stats["truncated_to_30s"] += int(info.get("truncated", False))
+        ds.stats["rates"][info["rate"]] = ds.stats["rates"].get(info["rate"], 0) + 1
+        ds.stats["channels"][info["channels"]] = ds.stats["channels"].get(info["channels"], 0) + 1
+        ds.paths.append(rel)
+        ds.labels.append(index[cname])
+        ds.sources.append(source)
+        ds.items.append(x)
+        ds.hashes.append(hashlib.sha1(x.tobytes()).hexdigest())
+    if not ds.paths:
+        raise UserError(f"none of the {len(entries)} audio files under {root} could be decoded "
+                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
+    return ds
+
+
+def log_mel(x: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
+    """Whisper's 80-bin log-mel spectrogram (its own feature extractor), unpadded unless asked."""
+    fe = _feature_extractor()
+    if pad_to_30s:
+        return fe(x, sampling_rate=RATE, return_tensors="np")["input_features"][0]
+    n = max(2, int(np.ceil(len(x) / 160)) // 2 * 2)           # even number of frames (conv2 has stride 2)
+    mel = fe(x, sampling_rate=RATE, return_tensors="np", padding="max_length", max_length=n * 160,
+             truncation=True)["input_features"][0]
+    return mel[:, :n]
+
+
+@functools.lru_cache(maxsize=1)
+def _feature_extractor():
+    from transformers import WhisperFeatureExtractor
+    return WhisperFeatureExtractor(feature_size=80, sampling_rate=RATE)
+
+
+class MelBatches(IndexedItems):
+    """Log-mel arrays -> batches padded to the longest clip (or 30 s); `frames` = encoder frames of the clip."""
+
+    def __init__(self, mels: list[np.ndarray], labels, indices, pad_to_30s: bool = False):
+        super().__init__(mels, labels, indices)
+        self.pad = pad_to_30s
+
+    def collate(self, batch):
+        n = 3000 if self.pad else max(m.shape[1] for m, _ in batch)
+        mel = torch.empty((len(batch), 80, n), dtype=torch.float32)
+        for k, (m, _) in enumerate(batch):
+            mel[k] = float(m.min())        # the clip's own silence level, as Whisper's padding would give
+            mel[k, :, : m.shape[1]] = torch.from_numpy(m[:, :n])
+        frames = torch.tensor([min(m.shape[1], n) // 2 for m, _ in batch])
+        return {"mel": mel, "frames": frames}, torch.tensor([y for _, y in batch])
+
+
+def mfcc_stats(mel: np.ndarray, n: int = 40) -> np.ndarray:
+    """MFCC (DCT of the log-mel) mean and std over time: the classic speech baseline's features."""
+    from scipy.fft import dct
+    c = dct(mel, type=2, axis=0, norm="ortho")[:n]
+    return np.concatenate([c.mean(1), c.std(1)])
+
+
+def audio_shift(ds_stats: dict, items: list) -> dict:
+    """Signal facts against Whisper's training input (16 kHz wideband speech, 30 s windows)."""
+    rates = {int(k): v for k, v in ds_stats.get("rates", {}).items()}
+    n = sum(rates.values()) or 1
+    secs = np.array([len(x) / 16000 for x in items])
+    rms = np.array([float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in items])
+    clipped = np.array([float(np.mean(np.abs(x) >= 0.999)) for x in items])
+    return {"narrowband_share": sum(v for r, v in rates.items() if r < 16000) / n,
+            "original_rates": rates, "median_seconds": float(np.median(secs)),
+            "window_fill": float(np.median(secs) / 30.0),
+            "median_level_dbfs": float(20 * np.log10(max(np.median(rms), 1e-9))),
+            "clipped_share": float(np.mean(clipped > 0.001)),
+            "missing": "no activation-statistics reference: Whisper's encoder uses LayerNorm (no stored source "
+                       "statistics) and no speech reference set ships offline"}
+
+
+class AudioModality:
+    name = "audio"
+    default_backbone = "whisper_tiny_en"
+    folder_exts = AUDIO_EXTS
+    file_exts: set[str] = set()
+    cpu_bf16_training = True    # Whisper tiny encoder training step on an AMX CPU in bf16: 1.4-1.75x on
+                                # clip-length batches (1.9x on 30 s input; benchmarks/README.md)
+    unit_gib = 3.0
+    batchnorm_shift = False
+    # a 4-layer encoder: all layers at once from the probe's head, LLRD 0.8, as for text
+    defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
+                "scratch_lr": 3e-3}
+
+    def load(self, cfg, spec, size):
+        return load_audio_folder(cfg.data)
+
+    def prepare(self, ds, spec, size, cfg) -> ModalityState:
+        mels = [log_mel(x, pad_to_30s=cfg.pad_to_30s) for x in ds.items]
+        secs = [len(x) / RATE for x in ds.items]
+        return ModalityState(mels, {**ds.stats, "mean_seconds": float(sum(secs) / len(secs)),
+                                    "max_seconds": max(secs),
+                                    "encoder_input": "padded to 30 s (Whisper's own)" if cfg.pad_to_30s else
+                                    "each clip's own length (positional embedding sliced)"})
+
+    def dataset(self, ctx, indices, train: bool = False):
+        return MelBatches(ctx.state.inputs, ctx.ds.labels, indices, ctx.cfg.pad_to_30s)
+
+    def batch_fn(self, ctx):
+        return lambda x: x
+
+    def embed(self, ctx, model, progress=None):
+        mels = ctx.state.inputs
+        order = np.argsort([m.shape[1] for m in mels])       # similar lengths together: little padding
+        ds = self.dataset(ctx, order)
+        out = np.zeros((len(order), model.num_features), dtype=np.float32)
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), 64):
+                x, _ = ds.collate([ds[i] for i in range(start, min(len(order), start + 64))])
+                out[order[start: start + 64]] = to_numpy(model.forward_features(to_device(x, model)))
+                if progress:
+                    progress(len(x["frames"]))
+        return out
+
+    def feature_dtype(self, ctx) -> str:
+        return "float32"
+
+    def feature_variant(self, ctx) -> str:
+        return "float32" + ("-pad30s" if ctx.cfg.pad_to_30s else "")
+
+    def classic_inputs(self, ctx, indices=None):
+        mels = ctx.state.inputs
+        return [mfcc_stats(mels[i]) for i in (range(len(mels)) if indices is None else indices)]
+
+    def raw_features(self, ctx, indices):
+        """What the classic baseline starts from, for the assessment's k-NN: standardised MFCC statistics."""
+        from sklearn.preprocessing import StandardScaler
+        return StandardScaler().fit_transform(self.classic_inputs(ctx, indices))
+
+    def classic_pipeline(self, C: float, seed: int):
+        """MFCC (40) mean + std per clip, standardised, logistic regression."""
+        return standardised_logreg(C, seed)
+
+    def shift_evidence(self, ctx, indices) -> dict:
+        return {"signal": audio_shift(ctx.ds.stats, [ctx.ds.items[i] for i in indices])}
+
+    def evidence_lines(self, shift: dict) -> list[str]:
+        sig = shift.get("signal", {})
+        if not sig:
+            return []
+        return [f"audio: {100 * sig['narrowband_share']:.0f}% of files below 16 kHz, median clip "
+                f"{sig['median_seconds']:.1f} s of Whisper's 30 s window"]
+
+    def finetune_advice(self, early_shift: bool) -> str:
+        return "all layers with layer-wise LR decay; the frozen features alone leave accuracy on the table"
+
+    def hidden_gain(self):
+        return None
+
+    def input_description(self, size: int) -> str:
+        return "16 kHz log-mel frames, at most 30 s per clip"
+
+    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
+        rows = []
+        for f in expand_inputs(inputs, AUDIO_EXTS, "audio"):
+            try:
+                mel = log_mel(decode_audio(f)[0])
+            except Exception as e:  # listed, not fatal
+                rows.append({"path": str(f), "error": f"{type(e).__name__}: {e}"[:200]})
+                continue
+            ds = MelBatches([mel], [0], [0])
+            with torch.inference_mode():
+                p = model(ds.collate([ds[0]])[0]).softmax(1)[0]
+            rows.append({"path": str(f), **top_k(p, classes, top)})
+        return rows

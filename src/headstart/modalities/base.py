@@ -1,0 +1,111 @@
+"""The Modality interface: everything that differs between images, text and speech, and nothing else.
+
+    mod = MODALITIES["text"]()                      # modalities/__init__.py: the registry and detection
+    ds = mod.load(cfg, spec, size)                  # LabeledSet, bad items skipped and listed
+    state = mod.prepare(ds, spec, size, cfg)        # ModalityState: per-item model inputs (tokens, log-mels) + facts
+    mod.dataset(ctx, indices, train=True)           # a torch Dataset (with .collate when batches need padding)
+    mod.batch_fn(ctx)(x)                            # what the model's forward receives
+    mod.embed(ctx, model, progress)                 # frozen pre-logit features of every item
+
+The split, strategies, training loop, evaluation, report and export never compare a modality's name: they call
+these methods and read these attributes. A new modality is a module here implementing the Protocol, one entry in
+MODALITIES, and (when its network is new) a family builder in models/.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from headstart.core.errors import UserError
+
+
+@dataclass
+class ModalityState:
+    """What prepare() computes once per run from the loaded items."""
+    inputs: list | None = None          # per-item model inputs (text: token ids; audio: log-mel arrays); images: None
+    stats: dict = field(default_factory=dict)   # facts for the report and the assessment (tokenizer fit, clip lengths)
+
+
+@runtime_checkable
+class Modality(Protocol):
+    name: str
+    default_backbone: str
+    folder_exts: set[str]          # file types counted when a folder's modality is detected
+    file_exts: set[str]            # single data files this modality reads (tables), else empty
+    defaults: dict                 # modality-specific hyper-parameter defaults (resolved into config.json)
+    cpu_bf16_training: bool        # auto precision trains in bf16 on CPUs with native bf16 (measured faster)
+    unit_gib: float                # measured peak memory of one scratch unit (chooses --jobs)
+    batchnorm_shift: bool          # the assessment profiles BatchNorm statistics (CNN backbones)
+
+    def load(self, cfg, spec, size: int): ...
+    def prepare(self, ds, spec, size: int, cfg) -> ModalityState: ...
+    def dataset(self, ctx, indices, train: bool = False): ...
+    def batch_fn(self, ctx) -> Callable[[Any], Any]: ...
+    def embed(self, ctx, model, progress=None) -> np.ndarray: ...
+    def feature_dtype(self, ctx) -> str: ...
+    def feature_variant(self, ctx) -> str: ...
+    def raw_features(self, ctx, indices): ...
+    def classic_inputs(self, ctx, indices=None): ...
+    def classic_pipeline(self, C: float, seed: int): ...
+    def shift_evidence(self, ctx, indices) -> dict: ...
+    def evidence_lines(self, shift: dict) -> list[str]: ...
+    def finetune_advice(self, early_shift: bool) -> str: ...
+    def hidden_gain(self) -> tuple[str, str] | None: ...
+    def input_description(self, size: int) -> str: ...
+    def predict(self, model_dir, model, spec, classes: list[str], inputs: list[str], top: int, batch_size: int,
+                runtime: str) -> list[dict]: ...
+
+
+class IndexedItems:
+    """A map-style dataset over `indices` of per-item inputs and labels: (inputs[j], labels[j]) for j in indices.
+    Subclasses add `collate` for inputs of varying size."""
+
+    def __init__(self, inputs: list, labels, indices):
+        self.inputs, self.labels, self.indices = inputs, labels, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        j = self.indices[i]
+        return self.inputs[j], self.labels[j]
+
+
+def standardised_logreg(C: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
+
+
+def top_k(probs, classes: list[str], top: int) -> dict:
+    """One prediction row from a probability vector: label, its probability, and the top classes."""
+    vals, idx = probs.topk(min(top, len(classes)))
+    return {"label": classes[idx[0]], "prob": float(vals[0]), "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]}
+
+
+def expand_inputs(inputs: list[str], exts: set[str], what: str) -> list:
+    """Files as given, folders expanded to the files with one of `exts` below them."""
+    files = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UserError(f"input {s!r} does not exist; pass {what} files or folders")
+    if not files:
+        raise UserError(f"no {what} found in {', '.join(inputs)}")
+    return files
+
+
+def sample_batch(ctx, indices, train: bool, n: int = 16):
+    """Up to n items of `indices` as the model's input (the same path the training loop uses)."""
+    from torch.utils.data import DataLoader
+    ds = ctx.modality.dataset(ctx, list(indices)[:n], train=train)
+    x, _ = next(iter(DataLoader(ds, batch_size=n, collate_fn=getattr(ds, "collate", None))))
+    return ctx.modality.batch_fn(ctx)(x)

@@ -1,0 +1,63 @@
+"""The model-folder format and safetensors weights: read and written here only, never unpickled.
+
+    meta = read_meta(folder)            # headstart_model.json, checked
+    state = read_weights(folder / "model.safetensors")
+    save_weights(path, model.state_dict())
+
+A model folder holds model.safetensors, headstart_model.json (format, backbone spec, classes, how it was made) and
+what the encoder family needs to rebuild the architecture offline (config.json, a tokenizer).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from headstart.core.errors import UserError
+from headstart.core.io import atomic_write_bytes, write_json
+from headstart.models.registry import BackboneSpec
+
+FORMAT = 1
+META = "headstart_model.json"
+
+
+def read_meta(folder: str | Path) -> dict:
+    """headstart_model.json of a model folder, checked (plain JSON: nothing in it is executed)."""
+    meta_path = Path(folder) / META
+    if not meta_path.exists():
+        raise UserError(f"{folder} is not a headstart model folder (no {META}); pass the model/ "
+                        "folder of a finished run, e.g. runs/<run>/model")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {meta_path} ({e}); re-export the model with headstart run") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{meta_path} has format {meta.get('format') if isinstance(meta, dict) else None!r}; "
+                        f"this headstart reads format {FORMAT}")
+    try:
+        BackboneSpec(**meta["spec"])
+        len(meta["classes"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{meta_path} is incomplete ({type(e).__name__}: {e}); re-export the model") from None
+    return meta
+
+
+def write_meta(folder: str | Path, spec_dict: dict, classes: list[str], extra: dict) -> None:
+    write_json(Path(folder) / META, {"format": FORMAT, "spec": spec_dict, "classes": classes, **extra})
+
+
+def read_weights(path: str | Path) -> dict:
+    """A safetensors file's tensors. Never unpickles: a pickle (or anything else) is refused, not executed."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; a headstart model folder holds model.safetensors") from None
+    except Exception as e:
+        raise UserError(f"{path} is not a valid safetensors file ({type(e).__name__}); headstart loads only "
+                        "safetensors weights and never unpickles files") from None
+
+
+def save_weights(path: str | Path, tensors: dict) -> None:
+    """Tensors to a safetensors file, atomically (contiguous CPU copies, so any device's weights save)."""
+    from safetensors.torch import save
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))

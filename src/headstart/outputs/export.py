@@ -1,0 +1,76 @@
+"""Export the recommended model as a self-contained folder (weights, architecture, classes; ONNX for images).
+
+    save_model("runs/x/model", model, spec, classes, input_size, extra={"strategy": "finetune"})
+    export_recommended(ctx, results)        # model/ for the recommended arm's best-validation seed
+
+The folder holds model.safetensors (weights, no pickle), headstart_model.json (architecture, preprocessing,
+class names) and whatever the encoder family needs to rebuild offline (models/factory.py save_folder). Loading
+never unpickles anything, so a model folder from elsewhere cannot run code (outputs/predict.py).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from headstart.core.context import RunContext
+from headstart.core.io import atomic_write_bytes
+from headstart.core.results import unit_dir, unit_result
+from headstart.models.device import model_device
+from headstart.models.factory import create_backbone, family, save_folder
+from headstart.models.weights import read_weights
+from headstart.training.strategies import STRATEGIES
+
+
+def save_model(folder: str | Path, model, spec, classes: list[str], input_size: int, extra: dict | None = None):
+    folder = Path(folder)
+    example = family(spec).onnx_example(spec, input_size)
+    onnx = export_onnx(folder / "model.onnx", model, example) if example is not None else None
+    save_folder(folder, model, spec, classes, input_size, {"onnx": onnx, **(extra or {})})
+
+
+def export_onnx(path: Path, model, example) -> str | None:
+    """model.onnx beside the weights (input: the example's layout, batch dimension dynamic), for `predict` through
+    ONNX Runtime. Returns the file name, or None when the exporter is unavailable (PyTorch predict still works)."""
+    import torch
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    model = model.eval()
+    x = example.to(model_device(model))
+    try:
+        torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    except Exception:   # an architecture the exporter cannot trace: keep the PyTorch path only
+        return None
+    atomic_write_bytes(path, buf.getvalue())
+    return path.name
+
+
+def export_recommended(ctx: RunContext, results: dict) -> None:
+    """Write model/ for the recommended strategy (its best-validation seed)."""
+    import torch
+    s = results["recommended"]
+    if not STRATEGIES[s].exports:   # a scikit-learn pipeline is not exported: hand over the best network instead
+        nets = [k for k, v in results["strategies"].items() if STRATEGIES[k].exports and "failed" not in v]
+        if not nets:
+            return
+        s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
+    seeds = [(r.val_loss, r.seed) for seed in range(ctx.cfg.seeds)
+             if (r := unit_result(ctx.run_dir, s, seed)) and r.ok]
+    seed = min(seeds)[1]
+    head_only = STRATEGIES[s].exports == "probe-head"
+    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=head_only)
+    state = read_weights(unit_dir(ctx.run_dir, s, seed) / "weights.safetensors")
+    if head_only:   # pretrained backbone + the probe's head
+        head = model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(state["weight"])
+            head.bias.copy_(state["bias"])
+    else:
+        model.load_state_dict(state)
+    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, ctx.size,
+               extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
+    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
+

@@ -1,0 +1,205 @@
+"""results.json -> report.md: tables a person reads in a minute, ending with what to deploy and why. No torch."""
+from __future__ import annotations
+
+from headstart.outputs.common import bounded as _bounded
+from headstart.outputs.common import ci as _ci
+from headstart.outputs.common import money as _money
+from headstart.outputs.common import params as _params
+from headstart.outputs.common import pct as _pct
+from headstart.outputs.common import table as _table
+from headstart.outputs.report_cost import curve_summary, savings_lines
+from headstart.training.strategies import BASELINES, NETWORK_BASELINE, STRATEGIES, TRANSFER
+
+
+def summary_rows(results: dict) -> list[list[str]]:
+    """The summary table (also printed by the CLI): one row per strategy."""
+    rows = []
+    for s, m in results["strategies"].items():
+        if "failed" in m:
+            rows.append([s, "failed: " + m["failed"], "", "", "", "", "", ""])
+            continue
+        epochs = "/".join(str(e) for e in m["epochs_run"]) if m["epoch_budget"] else "—"
+        budget = f" of {m['epoch_budget']}" if m["epoch_budget"] else ""
+        bounded = _bounded(m)
+        rows.append([s, f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}" + (" (bounded)" if bounded else ""),
+                     f"{m['macro_f1']:.3f}", f"{m['train_seconds']:.1f} s",
+                     epochs + budget + (" (raced)" if bounded else ""),
+                     "yes" if m["stopped_early"] else "no", "yes" if m["overfit"] else "no",
+                     f"{_params(m['trainable_params'])} / {_params(m['total_params'])}"])
+    return rows
+
+
+def racing_lines(results: dict) -> list[str]:
+    """One line per arm that racing stopped: what it reached, the bound, and how to get the full number."""
+    lines = []
+    for s, m in results["strategies"].items():
+        for r in (m.get("provenance") or {}).get("raced", []):
+            lines.append(f"- `{s}` seed {r['seed']}: {r['message']}. Its numbers are **bounded, not final** "
+                         f"(optimistic extrapolation plus a {100 * r['margin']:.0f}-point margin); `--full-scratch` "
+                         "trains the whole budget.")
+    return lines + [""] if lines else []
+
+
+SUMMARY_HEADER = ["strategy", "test accuracy (95% CI)", "macro-F1", "train time", "epochs run",
+                  "stopped early?", "overfitting?", "trainable / total params"]
+
+
+def recommendation(results: dict) -> str:
+    rec = results["recommended"]
+    m = results["strategies"][rec]
+    ok = {s: v for s, v in results["strategies"].items() if "failed" not in v}
+    text = (f"**Deploy `{rec}`** ({STRATEGIES[rec].label if rec in STRATEGIES else rec}): it had the highest validation accuracy "
+            f"({_pct(m['val_acc'])}; chosen without looking at the test set), and scores {_pct(m['accuracy'])} "
+            f"on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, n={m['n_test']}). ")
+    deltas = results.get("paired_differences", {})
+    best_t = rec if rec in TRANSFER else max((s for s in ok if s in TRANSFER), key=lambda s: ok[s]["val_acc"],
+                                             default=None)
+    base = NETWORK_BASELINE
+    if base in ok and deltas:
+        if best_t and f"{best_t} - {base}" in deltas:
+            d = deltas[f"{best_t} - {base}"]
+            if d["significant"] and d["difference"] > 0:
+                text += (f"Transfer pays off here: `{best_t}` beats training from scratch by "
+                         f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}"
+                         + ("; scratch was stopped by racing once its optimistic extrapolation could not catch up"
+                            if _bounded(ok[base]) else "") + ") ")
+                text += (f"while training {ok[best_t]['train_seconds']:.0f} s vs {ok[base]['train_seconds']:.0f}"
+                         f" s. ")
+            elif d["significant"]:
+                text += (f"Transfer did **not** help: scratch beats `{best_t}` by {100 * -d['difference']:.1f} "
+                         f"points (paired 95% CI {_ci([-d['ci'][1], -d['ci'][0]])}); the target domain may be "
+                         "far from the pretraining data, or there are enough labels to learn from scratch. ")
+            else:
+                text += (f"Transfer vs scratch is within noise on this test set ({100 * d['difference']:+.1f} "
+                         f"points, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on accuracy; "
+                         f"its gain here is cost ({ok[best_t]['train_seconds']:.0f} s vs "
+                         f"{ok[base]['train_seconds']:.0f} s of training). ")
+    for other in BASELINES[1:]:         # the baselines practitioners use without a network (classic)
+        d = deltas.get(f"{best_t} - {other}") if other in ok else None
+        if d:
+            verdict = ("beats" if d["difference"] > 0 else "loses to") if d["significant"] else "is within noise of"
+            text += (f"Against the classic baseline practitioners use, `{best_t}` {verdict} it "
+                     f"({100 * d['difference']:+.1f} points, paired 95% CI {_ci(d['ci'])}). ")
+    text += curve_summary(results)
+    if m.get("compute"):
+        text += (f"Training it took {m['compute']['wall_seconds']:.0f} s ({_money(m['compute']['money'])} at "
+                 f"${m['compute']['price_per_hour']:g}/h). ")
+    if m.get("overfit"):
+        text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
+    exported = results.get("model", {}).get("strategy", rec)
+    if exported != rec:
+        text += (f"`{rec}` is a scikit-learn baseline that headstart does not export; `model/` holds the best "
+                 f"network, `{exported}`. ")
+    text += "Run `headstart predict <run>/model <inputs>` to use the exported model."
+    return text
+
+
+def assessment_lines(results: dict) -> list[str]:
+    """Predicted (before training) beside measured (after): so a wrong verdict is visible."""
+    a = results.get("assessment")
+    if not a:
+        return []
+    c, v, sc = a["check"], a["verdict"], a["scores"]
+    measured = c["measured"]
+    if "difference" in c:
+        measured += f" (`{c['best_transfer']}` − `{c['best_baseline']}`: {100 * c['difference']:+.1f} pts, {_ci(c['ci'])})"
+    held = {True: "yes", False: "**no**", None: "—"}
+    fmt = lambda k: "—" if sc.get(k) is None else f"{sc[k]:.3f}"  # noqa: E731
+    rows = [["verdict", v["label"], measured, held[c["agrees"]]],
+            ["try first", v["try_first"], f"best transfer arm on validation: {c['best_transfer']}",
+             held[c.get("try_first_agrees")]]]
+    return ["## Before training: predicted vs measured", "",
+            _table(["", "predicted (assessment)", "measured (this run)", "held?"], rows), "",
+            f"Assessment of `{a['backbone']}` on the {a['n_items']} train+val items ({a['seconds']:.1f} s): LogME "
+            f"{fmt('logme')}, H-score {fmt('hscore')}, LEEP {fmt('leep')}, NCE {fmt('nce')}; "
+            f"why `{v['try_first']}` first: {v['why']}.", "", *[f"- {e}" for e in v["evidence"]], ""]
+
+
+def leakage_lines(results: dict) -> list[str]:
+    lk = results.get("leakage")
+    if not lk:
+        return []
+    c = lk["counts"]
+    lines = ["## Duplicates and leaks (checked before training)", "",
+             f"{c['leak']} pair(s) across splits (leaks), {c['conflict']} with conflicting labels, {c['duplicate']} "
+             f"within a split; {c['exact']} exact (same content hash), {c['near']} near (frozen-feature cosine "
+             f">= {lk['threshold']})."]
+    if lk.get("removed_from_train") is not None:
+        lines.append(f"`--dedupe` removed {len(lk['removed_from_train'])} train item(s) before training.")
+    elif c["leak"] or c["conflict"]:
+        lines.append("Test scores may be optimistic (leaks) or capped (conflicts); `--dedupe` drops the train side.")
+    lines.append("")
+    if lk["pairs"]:
+        lines += [_table(["kind", "match", "similarity", "item", "split / label", "item", "split / label"],
+                         [[p["kind"], p["match"], f"{p['similarity']:.3f}", f"`{p['a']}`",
+                           f"{p['roles'][0]} / {p['labels'][0]}", f"`{p['b']}`", f"{p['roles'][1]} / {p['labels'][1]}"]
+                          for p in lk["pairs"][:30]]), ""]
+        if lk["all_pairs"] > 30:
+            lines += [f"… {lk['all_pairs'] - 30} more pair(s) in results.json (first {len(lk['pairs'])}).", ""]
+    return lines
+
+
+def render_markdown(results: dict) -> str:
+    d = results["data"]
+    b = results["backbone"]
+    lines = [f"# headstart report: {d['root']}", "", recommendation(results), "",
+             "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), "",
+             *racing_lines(results)]
+    deltas = results.get("paired_differences", {})
+    if deltas:
+        lines += ["### Transfer − scratch (paired over the same test images)", "",
+                  _table(["comparison", "accuracy difference", "95% CI", "beyond noise?"],
+                         [[k + (f" ({NETWORK_BASELINE} bounded)" if k.endswith(NETWORK_BASELINE) and _bounded(
+                             results["strategies"].get(NETWORK_BASELINE, {})) else ""), f"{100 * v['difference']:+.1f} pts",
+                           _ci(v["ci"]), "yes" if v["significant"] else "no"] for k, v in deltas.items()]), ""]
+    lines += assessment_lines(results)
+    lines += savings_lines(results, results.get("plots", {}))
+    lines += ["### Per-class recall", "",
+              _table(["strategy"] + d["classes"],
+                     [[s] + [_pct(m["per_class_recall"][c]) for c in d["classes"]]
+                      for s, m in results["strategies"].items() if "failed" not in m]), ""]
+    rec = results["recommended"]
+    conf = results["strategies"][rec]["confusion"]
+    lines += [f"### Confusion matrix of `{rec}` (rows: true, columns: predicted; seed 0)", "",
+              _table(["true \\ pred"] + d["classes"], [[c] + row for c, row in zip(d["classes"], conf)]), ""]
+    lines += ["## Data", "", f"{d['n_items']} {d.get('modality', '')} items, {len(d['classes'])} classes, layout: {d['layout']}.", "",
+              _table(["role", "source", "images"] + d["classes"],
+                     [[r, d["roles"][r], sum(d["counts"][r].values())] + [d["counts"][r][c] for c in d["classes"]]
+                      for r in ("train", "val", "test")]), ""]
+    lines += leakage_lines(results)
+    if d["skipped"]:
+        lines += [f"**{len(d['skipped'])} file(s) skipped** (unreadable):", ""]
+        lines += [f"- `{s['path']}`: {s['reason']}" for s in d["skipped"][:50]]
+        if len(d["skipped"]) > 50:
+            lines.append(f"- … and {len(d['skipped']) - 50} more (all in results.json)")
+        lines.append("")
+    lines += ["## How each arm was trained", "",
+              f"Backbone `{b['name']}` (architecture `{b['arch']}`, weights: {b['source']}), "
+              f"{results.get('input') or 'input ' + str(results['image_size']) + ' px'}, normalisation mean {tuple(round(x, 3) for x in b['mean'])}, "
+              f"std {tuple(round(x, 3) for x in b['std'])}. Same split and seeds for every arm.", ""]
+    for s, m in results["strategies"].items():
+        if "failed" in m:
+            continue
+        pol = {k: v for k, v in m["policy"].items() if k not in ("strategy",)}
+        if m["epoch_budget"] and m.get("precision"):
+            pol["precision"] = m["precision"]
+        lines.append(f"- **{s}**: " + "; ".join(f"{k}: {v}" for k, v in pol.items()))
+        if m["epoch_budget"]:
+            lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "
+                          f"epoch kept {m['best_epochs']} (-1 = the starting weights)")
+            lines += [f"  - {e}" for e in m.get("events", [])]
+            if m.get("trunk_cache"):
+                tc = m["trunk_cache"]
+                stage = tc.get("first_trained_stage") or f"blocks.{tc['first_trained_block']}"
+                lines.append(f"  - frozen trunk (everything below `{stage}`) computed once for "
+                             f"{tc['views']} cached augmented views per training image ({tc['seconds']:.1f} s, "
+                             f"{tc.get('dtype', 'float32')}); "
+                             "each epoch trained only the top on one of those views (`\"trunk_views\": 0` in a "
+                             "--config file turns this off)")
+    lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
+    cfg = results["config"]
+    lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",
+              "```", f"headstart run {cfg['data']} --config {cfg['out']}/config.json --out <new folder>", "```",
+              "With the same `--out` the command resumes instead; finished units are reused.", "",
+              "## Recommendation", "", recommendation(results), ""]
+    return "\n".join(lines)

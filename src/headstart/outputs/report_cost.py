@@ -1,0 +1,164 @@
+"""Report sections on what reuse saves: labels (learning curves), compute, time and money; and report.html.
+
+    lines = savings_lines(results)                  # Markdown lines (curve + cost tables), no torch
+    html = render_html(markdown, run_dir)           # self-contained page: plots embedded as data URIs
+"""
+from __future__ import annotations
+
+import base64
+import html as _html
+import re
+from pathlib import Path
+
+from headstart.core.results import best_arm
+from headstart.outputs.common import money as _money
+from headstart.outputs.common import table as _table
+from headstart.training.strategies import NETWORK_BASELINE, STRATEGIES, TRANSFER
+
+
+def _flops(x) -> str:
+    if x is None:
+        return "not counted (scikit-learn)"
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if x >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f} FLOP"
+
+
+def _labels(n) -> str:
+    return "not reached" if n is None else f"{n:,.0f}"
+
+
+def curve_summary(results: dict) -> str:
+    """One sentence for the verdict: labels (and money) transfer saved, or why that is not known."""
+    c = results.get("curve")
+    if not c or not c.get("saved"):
+        return ""
+    t = best_arm(results, TRANSFER)
+    s = c["saved"].get(f"{t} vs {NETWORK_BASELINE}")
+    if not s:
+        return ""
+    target = f"{100 * c['target']:.1f}% test accuracy ({c['target_source']})"
+    if c.get("bounded") and c["target_source"] == "best scratch score":
+        target += ", a score of scratch units stopped by racing, so a bound, not scratch's best possible"
+    if s["saved"] is None:
+        if s.get("at_least") is not None:
+            return (f"To reach {target}, `{t}` needs {_labels(c['needed'][t]['labels'])} labels; scratch did not "
+                    f"reach it within the measured range, so transfer saves at least {s['at_least']:,.0f} labels. ")
+        return f"Labels saved: unknown ({s['note']}). "
+    seeds = max(len(v) for p in c["points"].values() for v in p.values())
+    ci = (f" (95% CI {s['ci'][0]:,.0f} to {s['ci'][1]:,.0f})" if s["ci"] else
+          " (one seed, so no interval: --seeds 3 gives one)" if seeds < 2 else
+          " (no interval: with these seeds the bootstrap does not reach the target in every resample; more seeds "
+          "would bound it)")
+    money = [abs(m) for m in s.get("money") or []]
+    per = f"${c['cost_per_label'][0]:g}–${c['cost_per_label'][-1]:g} per label"
+    if s["saved"] >= 0:
+        cost = f", i.e. {_money(money[0])}–{_money(money[-1])} of annotation at {per}" if money else ""
+        return f"To reach {target}, `{t}` saves {s['saved']:,.0f} training labels vs scratch{ci}{cost}. "
+    cost = f" ({_money(money[0])}–{_money(money[-1])} more annotation at {per})" if money else ""
+    return (f"To reach {target}, `{t}` needs {-s['saved']:,.0f} **more** training labels than scratch{ci}{cost}: "
+            "transfer did not save labels here. ")
+
+
+def savings_lines(results: dict, plots: dict) -> list[str]:
+    lines = []
+    c = results.get("curve")
+    if c and c["points"]:
+        lines += ["## Label efficiency", "",
+                  f"Every strategy trained on nested stratified fractions {c['fractions']} of the training labels "
+                  f"(same seeds, same test split; the {c['val_items']} validation items stay fixed for early "
+                  "stopping and model choice). Fits: error = a · labels^-b, least squares in log-log space; "
+                  "intervals: bootstrap over seeds; no extrapolation beyond 2x the largest label count.", ""]
+        counts = sorted({int(n) for p in c["points"].values() for n in p})
+        rows = []
+        raced = {(b["strategy"], b["labels"]) for b in c.get("bounded", [])}
+        for s, p in c["points"].items():
+            need = c["needed"].get(s, {})
+            ci = need.get("ci")
+            rows.append([s] + [("—" if str(n) not in p else f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}% "
+                                f"(±{50 * (max(p[str(n)]) - min(p[str(n)])):.1f})" + ("*" if (s, n) in raced else ""))
+                               for n in counts]
+                        + [_labels(need.get("labels")) + (" or fewer" if need.get("at_most") else "")
+                           + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")])
+        target = f"labels for {100 * c['target']:.1f}%" if c.get("target") else "labels for target"
+        lines += [_table(["strategy"] + [f"{n} labels" for n in counts] + [target], rows), ""]
+        if raced:
+            lines += ["\\* stopped by racing (bounded, not final): even the optimistic extrapolation of that "
+                      "scratch unit's validation curve stayed below the transfer arm's, so it was not trained to the "
+                      "end of its budget; its label cost is estimated from a curve that might still have risen a "
+                      "little (`--full-scratch` trains every unit fully).", ""]
+        summary = curve_summary(results)
+        if summary:
+            lines += [summary, ""]
+        if "curve" in plots:
+            lines += [f"![learning curves]({plots['curve']})", ""]
+    lines += cost_lines(results)
+    if "losses" in plots:
+        lines += ["## Training curves", "", "Train/validation loss per epoch (seed 0); star: the epoch kept; dashed: "
+                  "a block group unfrozen; red: early stop.", "", f"![loss curves]({plots['losses']})", ""]
+    if "confusion" in plots:
+        lines += [f"![confusion matrix]({plots['confusion']})", ""]
+    return lines
+
+
+def cost_lines(results: dict) -> list[str]:
+    ok = {s: m for s, m in results["strategies"].items() if "failed" not in m and m.get("compute")}
+    if not ok:
+        return []
+    first = next(iter(ok.values()))["compute"]
+    rows = [[s, f"{m['compute']['wall_seconds']:.1f} s", f"{m['compute']['cpu_seconds']:.1f} s",
+             _flops(m["compute"]["flops_train"]), _flops(m["compute"]["flops_inference_per_item"]),
+             f"{m['compute']['peak_rss_gib']:.2f} GiB", f"{m['trainable_params']:,}",
+             f"{m['compute']['device_hours']:.4f}", f"{1000 * m['compute']['energy_kwh']:.2f} Wh",
+             _money(m["compute"]["money"])] for s, m in ok.items()]
+    lines = ["## Compute and cost", "",
+             _table(["strategy", "wall time", "CPU time", "training FLOPs", "inference FLOPs / item",
+                     "peak memory (process)", "trainable params", f"{first['device'].upper()} hours", "energy",
+                     "cost"], rows), "",
+             f"Priced at ${first['price_per_hour']:g} per {first['device'].upper()} hour and {first['watts']:g} W "
+             "(--price-per-hour, --device-watts to use yours). Training FLOPs count every epoch at the final "
+             "unfreeze state (an upper bound) plus validation passes; the linear probe's are one frozen forward "
+             "pass over every item. Peak memory is the process's peak so far (exact per unit with --jobs).", ""]
+    t, base = best_arm(results, TRANSFER), NETWORK_BASELINE
+    if t and base in ok and t in ok:
+        c = results.get("curve") or {}
+        need = c.get("needed", {})
+        rows = []
+        for s in (t, base):
+            m = ok[s]
+            n_train = sum(results["data"]["counts"]["train"].values())
+            data = ((f"{_labels(need[s]['labels'])} labels for {100 * c['target']:.1f}%" if need[s]["labels"] else
+                     f"{100 * c['target']:.1f}% not reached") if s in need else
+                    f"{n_train} labels used → {100 * m['accuracy']:.1f}%")
+            rows.append([STRATEGIES[s].short, data, f"{_flops(m['compute']['flops_train'])}, "
+                         f"{_money(m['compute']['money'])}", f"{m['compute']['wall_seconds']:.0f} s to a trained model"])
+        lines += ["### Scratch vs transfer, with this run's numbers", "",
+                  _table(["approach", "data required", "compute cost", "time to deploy"], rows), "",
+                  _table(["approach", f"{first['device'].upper()} hours", "training time", "cost"],
+                         [[STRATEGIES[s].short, f"{ok[s]['compute']['device_hours']:.4f}",
+                           f"{ok[s]['compute']['wall_seconds']:.1f} s", _money(ok[s]["compute"]["money"])]
+                          for s in (t, base)]), ""]
+    return lines
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;"
+       "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
+       "padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f5f5f5;"
+       "padding:1px 3px}pre{background:#f5f5f5;padding:8px;overflow-x:auto}")
+
+
+def render_html(markdown: str, run_dir: Path, title: str = "headstart report") -> str:
+    """report.md as one self-contained HTML page (images inlined), via markdown-it (already installed with rich)."""
+    from markdown_it import MarkdownIt
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+
+    def inline(m):
+        path = Path(run_dir) / _html.unescape(m.group(1))
+        if not path.exists():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>\n{body}</body></html>\n")

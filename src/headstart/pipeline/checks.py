@@ -1,0 +1,51 @@
+"""Checks before any unit trains: the transferability assessment (cached in assessment.json) and duplicates or
+leaks across the splits (with --dedupe, the train side is dropped and the context's split changes).
+
+    assessment, leakage = pretraining_checks(ctx)
+"""
+from __future__ import annotations
+
+from headstart.core.context import RunContext
+from headstart.core.io import read_json, write_json
+from headstart.pipeline.assess import assess
+from headstart.pipeline.frozen import features
+from headstart.stats.leakage import dedupe_train, find_duplicates, public
+
+
+def pretraining_checks(ctx: RunContext) -> tuple[dict | None, dict]:
+    """Assessment (cached in assessment.json) then duplicates/leaks (and --dedupe, which changes ctx.split)."""
+    assessment = run_assessment(ctx) if ctx.cfg.assess else None
+    return assessment, check_leakage(ctx)
+
+
+def check_leakage(ctx: RunContext) -> dict:
+    """Exact and near duplicates across the splits, before any training; --dedupe drops the train side."""
+    cfg = ctx.cfg
+    feats = features(ctx) if cfg.near_dup_threshold < 1 else None
+    report = find_duplicates(ctx.ds, ctx.split, feats, cfg.near_dup_threshold)
+    c = report["counts"]
+    if c["leak"] or c["conflict"] or c["duplicate"]:
+        ctx.log(f"duplicates: {c['leak']} across splits (leaks), {c['conflict']} with conflicting labels, "
+                f"{c['duplicate']} within a split ({c['exact']} exact, {c['near']} near); listed in results.json"
+                + ("" if cfg.dedupe else "; --dedupe drops the train side"))
+    out = public(report)
+    if cfg.dedupe:
+        drop = set(dedupe_train(report, ctx.split))
+        ctx.split = {**ctx.split, "train": [i for i in ctx.split["train"] if i not in drop]}
+        out["removed_from_train"] = [ctx.ds.paths[i] for i in sorted(drop)]
+        if drop:
+            ctx.log(f"--dedupe: removed {len(drop)} train item(s)")
+    return out
+
+
+def run_assessment(ctx: RunContext) -> dict:
+    """The pre-training assessment of this run (assessment.json; reused when the run resumes)."""
+    path = ctx.run_dir / "assessment.json"
+    if path.exists():
+        return read_json(path)
+    a = assess(ctx)
+    ctx.log(f"assessment: {a['verdict']['label']}; try {a['verdict']['try_first']} first "
+            f"({'; '.join(a['verdict']['evidence'][:1])})")
+    if ctx.fabric.is_global_zero:
+        write_json(path, a)
+    return a

@@ -1,0 +1,97 @@
+"""Everything decided before any unit trains: config checked, data loaded, split made or reloaded, context built.
+
+    ctx = build_context(cfg, progress, log)       # RunContext (core/context.py), shared by every unit
+
+The run folder is checked first: config.json must match (apart from RESUMABLE settings) for a run to resume.
+Under DDP every rank builds the same context; only rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from headstart.core.config import RESUMABLE, RunConfig
+from headstart.core.context import RunContext
+from headstart.core.errors import UserError
+from headstart.core.io import default_run_dir, ensure_writable
+from headstart.modalities import MODALITIES, detect_modality
+from headstart.models.device import resolve_precision
+from headstart.models.factory import resolve_spec
+from headstart.stats.split import load_split, make_split, save_split
+from headstart.training.strategies import ORDER
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+                / "headstart")
+
+
+def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
+    if not cfg.out:
+        cfg.out = default_run_dir(cfg.data)
+    run_dir = ensure_writable(Path(cfg.out)) if write else Path(cfg.out)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        old = RunConfig.load(saved).to_dict()
+        new = cfg.to_dict()
+        diff = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
+        if diff:
+            raise UserError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ); "
+                            "resume with the same arguments, or use a new --out folder")
+    if write:
+        cfg.save(saved)
+    return run_dir
+
+
+def make_fabric(cfg: RunConfig):
+    from lightning.fabric import Fabric
+    # several devices: DDP that tolerates parameters without gradients (groups not unfrozen yet)
+    ddp = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true"
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=resolve_precision(cfg),
+                    strategy=ddp)
+    if cfg.devices != 1:
+        fabric.launch()
+    return fabric
+
+
+def check_strategies(cfg: RunConfig) -> None:
+    """[] means every registered strategy (written into config.json as the list of names)."""
+    bad = [s for s in cfg.strategies if s not in ORDER]
+    if bad:
+        raise UserError(f"unknown strategy {bad[0]!r}; choose from {', '.join(ORDER)}")
+    cfg.strategies = cfg.strategies or list(ORDER)
+
+
+def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None) -> RunContext:
+    """Validate cfg, load the data, make or reload the saved split: the shared context of every unit.
+    run_dir given: use it as is (assessment folders hold several backbones, so no config.json check)."""
+    cfg.validate()
+    check_strategies(cfg)
+    modality = MODALITIES[detect_modality(cfg.data, cfg.modality)]()
+    cfg.modality = modality.name
+    cfg.backbone = cfg.backbone or modality.default_backbone
+    cfg.resolve(modality.defaults)
+    spec = resolve_spec(cfg.backbone)
+    if spec.modality != modality.name:
+        raise UserError(f"backbone {cfg.backbone} is for {spec.modality} but the data is {modality.name}; "
+                        f"pass a {modality.name} backbone (default: {modality.default_backbone})")
+    size = cfg.image_size or spec.input_size
+    if cfg.devices != 1 and not cfg.out:
+        raise UserError("--devices above 1 needs --out: every process must write to the same run folder")
+    fabric = make_fabric(cfg)       # first: under DDP every rank runs what follows, and only rank 0 writes
+    run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
+    ds = modality.load(cfg, spec, size)
+    if ds.skipped:
+        log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
+            f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
+    split_path = run_dir / "split.json"
+    if split_path.exists():
+        split = load_split(split_path, ds.paths, ds.labels, ds.classes)
+    else:
+        split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        if fabric.is_global_zero:
+            save_split(split_path, split, ds.paths, ds.labels, ds.classes)
+    return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
+                      precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
+                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
+                      state=modality.prepare(ds, spec, size, cfg))

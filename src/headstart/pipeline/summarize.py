@@ -1,0 +1,139 @@
+"""Finished units -> the results.json dict: metrics with CIs, paired differences, the recommendation, the curve.
+
+    results = summarize(ctx, strategies)             # every strategy's numbers; `recommended` chosen on validation
+    results["curve"] = summarize_curve(ctx, strategies)   # points, fits, labels needed and saved (--curve)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from headstart.core.context import RunContext
+from headstart.core.errors import UserError
+from headstart.core.results import UnitResult, unit_result
+from headstart.models.device import resolve_precision
+from headstart.pipeline.grid import fractions, plan, unit_root
+from headstart.stats.curve import labels_needed, labels_saved, money, public
+from headstart.stats.evaluate import metrics, paired_difference
+from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
+
+
+def summarize(ctx: RunContext, strategies: list[str]) -> dict:
+    cfg, ds, split = ctx.cfg, ctx.ds, ctx.split
+    y_test = np.asarray(ds.labels)[split["test"]]
+    per_strategy, probs = {}, {}
+    for s in strategies:
+        res = [unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
+        failed = [r for r in res if r and not r.ok]
+        ok = [r for r in res if r and r.ok]
+        if not ok:
+            per_strategy[s] = {"failed": failed[0].failed if failed else "not run"}
+            continue
+        probs[s] = [np.asarray(r.test_probs, dtype=np.float64) for r in ok]
+        m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap)
+        per_strategy[s] = {
+            **m,
+            "val_acc": float(np.mean([r.val_acc for r in ok])),
+            "val_loss": float(np.mean([r.val_loss for r in ok])),
+            "train_seconds": float(np.mean([r.train_seconds for r in ok])),
+            "epochs_run": [r.epochs_run for r in ok], "epoch_budget": ok[0].epoch_budget,
+            "best_epochs": [r.best_epoch for r in ok],
+            "stopped_early": any(r.stopped_early for r in ok), "overfit": any(r.overfit for r in ok),
+            "trainable_params": ok[0].trainable_params, "total_params": ok[0].total_params,
+            "policy": ok[0].policy, "events": ok[0].events,
+            "failed_seeds": [r.seed for r in failed],
+            "compute": _mean_compute([r.compute for r in ok]), "trunk_cache": ok[0].trunk_cache,
+            "precision": ok[0].precision or resolve_precision(cfg),
+            "provenance": provenance(ok),
+        }
+    deltas = {}
+    for base in BASELINES:             # every transfer arm against every from-scratch baseline
+        for s in probs:
+            if base in probs and s in TRANSFER:
+                deltas[f"{s} - {base}"] = paired_difference(y_test, probs[s], probs[base], cfg.bootstrap)
+    ranked = sorted(probs, key=lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"],
+                                          ORDER.index(s)))
+    if not ranked:
+        raise UserError("every strategy failed; see the 'failed' entries in the unit result.json files")
+    counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
+              for r in ("train", "val", "test")}
+    return {
+        "headstart_version": _version(),
+        "config": cfg.to_dict(),
+        "precision": resolve_precision(cfg), "device": str(ctx.fabric.device),
+        "backbone": ctx.spec.to_dict(),
+        "image_size": ctx.size,
+        "input": ctx.modality.input_description(ctx.size),
+        "arms": {s: {"label": STRATEGIES[s].label, "short": STRATEGIES[s].short or STRATEGIES[s].label,
+                     "color": STRATEGIES[s].color, "transfer": STRATEGIES[s].transfer,
+                     "pretrained": STRATEGIES[s].pretrained, "exports": STRATEGIES[s].exports}
+                 for s in strategies},
+        "data": {"root": str(ds.root), "modality": ctx.modality.name, "layout": ds.layout, "classes": ds.classes,
+                 "n_items": len(ds), "modality_stats": ctx.state.stats,
+                 "fingerprint": ds.fingerprint(), "roles": split["roles"], "counts": counts,
+                 "skipped": ds.skipped},
+        "strategies": per_strategy,
+        "paired_differences": deltas,
+        "recommended": ranked[0],
+        "recommendation_basis": "highest mean validation accuracy (ties: lower validation loss, then cheaper "
+                                "strategy); the test split was not used for this choice",
+    }
+
+
+def provenance(units_ok: list[UnitResult]) -> dict:
+    """Full, or bounded: which seeds racing stopped, at which epoch, with which bound (stats/racing.py)."""
+    raced = [{"seed": r.seed, **r.racing} for r in units_ok if r.raced]
+    return {"kind": "bounded" if raced else "full", "raced": raced}
+
+
+def _mean_compute(rows: list) -> dict | None:
+    """Per-seed compute records averaged field by field (numbers), other fields from the first seed."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return None
+    return {k: (float(np.mean([r[k] for r in rows])) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else v) for k, v in rows[0].items()}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("headstart")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
+    """Accuracy per (strategy, label count) over seeds, a power-law fit, labels needed for the target and saved."""
+    cfg = ctx.cfg
+    if not cfg.curve:
+        return None
+    y = np.asarray(ctx.ds.labels)
+    y_test = y[ctx.split["test"]]
+    points: dict[str, dict[int, list[float]]] = {}
+    bounded = []                  # units that racing stopped: their points are bounds, not final values
+    for f, s, seed in plan(cfg, strategies):
+        r = unit_result(unit_root(ctx.run_dir, f), s, seed)
+        if r is None or not r.ok:
+            continue
+        acc = float((np.asarray(r.test_probs).argmax(1) == y_test).mean())
+        points.setdefault(s, {}).setdefault(int(r.n_train), []).append(acc)
+        if r.raced:
+            bounded.append({"strategy": s, "labels": int(r.n_train), "seed": seed, "epoch": r.racing["epoch"],
+                            "budget": r.racing["budget"], "bound": r.racing["bound"]})
+    best_scratch = max((np.mean(v) for v in points.get(NETWORK_BASELINE, {}).values()), default=None)
+    target = cfg.target_metric or best_scratch
+    out = {"fractions": fractions(cfg), "target": target,
+           "target_source": "--target-metric" if cfg.target_metric else "best scratch score",
+           "points": {s: {str(n): v for n, v in sorted(p.items())} for s, p in points.items()},
+           "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {},
+           "bounded": bounded}
+    if target is None:
+        return out
+    needed = {s: labels_needed(p, target) for s, p in points.items() if len(p) >= 2}
+    out["needed"] = {s: public(v) for s, v in needed.items()}
+    for s in TRANSFER:
+        if s in needed and NETWORK_BASELINE in needed:
+            saved = labels_saved(needed[s], needed[NETWORK_BASELINE])
+            saved["money"] = money(saved["saved"], cfg.cost_per_label)
+            out["saved"][f"{s} vs {NETWORK_BASELINE}"] = saved
+    return out

@@ -1,0 +1,69 @@
+"""One unit of work = one (strategy, seed) on the shared split; it writes its own folder and result.json last.
+
+    res = run_unit(ctx, "finetune", seed=0)        # UnitResult (core/results.py)
+
+A unit's result.json is the commit point: it is written atomically after the weights and metrics, so a unit
+either counts as finished (and is never retrained) or runs again from the start. An exception inside one arm
+(a diverged loss) is recorded in its result as a one-line reason; the other arms go on.
+"""
+from __future__ import annotations
+
+from headstart.core.context import RunContext
+from headstart.core.results import UnitResult, unit_dir, unit_result, write_unit_result
+from headstart.pipeline.arms import RUNNERS
+from headstart.stats.racing import decide
+from headstart.training.costs import Meter, unit_compute
+from headstart.training.loop import TrainingDiverged
+from headstart.training.strategies import STRATEGIES, Strategy
+
+
+def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
+    folder = unit_dir(ctx.run_dir, strategy, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    strat = STRATEGIES[strategy](ctx.cfg)
+    meter = Meter()
+    model, no_features_yet = None, ctx.features is None
+    try:
+        res, model = RUNNERS[strat.runner](ctx, strat, folder, seed, race_check(ctx, strat, seed))
+    except TrainingDiverged as e:
+        ctx.log(f"{strategy} seed {seed} stopped: {e}; the other arms go on")
+        res = UnitResult(failed=str(e))
+    usage = meter.stop()
+    if res.ok:
+        computed_here = no_features_yet and ctx.features is not None and not ctx.timings.features_cached
+        res.compute = unit_compute(ctx, strategy, usage, model, res.epochs_run, computed_here,
+                                   (res.trunk_cache or {}).get("flops_train"))
+    res.strategy, res.seed, res.wall_seconds = strategy, seed, usage["wall_seconds"]
+    res.n_train = len(ctx.split["train"])
+    if ctx.fabric.is_global_zero:
+        write_unit_result(folder, res)
+    return res
+
+
+class _Race:
+    """stop_check for the training loop: racing a from-scratch arm against the best finished transfer arm of the same
+    seed (read from its result.json at every epoch, so a rival finishing in a parallel worker counts from then on)."""
+
+    def __init__(self, ctx: RunContext, budget: int, seed: int):
+        self.ctx, self.budget, self.seed, self.last = ctx, budget, seed, None
+        val = [ctx.ds.labels[i] for i in ctx.split["val"]]
+        self.n_val, self.chance = len(val), max(val.count(c) for c in set(val)) / len(val)   # majority-class rate
+
+    def rival(self):
+        done = [(r.val_acc, s) for s, cls in STRATEGIES.items() if cls.transfer
+                for r in [unit_result(self.ctx.run_dir, s, self.seed)] if r and r.ok]
+        return max(done) if done else (None, None)
+
+    def __call__(self, history: list[dict]):
+        acc, name = self.rival()
+        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name,
+                   chance=self.chance, n_val=self.n_val)
+        self.last = d.to_dict()
+        return self.last if d.stop else None
+
+
+def race_check(ctx: RunContext, strat: Strategy, seed: int):
+    """The racing stop_check for an arm the strategy lets race (scratch); None otherwise, or with --full-scratch."""
+    if not strat.raced or ctx.cfg.full_scratch:
+        return None
+    return _Race(ctx, strat.max_epochs(), seed)

@@ -1,0 +1,101 @@
+"""Stratified train/val/test split with a fixed seed, saved as file lists (split.json) in the run folder.
+
+Roles: `train` fits weights, `val` drives every choice (early stopping, probe C, which strategy to deploy),
+`test` is touched once, for the final numbers. With user folders:
+- train/ + val/ + test/: used as given;
+- train/ + test/: val is carved from train/;
+- train/ + val/ (no test/, like hymenoptera): the given val/ is the held-out *test* set and val is carved from train/;
+- train/ only, or folder-per-class: val and test are both carved, stratified.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from headstart.core.errors import UserError
+from headstart.core.io import read_json, write_json
+
+
+def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, classes: list[str]):
+    """Split idx into (keep, carved) stratified by label; every class keeps >=1 in each part."""
+    rng = np.random.default_rng(seed)
+    keep, carved = [], []
+    for c in np.unique(labels[idx]):
+        members = idx[labels[idx] == c]
+        if len(members) < 2:
+            raise UserError(f"class {classes[c]!r} has {len(members)} usable image(s) left for the {what} split; "
+                            f"needs at least 2 (one to train on, one for {what}): add images or merge classes")
+        members = rng.permutation(members)
+        k = min(len(members) - 1, max(1, int(round(frac * len(members)))))
+        carved += members[:k].tolist()
+        keep += members[k:].tolist()
+    return sorted(keep), sorted(carved)
+
+
+def make_split(sources: list[str], labels: list[int], classes: list[str], val_fraction: float,
+               test_fraction: float, seed: int) -> dict:
+    """Return {"train": [...], "val": [...], "test": [...], "roles": {...}} of indices into the dataset."""
+    labels_a = np.asarray(labels)
+    src = np.asarray(sources)
+    have = set(sources)
+    counts = {classes[c]: int((labels_a == c).sum()) for c in range(len(classes))}
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise UserError(f"class(es) {empty} have no usable images; add images or remove the folder(s)")
+    if have == {""}:
+        need = 3
+        small = {c: n for c, n in counts.items() if n < need}
+        if small:
+            c, n = next(iter(small.items()))
+            raise UserError(f"class {c!r} has {n} image(s); needs at least {need} to split into train/val/test "
+                            "(add images, or give your own train/ and test/ folders)")
+    roles = {"train": "train/" if "train" in have else "carved from all images"}
+    pool = np.flatnonzero((src == "train") | (src == ""))
+    if "test" in have:
+        test = np.flatnonzero(src == "test").tolist()
+        roles["test"] = "test/ (given)"
+        if "val" in have:
+            val = np.flatnonzero(src == "val").tolist()
+            train = pool.tolist()
+            roles["val"] = "val/ (given)"
+        else:
+            train, val = _carve(pool, labels_a, val_fraction, seed, "validation", classes)
+            roles["val"] = f"carved from train/ ({val_fraction:.0%}, stratified, seed {seed})"
+    elif "val" in have:
+        test = np.flatnonzero(src == "val").tolist()
+        roles["test"] = "val/ (given; used as the held-out test set, never for choices)"
+        train, val = _carve(pool, labels_a, val_fraction, seed, "validation", classes)
+        roles["val"] = f"carved from train/ ({val_fraction:.0%}, stratified, seed {seed})"
+    else:
+        rest, test = _carve(pool, labels_a, test_fraction, seed, "test", classes)
+        train, val = _carve(np.asarray(rest), labels_a, val_fraction / (1 - test_fraction), seed + 1,
+                            "validation", classes)
+        roles["test"] = f"carved ({test_fraction:.0%}, stratified, seed {seed})"
+        roles["val"] = f"carved ({val_fraction:.0%}, stratified, seed {seed + 1})"
+    return {"train": list(train), "val": list(val), "test": list(test), "roles": roles}
+
+
+def save_split(path: str | Path, split: dict, paths: list[str], labels: list[int], classes: list[str]) -> None:
+    write_json(path, {
+        "classes": classes,
+        "roles": split["roles"],
+        **{r: [[paths[i], classes[labels[i]]] for i in split[r]] for r in ("train", "val", "test")},
+    })
+
+
+def load_split(path: str | Path, paths: list[str], labels: list[int], classes: list[str]) -> dict:
+    """Map a saved split back onto the dataset's indices; refuse if the data changed underneath."""
+    saved = read_json(path)
+    index = {p: i for i, p in enumerate(paths)}
+    out = {"roles": saved["roles"]}
+    for r in ("train", "val", "test"):
+        idx = []
+        for p, cname in saved[r]:
+            i = index.get(p)
+            if i is None or classes[labels[i]] != cname:
+                raise UserError(f"the saved split {path} lists {p!r} ({cname}) which is missing or relabelled in "
+                                "the data folder; the data changed since this run started: use a new --out folder")
+            idx.append(i)
+        out[r] = idx
+    return out

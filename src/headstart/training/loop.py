@@ -1,0 +1,156 @@
+"""The one training loop. It knows nothing of transfer: a strategy hands it a freeze plan and an epoch hook.
+
+    result = fit(fabric, model, strategy, train_ds, val_ds, batch_fn=..., max_epochs=10, patience=3)
+
+Hook order (training/strategies.py): plan = strategy.plan(model) (unless a plan is passed in) -> optimizer ->
+strategy.on_epoch_start(model, plan, 0) -> validation of the starting weights -> for every epoch:
+on_epoch_start(model, plan, epoch), train pass, validation pass, stop_check(history).
+    result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
+
+Early stopping on validation loss with patience (never before `min_epochs`); the best epoch's weights are restored.
+Overfitting flag: validation loss rose `window` epochs in a row while training loss fell over the same epochs.
+Goes through Lightning Fabric, so --devices/--precision/DDP need no change here (metrics are all-reduced).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from headstart.models.device import loader_kwargs
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss became NaN/inf: this arm stops, the others go on."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    overfit: bool = False
+    events: list[str] = field(default_factory=list)
+    start_val: dict = field(default_factory=dict)     # val loss/acc of the starting weights (epoch -1)
+    stopped_by: dict | None = None                    # what a stop_check said when it ended the run (racing)
+
+    def best(self) -> dict:
+        return self.history[self.best_epoch] if self.best_epoch >= 0 else self.start_val
+
+
+def overfitting(history: list[dict], window: int = 3) -> bool:
+    """True if some `window` consecutive epochs had strictly rising val loss and falling train loss."""
+    for end in range(window, len(history)):
+        seg = history[end - window: end + 1]
+        val_up = all(b["val_loss"] > a["val_loss"] for a, b in zip(seg, seg[1:]))
+        if val_up and seg[-1]["train_loss"] < seg[0]["train_loss"]:
+            return True
+    return False
+
+
+def _cosine(max_epochs: int, floor: float = 0.1):
+    return lambda e: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, max_epochs) / max(1, max_epochs)))
+
+
+def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None):
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over all ranks.
+    Sums stay on the device and are read once per pass: no host synchronisation per step (a GPU runs ahead);
+    a non-finite loss poisons the sum and ends the arm at the end of the pass (TrainingDiverged)."""
+    train = optimizer is not None
+    tot = torch.zeros(3, dtype=torch.float64, device=fabric.device)  # loss sum, correct, count
+    ctx = torch.enable_grad() if train else torch.inference_mode()
+    with ctx:
+        for x, y in loader:
+            logits = model(batch_fn(x))
+            loss = F.cross_entropy(logits.float(), y)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                optimizer.step()
+            tot[0] += loss.detach() * len(y)
+            tot[1] += (logits.argmax(1) == y).sum()
+            tot[2] += len(y)
+            if progress is not None:
+                progress.advance(task, 1)
+    tot = fabric.all_reduce(tot, reduce_op="sum") if fabric.world_size > 1 else tot
+    loss_sum, correct, count = tot.tolist()
+    if not math.isfinite(loss_sum):
+        raise TrainingDiverged(f"loss became {loss_sum} (learning rate too high, or bad inputs?)")
+    return loss_sum / count, correct / count
+
+
+def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
+        weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
+        restore_best: bool = True, min_epochs: int = 0, stop_check=None, plan=None) -> FitResult:
+    """Train `model` in place (best-validation-loss weights restored unless restore_best=False).
+    stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by)."""
+    from torch.utils.data import DataLoader
+
+    fabric.seed_everything(seed, verbose=False)
+    plan = strategy.plan(model) if plan is None else plan
+    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k in ("params", "lr")} for g in plan.param_groups],
+                            weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(max_epochs))
+    gen = torch.Generator().manual_seed(seed)
+    lone_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1   # BatchNorm cannot train on 1 sample
+    collate = getattr(train_ds, "collate", None)    # datasets whose batches need padding bring their own
+    # a dataset already on the device (the trunk cache on a GPU) is read in-process, unpinned
+    feed = {} if getattr(train_ds, "on_device", False) else loader_kwargs(fabric.device, num_workers)
+    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
+                              collate_fn=collate, **feed)
+    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, collate_fn=collate, **feed)
+    ddp = fabric.world_size > 1
+    if ddp:   # DDP syncs only parameters that require grad when it wraps: enable all that will ever train
+        before = {p: p.requires_grad for p in model.parameters()}
+        strategy.on_epoch_start(model, plan, max_epochs - 1)
+    fmodel, opt = fabric.setup(model, opt)
+    if ddp:   # back to the starting freeze; later unfreezing is seen through find_unused_parameters
+        for p, rg in before.items():
+            p.requires_grad_(rg)
+    train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
+    task = None
+    if progress is not None:
+        task = progress.add_task(label, total=max_epochs * (len(train_loader) + len(val_loader)))
+    res = FitResult()
+    # the starting weights are a candidate too: LP-FT never ends worse on validation than the probe it began from
+    res.events += strategy.on_epoch_start(model, plan, 0)
+    fmodel.eval()
+    loss0, acc0 = _run_epoch(fabric, fmodel, val_loader, batch_fn)
+    res.start_val = {"epoch": -1, "val_loss": loss0, "val_acc": acc0}
+    best_loss, bad = loss0, 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for epoch in range(max_epochs):
+        t0 = time.perf_counter()
+        res.events += strategy.on_epoch_start(model, plan, epoch)   # sets train/eval modes; idempotent
+        tr_loss, tr_acc = _run_epoch(fabric, fmodel, train_loader, batch_fn, opt, progress, task)
+        fmodel.eval()
+        va_loss, va_acc = _run_epoch(fabric, fmodel, val_loader, batch_fn, None, progress, task)
+        res.history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss,
+                            "val_acc": va_acc, "lr": [g["lr"] for g in opt.param_groups],
+                            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                            "seconds": time.perf_counter() - t0})
+        sched.step()
+        res.epochs_run = epoch + 1
+        if va_loss < best_loss - 1e-6:
+            best_loss, bad, res.best_epoch = va_loss, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience and epoch + 1 >= min_epochs:
+                res.stopped_early = epoch + 1 < max_epochs
+                break
+        res.stopped_by = stop_check(res.history) if stop_check is not None else None
+        if res.stopped_by is not None:
+            res.stopped_early = True
+            break
+    if progress is not None:
+        progress.update(task, completed=progress.tasks[task].total)
+    if best_state is not None and restore_best:
+        model.load_state_dict(best_state)
+    res.overfit = overfitting(res.history)
+    model.eval()
+    return res

@@ -1,0 +1,130 @@
+"""The package's structure, checked from its source (no imports run): layers, no cycles, branches in one place.
+
+Layers, lowest first; a module may import its own layer and the ones below, never above:
+core < stats < models < modalities < training < pipeline < outputs < app (docs/architecture.md draws them).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
+LAYERS = ["core", "stats", "models", "modalities", "training", "pipeline", "outputs", "app"]
+LAZY_OK = {"headstart.app.cli"}     # the CLI loads the application on demand so `headstart --help` stays instant
+NO_TORCH = ("core", "stats")        # pure Python / numpy / scikit-learn layers
+MODALITY_NAMES = {"image", "text", "audio"}
+STRATEGY_NAMES = {"classic", "linear-probe", "finetune", "scratch"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in SRC.rglob("*.py"):
+        parts = f.relative_to(SRC.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return out
+
+
+MODULES = _modules()
+
+
+def _type_checking(node) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(tree) -> list[tuple[str, bool, int]]:
+    """(imported module, inside a function?, line) for every run-time import (TYPE_CHECKING blocks skipped)."""
+    found = []
+
+    def visit(node, in_function):
+        if _type_checking(node):
+            return
+        if isinstance(node, ast.Import):
+            found.extend((a.name, in_function, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:       # `from headstart.pipeline import units` imports the module units
+                sub = f"{node.module}.{a.name}"
+                found.append((sub if sub in MODULES else node.module, in_function, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+    visit(tree, False)
+    return found
+
+
+GRAPH = {m: _imports(ast.parse(f.read_text())) for m, f in MODULES.items()}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)   # root: top
+
+
+def test_every_module_lives_in_a_layer():
+    loose = [m for m in MODULES if _layer(m) == len(LAYERS) and m not in ("headstart", "headstart.__main__")]
+    assert not loose, f"modules outside the layer packages: {loose}"
+
+
+def test_imports_follow_the_layer_order():
+    bad = [f"{m}:{line} imports {dep} ({LAYERS[_layer(m)]} < {LAYERS[_layer(dep)]})"
+           for m, deps in GRAPH.items() for dep, _, line in deps
+           if dep.startswith("headstart.") and dep in MODULES and _layer(dep) > _layer(m)]
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles():
+    edges = {m: {d for d, _, _ in deps if d in MODULES and d != m} for m, deps in GRAPH.items()}
+    state, stack, cycles = {}, [], []
+
+    def dfs(m):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(edges[m]):
+            if state.get(d) == "open":
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                dfs(d)
+        stack.pop()
+        state[m] = "done"
+    for m in sorted(edges):
+        if m not in state:
+            dfs(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_function_local_imports_of_headstart():
+    bad = [f"{m}:{line} imports {dep} inside a function" for m, deps in GRAPH.items() if m not in LAZY_OK
+           for dep, local, line in deps if local and dep.startswith("headstart")]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("layer", NO_TORCH)
+def test_pure_layers_import_no_deep_learning_library(layer):
+    heavy = ("torch", "timm", "transformers", "lightning", "ctranslate2")
+    bad = [f"{m}:{line} {dep}" for m, deps in GRAPH.items() if _layer(m) == LAYERS.index(layer)
+           for dep, _, line in deps if dep.split(".")[0] in heavy]
+    assert not bad, "\n".join(bad)
+
+
+def _string_comparisons(tree) -> list[tuple[str, int]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                    out.append((side.value, node.lineno))
+                if isinstance(side, (ast.Tuple, ast.List, ast.Set)):
+                    out += [(e.value, node.lineno) for e in side.elts if isinstance(e, ast.Constant)]
+    return out
+
+
+def test_modality_and_strategy_names_are_compared_only_in_their_registries():
+    """No `modality.name == "text"` outside modalities/, no `strategy == "scratch"` outside the strategy registry:
+    every other module asks the registry entry (its attributes and methods) instead."""
+    bad = []
+    for m, f in MODULES.items():
+        names = (set() if ".modalities" in m else MODALITY_NAMES) | (
+            set() if m == "headstart.training.strategies" else STRATEGY_NAMES)
+        bad += [f"{m}:{line} compares with {v!r}" for v, line in _string_comparisons(ast.parse(f.read_text()))
+                if v in names]
+    assert not bad, "\n".join(bad)
