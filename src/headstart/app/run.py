@@ -42,7 +42,9 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     results = summarize(ctx, strategies)
     results["leakage"] = leakage
     results["curve"] = summarize_curve(ctx, strategies)
-    if assessment:
+    if assessment and "failed" in assessment:
+        results["assessment"] = assessment
+    elif assessment:
         results["assessment"] = {**assessment, "check": predicted_vs_measured(assessment, results)}
     results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
     if ctx.fabric.is_global_zero:

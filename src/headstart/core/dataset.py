@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,29 @@ class LabeledSet:
         return h.hexdigest()
 
 
+def not_regular(path: Path) -> str | None:
+    """Why a path cannot be read as a data file without risk (a FIFO would block the run forever, a device never
+    ends), or None for a regular file. Links are followed once; a dangling one is named as such."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "dangling link (its target does not exist)" if path.is_symlink() else "file vanished while reading"
+    except OSError as e:
+        return f"cannot stat ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else
+            "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "directory" if stat.S_ISDIR(mode) else
+            "special file")
+    return f"not a regular file ({kind}): skipped without reading"
+
+
+def display_name(name: str) -> str:
+    """A path as text that any writer can encode: bytes that are not UTF-8 (an old Windows zip) are shown
+    escaped (\\xe9), never passed on as lone surrogates that break JSON, Markdown and terminal output."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _list_class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -72,14 +96,14 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
         for name in SPLIT_NAMES:
             if name in subdirs:
                 for cdir in _list_class_dirs(subdirs[name]):
-                    entries += [(f, cdir.name, name) for f in _list_files(cdir, exts)]
+                    entries += [(f, display_name(cdir.name), name) for f in _list_files(cdir, exts)]
         extra = sorted(set(subdirs) - set(SPLIT_NAMES))
         if extra:
             raise UserError(f"{root} has train/ beside unexpected folders {extra}; with user splits only "
                             "train/, val/ and test/ are allowed (or drop train/ for folder-per-class)")
     else:
         for cdir in subdirs.values():
-            entries += [(f, cdir.name, "") for f in _list_files(cdir, exts)]
+            entries += [(f, display_name(cdir.name), "") for f in _list_files(cdir, exts)]
     if not entries:
         raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
                         "inside class subfolders: root/<class>/<file>)")
@@ -100,7 +124,8 @@ def empty_folders(root: str | Path, entries) -> list[dict]:
     used = {(s, c) for _, c, s in entries}
     tops = {p.name.lower(): p for p in _list_class_dirs(root)}
     roles = [(n, tops[n]) for n in SPLIT_NAMES if n in tops] if "train" in tops else [("", root)]
-    return [{"path": (f"{folder.name}/" if role else "") + f"{cdir.name}/",
+    return [{"path": display_name((f"{folder.name}/" if role else "") + f"{cdir.name}/"),
              "reason": "empty class folder (no usable files): " + ("class ignored" if role in ("", "train")
                                                                    else "nothing to evaluate")}
-            for role, folder in roles for cdir in _list_class_dirs(folder) if (role, cdir.name) not in used]
+            for role, folder in roles for cdir in _list_class_dirs(folder)
+            if (role, display_name(cdir.name)) not in used]

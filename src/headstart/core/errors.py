@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """A problem with the user's input or environment, with a message that names it and the fix."""
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An unexpected exception as one line for results and logs: its type and the first line of its message."""
+    msg = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {msg}".rstrip(": ")[:limit]

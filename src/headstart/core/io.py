@@ -41,7 +41,8 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    """UTF-8; a lone surrogate (a file name that was not UTF-8) is written escaped, never an encoding error."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def read_json(path: str | Path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headstart.core.dataset import LabeledSet, empty_folders, scan_folder
+from headstart.core.dataset import LabeledSet, display_name, empty_folders, not_regular, scan_folder
 from headstart.core.errors import UserError
 from headstart.models.device import to_device, to_numpy
 from headstart.modalities.base import IndexedItems, ModalityState, expand_inputs, standardised_logreg, top_k
@@ -33,6 +33,9 @@ def decode_audio(path: Path) -> tuple[np.ndarray, dict]:
     import soundfile as sf
     from scipy.signal import resample_poly
 
+    odd = not_regular(Path(path))
+    if odd:
+        raise ValueError(odd)
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     if data.shape[0] == 0:
         raise ValueError("no samples (0-length audio)")
@@ -55,7 +58,7 @@ def load_audio_folder(root: str | Path) -> LabeledSet:
     ds = LabeledSet(root=Path(root), classes=classes, skipped=empty_folders(root, entries))
     ds.stats = {"truncated_to_30s": 0, "rates": {}, "channels": {}}
     for path, cname, source in entries:
-        rel = path.relative_to(root).as_posix()
+        rel = display_name(path.relative_to(root).as_posix())
         try:
             x, info = decode_audio(path)
         except Exception as e:  # skipped and listed, never fatal
@@ -220,10 +223,10 @@ class AudioModality:
             try:
                 mel = log_mel(decode_audio(f)[0])
             except Exception as e:  # listed, not fatal
-                rows.append({"path": str(f), "error": f"{type(e).__name__}: {e}"[:200]})
+                rows.append({"path": display_name(str(f)), "error": f"{type(e).__name__}: {e}"[:200]})
                 continue
             ds = MelBatches([mel], [0], [0])
             with torch.inference_mode():
                 p = model(ds.collate([ds[0]])[0]).softmax(1)[0]
-            rows.append({"path": str(f), **top_k(p, classes, top)})
+            rows.append({"path": display_name(str(f)), **top_k(p, classes, top)})
         return rows

@@ -93,7 +93,8 @@ def expand_inputs(inputs: list[str], exts: set[str], what: str) -> list:
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
+            # not only regular files: a pipe or dangling link named like an input is listed by the reader, not lost
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and not f.is_dir())
         elif p.exists():
             files.append(p)
         else:

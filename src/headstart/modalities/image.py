@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headstart.core.dataset import LabeledSet, empty_folders, scan_folder
+from headstart.core.dataset import LabeledSet, display_name, empty_folders, not_regular, scan_folder
 from headstart.core.errors import UserError
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
@@ -124,6 +124,9 @@ def to_rgb(img):
 
 
 def _load_one(path: Path, short_side: int):
+    odd = not_regular(path)
+    if odd:
+        return None, odd
     try:
         data = path.read_bytes()
         if not data:
@@ -148,7 +151,7 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         results = list(pool.map(lambda e: _load_one(e[0], short_side), entries))
     for (path, cname, source), (ok, reason) in zip(entries, results):
-        rel = path.relative_to(root).as_posix()
+        rel = display_name(path.relative_to(root).as_posix())
         if ok is None:
             ds.skipped.append({"path": rel, "reason": reason})
             continue
@@ -251,13 +254,13 @@ class ImageModality:
                 return
             x = torch.stack([center_crop(t, [spec.input_size] * 2) for _, _, t in batch])
             for (k, path, _), p in zip(batch, run(preprocess(x, spec)).softmax(1)):
-                rows[k] = {"path": str(path), **top_k(p, classes, top)}
+                rows[k] = {"path": display_name(str(path)), **top_k(p, classes, top)}
             batch.clear()
 
         for k, f in enumerate(files):
             ok, reason = _load_one(f, spec.short_side())
             if ok is None:
-                rows[k] = {"path": str(f), "error": reason}
+                rows[k] = {"path": display_name(str(f)), "error": reason}
                 continue
             batch.append((k, f, torch.from_numpy(ok[0].transpose(2, 0, 1).copy())))
             if len(batch) == batch_size:

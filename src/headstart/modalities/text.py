@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headstart.core.dataset import LabeledSet
+from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
 from headstart.models.device import to_device, to_numpy
 from headstart.modalities.base import IndexedItems, ModalityState, top_k
 
 TEXT_EXTS = {".csv", ".tsv", ".jsonl", ".json"}
+csv.field_size_limit(2**31 - 1)     # a field may be as long as the text it holds (the default stops at 128 KiB)
 TEXT_COLS = ("text", "sentence", "question", "review", "content", "body", "utterance", "comment")
 LABEL_COLS = ("label", "labels", "class", "category", "target", "intent", "y")
 
@@ -38,17 +39,38 @@ def _decode(raw: bytes, path: Path, encoding: str) -> str:
                         "encoding, e.g. --encoding latin-1") from None
 
 
+def _json_rows(text: str) -> list[dict]:
+    """A JSON array of objects (one row per element) or JSON Lines (one object per line); an element or line that
+    is not an object is kept as an error row, so it is listed, not silently dropped."""
+    def row(obj, where: str, i: int) -> dict:
+        if isinstance(obj, dict):
+            return {**obj, "__line__": i}
+        return {"__error__": f"{where}: a JSON {type(obj).__name__}, not an object with text and label fields",
+                "__line__": i}
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None                     # not one array: read it as JSON Lines below
+        if isinstance(data, list):
+            return [row(obj, f"element {i}", i) for i, obj in enumerate(data, 1)]
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(row(json.loads(line), f"line {i}", i))
+            except json.JSONDecodeError as e:
+                rows.append({"__error__": f"line {i}: not JSON ({e.msg})", "__line__": i})
+    return rows
+
+
 def _rows(path: Path, encoding: str) -> list[dict]:
+    odd = not_regular(path)
+    if odd:
+        raise UserError(f"{path}: {odd}; pass a regular CSV/TSV/JSON file")
     text = _decode(path.read_bytes(), path, encoding)
     if path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append({**json.loads(line), "__line__": i})
-                except json.JSONDecodeError as e:
-                    rows.append({"__error__": f"line {i}: not JSON ({e.msg})", "__line__": i})
-        return rows
+        return _json_rows(text)
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
     rows = []
@@ -92,16 +114,23 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
         if src.is_dir():
             for cdir in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 for f in sorted(cdir.glob("*.txt")):
+                    where = display_name(f"{cdir.name}/{f.name}")
+                    odd = not_regular(f)
+                    if odd:
+                        ds.skipped.append({"path": where, "reason": odd})
+                        continue
                     try:
-                        records.append((f"{cdir.name}/{f.name}", _decode(f.read_bytes(), f, encoding).strip(),
-                                        cdir.name, role))
+                        records.append((where, _decode(f.read_bytes(), f, encoding).strip(), display_name(cdir.name),
+                                        role))
                     except UserError as e:
-                        ds.skipped.append({"path": f"{cdir.name}/{f.name}", "reason": str(e)})
+                        ds.skipped.append({"path": where, "reason": str(e)})
             continue
         rows = _rows(src, encoding)
-        cols = [c for c in (rows[0] if rows else {}) if not c.startswith("__")]
         if not rows:
             raise UserError(f"{src} has a header but no rows")
+        if all("__error__" in r for r in rows):
+            raise UserError(f"no usable texts in {src}: every row is unreadable (first: {rows[0]['__error__']})")
+        cols = [c for c in next(r for r in rows if "__error__" not in r) if not c.startswith("__")]
         tcol = _pick(cols, text_col, TEXT_COLS, "text", src)
         lcol = _pick(cols, label_col, LABEL_COLS, "label", src)
         for r in rows:
@@ -153,6 +182,8 @@ class TokenBatches(IndexedItems):
 def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[list[list[int]], dict]:
     """Token ids per text and tokenizer statistics (unknown-token and truncation rates)."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()    # texts longer than the model are measured, then truncated below: expected
     tok = AutoTokenizer.from_pretrained(str(folder))
     enc = tok(texts, truncation=False, add_special_tokens=True)["input_ids"]
     truncated = sum(len(e) > max_length for e in enc)

@@ -99,6 +99,9 @@ def assessment_lines(results: dict) -> list[str]:
     a = results.get("assessment")
     if not a:
         return []
+    if "failed" in a:
+        return ["## Before training: predicted vs measured", "",
+                f"The assessment failed ({a['failed']}); the arms trained without it.", ""]
     c, v, sc = a["check"], a["verdict"], a["scores"]
     measured = c["measured"]
     if "difference" in c:

@@ -6,6 +6,7 @@ leaks across the splits (with --dedupe, the train side is dropped and the contex
 from __future__ import annotations
 
 from headstart.core.context import RunContext
+from headstart.core.errors import UserError, one_line
 from headstart.core.io import read_json, write_json
 from headstart.pipeline.assess import assess
 from headstart.pipeline.frozen import features
@@ -39,11 +40,19 @@ def check_leakage(ctx: RunContext) -> dict:
 
 
 def run_assessment(ctx: RunContext) -> dict:
-    """The pre-training assessment of this run (assessment.json; reused when the run resumes)."""
+    """The pre-training assessment of this run (assessment.json; reused when the run resumes). It informs, it does
+    not decide: if it fails, the run goes on and the report says why ({"failed": reason})."""
     path = ctx.run_dir / "assessment.json"
     if path.exists():
         return read_json(path)
-    a = assess(ctx)
+    try:
+        a = assess(ctx)
+    except UserError:
+        raise
+    except Exception as e:
+        reason = one_line(e)
+        ctx.log(f"assessment failed ({reason}); training goes on without it")
+        return {"failed": reason}
     ctx.log(f"assessment: {a['verdict']['label']}; try {a['verdict']['try_first']} first "
             f"({'; '.join(a['verdict']['evidence'][:1])})")
     if ctx.fabric.is_global_zero:

@@ -7,6 +7,7 @@ Under DDP every rank builds the same context; only rank 0 writes.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -19,6 +20,29 @@ from headstart.models.device import resolve_precision
 from headstart.models.factory import resolve_spec
 from headstart.stats.split import load_split, make_split, save_split
 from headstart.training.strategies import ORDER
+
+
+_LOCKS: dict[str, int] = {}      # run folders this process holds (fd of the locked file), kept until exit
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """One headstart process per run folder: an exclusive flock on <run>/.lock, held until the process ends (the
+    kernel releases it when the process dies, so a crash or SIGKILL never leaves the folder locked)."""
+    key = str(Path(run_dir).resolve())
+    if key in _LOCKS:
+        return
+    fd = os.open(Path(run_dir) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise UserError(f"another headstart process{' (pid ' + holder + ')' if holder else ''} is running in "
+                        f"{run_dir}; wait for it to finish (then run the same command to resume), or use another "
+                        "--out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _LOCKS[key] = fd
 
 
 def default_cache_dir() -> Path:
@@ -62,9 +86,11 @@ def check_strategies(cfg: RunConfig) -> None:
     cfg.strategies = cfg.strategies or list(ORDER)
 
 
-def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None) -> RunContext:
+def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None,
+                  lock: bool = True) -> RunContext:
     """Validate cfg, load the data, make or reload the saved split: the shared context of every unit.
-    run_dir given: use it as is (assessment folders hold several backbones, so no config.json check)."""
+    run_dir given: use it as is (assessment folders hold several backbones, so no config.json check).
+    lock: hold the run folder against other headstart processes (grid workers run inside their parent's lock)."""
     cfg.validate()
     check_strategies(cfg)
     modality = MODALITIES[detect_modality(cfg.data, cfg.modality)]()
@@ -79,6 +105,11 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     if cfg.devices != 1 and not cfg.out:
         raise UserError("--devices above 1 needs --out: every process must write to the same run folder")
     fabric = make_fabric(cfg)       # first: under DDP every rank runs what follows, and only rank 0 writes
+    if lock and fabric.is_global_zero:
+        target = run_dir or Path(cfg.out or default_run_dir(cfg.data))
+        cfg.out = cfg.out or str(target)
+        ensure_writable(target)
+        lock_run_dir(target)
     run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
     ds = modality.load(cfg, spec, size)
     if ds.skipped:

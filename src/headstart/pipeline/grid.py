@@ -136,7 +136,7 @@ def _init_worker(threads: int) -> None:
 
 @functools.lru_cache(maxsize=2)
 def _worker_context(cfg_json: str) -> RunContext:
-    ctx = build_context(RunConfig.from_dict(json.loads(cfg_json)), log=lambda *a: None)
+    ctx = build_context(RunConfig.from_dict(json.loads(cfg_json)), log=lambda *a: None, lock=False)
     pretraining_checks(ctx)             # the parent already ran them: reused from disk, and --dedupe applied again
     return ctx
 

