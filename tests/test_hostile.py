@@ -160,7 +160,7 @@ def test_file_name_that_is_not_utf8(tmp_path):
     d = images(tmp_path / "d")
     src = next((d / "a").iterdir())
     os.rename(src, os.path.join(os.fsencode(d / "a"), b"caf\xe9.jpg"))
-    res = _run_ok(d, tmp_path / "o")
+    _run_ok(d, tmp_path / "o")
     split = json.loads((tmp_path / "o" / "split.json").read_text())
     assert "a/caf\\xe9.jpg" in [path for r in ("train", "val", "test") for path, _ in split[r]]   # escaped
     assert (tmp_path / "o" / "report.md").read_text()        # written, and valid UTF-8
@@ -385,3 +385,112 @@ def test_predict_lists_a_fifo_and_a_broken_file_and_goes_on(model_dir, tmp_path)
     errors = {Path(o["path"]).name: o["error"] for o in out if "error" in o}
     assert "FIFO" in errors["pipe.jpg"] and "broken.jpg" in errors
     assert sum("label" in o for o in out) == 2
+
+
+# ---------------------------------------------------------------- run-folder integrity and report safety (issue 19)
+def _replace_image(path: Path, seed: int) -> None:
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 38, 3), dtype=np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: _replace_image(d / "a" / "new.jpg", 1), "not in this run's split"),
+    (lambda d: _replace_image(d / "a" / "img 0.jpg", 2), "other content"),
+    (lambda d: images(d, classes=("c",)), "classes differ"),
+])
+def test_resume_refuses_changed_data(tmp_path, change, message):
+    d = images(tmp_path / "d")
+    _run_ok(d, tmp_path / "o")
+    change(d)
+    check(cli("run", d, "--out", tmp_path / "o", *CLASSIC), 2, "split.json", message, "new --out")
+
+
+def test_out_that_is_someone_elses_folder(tmp_path):
+    d = images(tmp_path / "d")
+    table(tmp_path / "mine" / "report.md", "my own notes")
+    check(cli("run", d, "--out", tmp_path / "mine", *CLASSIC), 2, "not a headstart run", "report.md")
+    assert (tmp_path / "mine" / "report.md").read_text() == "my own notes"
+
+
+def test_out_inside_the_data_folder(tmp_path):
+    d = images(tmp_path / "d")
+    check(cli("run", d, "--out", d / "runs", *CLASSIC), 2, "inside the data folder")
+    assert not (d / "runs").exists()
+
+
+def test_report_html_escapes_labels_and_embeds_only_its_own_plots(tmp_path):
+    secret = table(tmp_path / "secret.png", b"\x89PNG not for the report")
+    evil = f'<img src="{secret}" onerror="alert(1)">'
+    body = "".join(f"apple pie {i},x\n{'golf game ' + str(i)},\"{evil.replace(chr(34), chr(34) * 2)}\"\n"
+                   for i in range(10))
+    out = tmp_path / "o"
+    check(cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", out, *CLASSIC), 0, out=out)
+    html = (out / "report.html").read_text()
+    assert "<img src=" not in html.split("</style>")[1].replace('<img src="data:image/png', "")
+    assert "&lt;img" in html and base64_of(secret) not in html
+
+
+def base64_of(path: Path) -> str:
+    import base64
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_symlink_loop_counts_each_real_file_once(tmp_path):
+    d = images(tmp_path / "d")
+    (d / "a" / "loop").symlink_to(d / "a", target_is_directory=True)
+    (d / "b" / "into-a").symlink_to(d / "a", target_is_directory=True)
+    res = _run_ok(d, tmp_path / "o")
+    assert res["data"]["n_items"] == 12
+
+
+def test_missing_value_labels_are_skipped_and_named(tmp_path):
+    missing = "".join(f"text {i},{v}\n" for i, v in enumerate(("NaN", "null", "N/A", "None", "")))
+    res = _run_ok(table(tmp_path / "t.csv", "text,label\n" + rows() + missing), tmp_path / "o")
+    assert sorted(res["data"]["classes"]) == ["x", "y"]
+    assert sum("missing label" in s["reason"] for s in res["data"]["skipped"]) == 5
+
+
+def test_duplicated_header_is_refused(tmp_path):
+    p = table(tmp_path / "t.csv", "text,label,text\n" + "".join(f"a {i},x,b\n" for i in range(20)))
+    check(cli("run", p, "--out", tmp_path / "o"), 2, "line 1", "'text' twice")
+
+
+def test_extreme_aspect_ratio_image_is_skipped(tmp_path):
+    from PIL import Image
+    d = images(tmp_path / "d")
+    Image.new("RGB", (4000, 1)).save(d / "a" / "strip.png")
+    res = _run_ok(d, tmp_path / "o")
+    assert any(s["path"] == "a/strip.png" and "aspect ratio" in s["reason"] for s in res["data"]["skipped"])
+
+
+def test_audio_with_transcripts_beside_it_is_not_trained_as_text(tmp_path):
+    d = clips(tmp_path / "clips")
+    for f in list(d.rglob("*.wav")):
+        table(f.with_suffix(".txt"), "a transcript")
+    check(cli("run", d, "--out", tmp_path / "o"), 2, "mixes modalities", "--modality audio")
+
+
+def test_accelerator_that_is_not_there(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    d = images(tmp_path / "d")
+    check(cli("run", d, "--out", tmp_path / "o", "--accelerator", "cuda", *CLASSIC), 2, "--accelerator cuda",
+          "not available")
+
+
+def test_hand_edited_model_metadata(model_dir, tmp_path):
+    m = _copy(model_dir, tmp_path)
+    meta = json.loads((m / "headstart_model.json").read_text())
+    meta["spec"]["input_size"] = "big"
+    (m / "headstart_model.json").write_text(json.dumps(meta))
+    img = next(iter(images(tmp_path / "d").rglob("*.jpg")))
+    check(cli("predict", m, img), 2, "input_size", "re-export")
+
+
+def test_stray_quote_is_named_not_silently_swallowing_rows(tmp_path):
+    body = rows(6) + '"an unclosed quote starts here,x\n' + rows(6)
+    p = table(tmp_path / "t.csv", "text,label\n" + body)
+    res = _run_ok(p, tmp_path / "o")
+    reasons = [s["reason"] for s in res["data"]["skipped"]]
+    assert any("line 14" in r and "never closed" in r for r in reasons), reasons

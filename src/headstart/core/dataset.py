@@ -73,12 +73,27 @@ def _list_class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _list_files(class_dir: Path, exts: set[str]) -> list[Path]:
+def _list_files(class_dir: Path, exts: set[str], seen: set[str] | None = None) -> list[Path]:
+    """Files with one of `exts` below class_dir, links followed, but every real folder walked once and every real
+    file counted once (a link loop, or a link back into the tree, would otherwise repeat files: training images
+    copied into test). `seen` is shared across the class folders of one scan."""
+    seen = set() if seen is None else seen
     out = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / f for f in sorted(filenames)
-                if not f.startswith(".") and Path(f).suffix.lower() in exts]
+        for f in sorted(filenames):
+            if f.startswith(".") or Path(f).suffix.lower() not in exts:
+                continue
+            path = Path(dirpath) / f
+            key = "file:" + os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                out.append(path)
     return out
 
 
@@ -92,18 +107,19 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
         raise UserError(f"data path {str(root)!r} is a file; pass a folder with one subfolder per class")
     subdirs = {p.name.lower(): p for p in _list_class_dirs(root)}
     entries: list[tuple[Path, str, str]] = []
+    seen: set[str] = set()
     if "train" in subdirs:
         for name in SPLIT_NAMES:
             if name in subdirs:
                 for cdir in _list_class_dirs(subdirs[name]):
-                    entries += [(f, display_name(cdir.name), name) for f in _list_files(cdir, exts)]
+                    entries += [(f, display_name(cdir.name), name) for f in _list_files(cdir, exts, seen)]
         extra = sorted(set(subdirs) - set(SPLIT_NAMES))
         if extra:
             raise UserError(f"{root} has train/ beside unexpected folders {extra}; with user splits only "
                             "train/, val/ and test/ are allowed (or drop train/ for folder-per-class)")
     else:
         for cdir in subdirs.values():
-            entries += [(f, display_name(cdir.name), "") for f in _list_files(cdir, exts)]
+            entries += [(f, display_name(cdir.name), "") for f in _list_files(cdir, exts, seen)]
     if not entries:
         raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
                         "inside class subfolders: root/<class>/<file>)")

@@ -31,11 +31,15 @@ def detect_modality(data: str, explicit: str = "") -> str:
                         f"a {'/'.join(readable)} file or a folder")
     if p.is_dir():
         files = [f for f in p.rglob("*") if f.is_file()][:2000]
+        counts = {name: sum(f.suffix.lower() in m.folder_exts for f in files) for name, m in MODALITIES.items()}
+        ranked = sorted((n, name) for name, n in counts.items() if n)
+        if len(ranked) >= 2 and ranked[-2][0] >= max(2, 0.1 * ranked[-1][0]):    # a stray README.txt is no mix
+            found = " and ".join(f"{n} {name} file(s)" for n, name in reversed(ranked))
+            raise UserError(f"{data} mixes modalities ({found}), e.g. transcripts beside clips; pass --modality "
+                            f"{' or --modality '.join(name for _, name in reversed(ranked))} to say which to train on")
         for name, m in MODALITIES.items():
-            if name != DEFAULT:
-                n = sum(f.suffix.lower() in m.folder_exts for f in files)
-                if n and n >= len(files) / 2:
-                    return name
+            if name != DEFAULT and counts[name] and counts[name] >= len(files) / 2:
+                return name
     return DEFAULT
 
 

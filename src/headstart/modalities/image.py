@@ -27,6 +27,7 @@ from headstart.models.device import bf16_autocast, native_bf16, to_device, to_nu
 from headstart.modalities.base import ModalityState, expand_inputs, standardised_logreg, top_k
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+MAX_ASPECT = 20          # longest side / shortest side of an image headstart decodes
 
 
 def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
@@ -94,6 +95,9 @@ def decode_image(data: bytes, short_side: int) -> np.ndarray:
     if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
         raise ValueError(f"image is {img.size[0]}x{img.size[1]} pixels, above the {Image.MAX_IMAGE_PIXELS:,}-pixel "
                          "limit (decompression-bomb guard); downscale it")
+    if max(img.size) > MAX_ASPECT * min(img.size):   # resized to the short side, 1x4000 px would take GiBs
+        raise ValueError(f"image is {img.size[0]}x{img.size[1]} pixels: aspect ratio above {MAX_ASPECT}:1, not a photo "
+                         "headstart can crop from; crop or pad it")
     if img.format == "JPEG":
         img.draft("RGB", (short_side, short_side))    # DCT-domain downscale: decode only what we need
     img.load()

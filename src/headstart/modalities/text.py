@@ -27,6 +27,7 @@ from headstart.modalities.base import IndexedItems, ModalityState, top_k
 TEXT_EXTS = {".csv", ".tsv", ".jsonl", ".json"}
 csv.field_size_limit(2**31 - 1)     # a field may be as long as the text it holds (the default stops at 128 KiB)
 TEXT_COLS = ("text", "sentence", "question", "review", "content", "body", "utterance", "comment")
+MISSING = {"", "nan", "null", "none", "n/a"}     # label cells that spreadsheets and pandas write for "no value"
 LABEL_COLS = ("label", "labels", "class", "category", "target", "intent", "y")
 
 
@@ -73,15 +74,23 @@ def _rows(path: Path, encoding: str) -> list[dict]:
         return _json_rows(text)
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
-    rows = []
+    rows, last = [], 1
     for r in reader:
         row = {k: v for k, v in r.items() if k is not None}
         if None in r:
             row["__error__"] = f"line {reader.line_num}: {len(r[None])} more field(s) than the header"
+        swallowed = max((sum(delim in ln for ln in str(v).split("\n")[1:]) for v in row.values() if v), default=0)
+        if swallowed >= 2:      # a quoted text may span lines; one that holds whole rows is an unclosed quote
+            row["__error__"] = (f"lines {last + 1}-{reader.line_num}: a quote opened on line {last + 1} is never "
+                                f"closed, so {reader.line_num - last} lines were read as one field; fix the quote")
         row["__line__"] = reader.line_num
+        last = reader.line_num
         rows.append(row)
     if reader.fieldnames is None:
         raise UserError(f"{path} is empty; it needs a header row with a text and a label column")
+    dup = next((c for c in reader.fieldnames if reader.fieldnames.count(c) > 1), None)
+    if dup is not None:
+        raise UserError(f"{path}: line 1 names the column {dup!r} twice (which one holds the data?); rename one")
     return rows
 
 
@@ -140,8 +149,9 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
                 ds.skipped.append({"path": where, "reason": r["__error__"]})
             elif not str(t).strip():
                 ds.skipped.append({"path": where, "reason": "empty text"})
-            elif y is None or str(y).strip() == "":
-                ds.skipped.append({"path": where, "reason": "missing label"})
+            elif y is None or str(y).strip().lower() in MISSING:
+                ds.skipped.append({"path": where, "reason": f"missing label ({str(y).strip()!r})" if y else
+                                   "missing label"})
             else:
                 records.append((where, str(t).strip(), str(y).strip(), role))
     if not records:

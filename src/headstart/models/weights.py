@@ -9,6 +9,7 @@ what the encoder family needs to rebuild the architecture offline (config.json, 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +39,29 @@ def read_meta(folder: str | Path) -> dict:
         len(meta["classes"])
     except (KeyError, TypeError) as e:
         raise UserError(f"{meta_path} is incomplete ({type(e).__name__}: {e}); re-export the model") from None
+    bad = _wrong_types(meta["spec"])
+    if bad or not all(isinstance(c, str) for c in meta["classes"]):
+        what = f"spec field {bad!r}" if bad else "classes"
+        raise UserError(f"{meta_path}: {what} has a value of the wrong type (edited by hand?); re-export the model")
     return meta
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str}
+
+
+def _wrong_types(spec: dict) -> str | None:
+    """The first spec field whose value does not have its declared type (tuples may be JSON lists of numbers)."""
+    for f in dataclasses.fields(BackboneSpec):
+        v = spec.get(f.name)
+        if v is None and f.name not in ("name", "arch", "input_size"):
+            continue
+        want = _TYPES.get(str(f.type))
+        if want is not None and (not isinstance(v, want) or isinstance(v, bool)):
+            return f.name
+        if str(f.type).startswith("tuple") and not (isinstance(v, list) and all(isinstance(x, (int, float))
+                                                                               for x in v)):
+            return f.name
+    return None
 
 
 def write_meta(folder: str | Path, spec_dict: dict, classes: list[str], extra: dict) -> None:

@@ -149,16 +149,19 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;p
 
 
 def render_html(markdown: str, run_dir: Path, title: str = "headstart report") -> str:
-    """report.md as one self-contained HTML page (images inlined), via markdown-it (already installed with rich)."""
+    """report.md as one self-contained HTML page, via markdown-it (installed with rich). Raw HTML in the Markdown
+    (a class name or label such as `<img src=x onerror=…>`) is escaped, never rendered; only the run's own plots
+    (plots/*.png inside the run folder) are inlined, so a label naming a local file cannot pull it into the page."""
     from markdown_it import MarkdownIt
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    plots = (Path(run_dir) / "plots").resolve()
 
     def inline(m):
-        path = Path(run_dir) / _html.unescape(m.group(1))
-        if not path.exists():
-            return m.group(0)
+        path = (Path(run_dir) / _html.unescape(m.group(1))).resolve()
+        if path.parent != plots or not path.is_file():
+            return 'src=""'
         data = base64.b64encode(path.read_bytes()).decode()
         return f'src="data:image/png;base64,{data}"'
-    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    body = re.sub(r'src="([^"]*)"', inline, body)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>\n{body}</body></html>\n")

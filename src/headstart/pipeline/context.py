@@ -45,6 +45,21 @@ def lock_run_dir(run_dir: Path) -> None:
     _LOCKS[key] = fd
 
 
+def check_out_folder(out: Path, data: str) -> None:
+    """--out must not lie inside the data (its plots would become a class on the next run) and must not be
+    somebody else's folder (headstart would overwrite a report.md or model/ that is not its own)."""
+    out_r, data_r = out.resolve(), Path(data).resolve()
+    if data_r.is_dir() and (out_r == data_r or data_r in out_r.parents):
+        raise UserError(f"--out {out} lies inside the data folder {data}: its files would be read as data on the next "
+                        "run; choose an output folder outside the data")
+    if out.is_dir() and not (out / "config.json").exists():
+        foreign = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+        if foreign:
+            raise UserError(f"--out {out} is an existing folder that is not a headstart run (it holds "
+                            f"{', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); headstart would write over "
+                            "files there: choose a new or empty folder")
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
                 / "headstart")
@@ -71,8 +86,12 @@ def make_fabric(cfg: RunConfig):
     from lightning.fabric import Fabric
     # several devices: DDP that tolerates parameters without gradients (groups not unfrozen yet)
     ddp = "auto" if cfg.devices == 1 else "ddp_find_unused_parameters_true"
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=resolve_precision(cfg),
-                    strategy=ddp)
+    try:
+        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=resolve_precision(cfg),
+                        strategy=ddp)
+    except (RuntimeError, ValueError) as e:      # e.g. --accelerator cuda on a machine without a GPU
+        raise UserError(f"--accelerator {cfg.accelerator} --devices {cfg.devices} is not available here "
+                        f"({(str(e).splitlines() or [''])[0][:160]}); use --accelerator auto or cpu") from None
     if cfg.devices != 1:
         fabric.launch()
     return fabric
@@ -84,6 +103,15 @@ def check_strategies(cfg: RunConfig) -> None:
     if bad:
         raise UserError(f"unknown strategy {bad[0]!r}; choose from {', '.join(ORDER)}")
     cfg.strategies = cfg.strategies or list(ORDER)
+
+
+def warn_thin_validation(ds, split: dict, log) -> None:
+    """Many classes with few items each: say once, before hours of training, that validation cannot see them all."""
+    seen = len({ds.labels[i] for i in split["val"]})
+    if seen < len(ds.classes):
+        log(f"warning: the validation split holds {len(split['val'])} items covering {seen} of {len(ds.classes)} "
+            "classes, so early stopping and the choice of arm see only those; add labels per class, or give a val/ "
+            "folder (or --test-file for text) with every class")
 
 
 def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None,
@@ -108,6 +136,8 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     if lock and fabric.is_global_zero:
         target = run_dir or Path(cfg.out or default_run_dir(cfg.data))
         cfg.out = cfg.out or str(target)
+        if run_dir is None:
+            check_out_folder(target, cfg.data)
         ensure_writable(target)
         lock_run_dir(target)
     run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
@@ -117,11 +147,12 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
             f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
     split_path = run_dir / "split.json"
     if split_path.exists():
-        split = load_split(split_path, ds.paths, ds.labels, ds.classes)
+        split = load_split(split_path, ds.paths, ds.labels, ds.classes, ds.hashes)
     else:
         split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         if fabric.is_global_zero:
-            save_split(split_path, split, ds.paths, ds.labels, ds.classes)
+            save_split(split_path, split, ds.paths, ds.labels, ds.classes, ds.hashes)
+    warn_thin_validation(ds, split, log)
     return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
                       precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
                       cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),

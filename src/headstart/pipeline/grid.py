@@ -132,6 +132,17 @@ def _run_ray(cfg, todo: list) -> None:
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies (a SIGKILLed run must not leave workers training
+    and writing results on their own)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)     # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass                                                    # not Linux: workers end with the pool
 
 
 @functools.lru_cache(maxsize=2)

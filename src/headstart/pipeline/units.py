@@ -37,7 +37,8 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
         res = UnitResult(failed=str(e) if isinstance(e, TrainingDiverged) else one_line(e))
         if not isinstance(e, TrainingDiverged) and ctx.fabric.is_global_zero:
             write_text(folder / "error.txt", traceback.format_exc())
-        ctx.log(f"{strategy} seed {seed} failed: {res.failed}; the other arms go on"
+        verb = "stopped" if isinstance(e, TrainingDiverged) else "failed"
+        ctx.log(f"{strategy} seed {seed} {verb}: {res.failed}; the other arms go on"
                 + ("" if isinstance(e, TrainingDiverged) else f" (traceback in {folder / 'error.txt'})"))
     usage = meter.stop()
     if res.ok:

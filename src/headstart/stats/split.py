@@ -76,17 +76,24 @@ def make_split(sources: list[str], labels: list[int], classes: list[str], val_fr
     return {"train": list(train), "val": list(val), "test": list(test), "roles": roles}
 
 
-def save_split(path: str | Path, split: dict, paths: list[str], labels: list[int], classes: list[str]) -> None:
+def save_split(path: str | Path, split: dict, paths: list[str], labels: list[int], classes: list[str],
+               hashes: list[str] | None = None) -> None:
+    """split.json: the roles, each split's (path, class), and the content hash of every item that was read, so a
+    resumed run can tell whether the data changed underneath it."""
     write_json(path, {
         "classes": classes,
         "roles": split["roles"],
         **{r: [[paths[i], classes[labels[i]]] for i in split[r]] for r in ("train", "val", "test")},
+        **({"hashes": dict(zip(paths, hashes))} if hashes is not None else {}),
     })
 
 
-def load_split(path: str | Path, paths: list[str], labels: list[int], classes: list[str]) -> dict:
-    """Map a saved split back onto the dataset's indices; refuse if the data changed underneath."""
+def load_split(path: str | Path, paths: list[str], labels: list[int], classes: list[str],
+               hashes: list[str] | None = None) -> dict:
+    """Map a saved split back onto the dataset's indices; refuse if the data changed underneath: an item missing,
+    relabelled, added, or with other content than when the run started (split.json keeps every item's hash)."""
     saved = read_json(path)
+    _refuse_changes(path, saved, paths, classes, hashes)
     index = {p: i for i, p in enumerate(paths)}
     out = {"roles": saved["roles"]}
     for r in ("train", "val", "test"):
@@ -99,3 +106,20 @@ def load_split(path: str | Path, paths: list[str], labels: list[int], classes: l
             idx.append(i)
         out[r] = idx
     return out
+
+
+def _refuse_changes(path, saved: dict, paths: list[str], classes: list[str], hashes: list[str] | None) -> None:
+    fix = "the data changed since this run started: use a new --out folder (or restore the data)"
+    if saved.get("classes") and saved["classes"] != classes:
+        new = sorted(set(classes) - set(saved["classes"])) or sorted(set(saved["classes"]) - set(classes))
+        raise UserError(f"{path}: the classes differ from the data folder's ({new[:5]}); {fix}")
+    known = {p for r in ("train", "val", "test") for p, _ in saved[r]}
+    added = [p for p in paths if p not in known]
+    if added:
+        raise UserError(f"{path}: {len(added)} item(s) in the data are not in this run's split (first: {added[0]!r}); "
+                        f"{fix}")
+    if hashes is not None and "hashes" in saved:
+        changed = [p for p, h in zip(paths, hashes) if saved["hashes"].get(p, h) != h]
+        if changed:
+            raise UserError(f"{path}: {len(changed)} item(s) have other content than when the run started (first: "
+                            f"{changed[0]!r}); {fix}")
