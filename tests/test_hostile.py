@@ -494,3 +494,23 @@ def test_stray_quote_is_named_not_silently_swallowing_rows(tmp_path):
     res = _run_ok(p, tmp_path / "o")
     reasons = [s["reason"] for s in res["data"]["skipped"]]
     assert any("line 14" in r and "never closed" in r for r in reasons), reasons
+
+
+# ---------------------------------------------------------------- output that pipelines and colleagues can use (issue 18)
+def test_predict_exits_nonzero_when_no_input_could_be_read(model_dir, tmp_path):
+    bad = table(tmp_path / "x" / "broken.jpg", b"\xff\xd8 nope")
+    r = cli("predict", model_dir, bad)
+    check(r, 1, "none of the 1 input(s) could be read")
+    check(cli("predict", model_dir, bad, "--json"), 1, "broken.jpg")
+
+
+def test_version_option():
+    r = cli("--version")
+    check(r, 0, "headstart")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    from headstart.core.io import FILE_MODE, write_text
+    write_text(tmp_path / "r.md", "x")
+    assert (tmp_path / "r.md").stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044 or os.umask(os.umask(0)) & 0o044      # readable by others unless the umask says no

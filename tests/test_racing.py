@@ -52,6 +52,17 @@ def test_does_not_mistake_noise_at_chance_for_a_curve():
     assert not any(decide(seed0[:k], 30, 0.85, 0.05, chance=0.1, n_val=40).stop for k in range(1, len(seed0) + 1))
 
 
+def test_a_curve_at_chance_for_half_its_budget_is_judged_on_what_it_did():
+    """hymenoptera's scratch (49 validation items, chance 0.51, threshold 0.653) never left chance in 20 epochs while
+    the linear probe had 1.00: it waits out half its budget, then its own curve bounds it."""
+    hym = [0.51, 0.49, 0.51, 0.49, 0.531, 0.49, 0.592, 0.551, 0.571, 0.551, 0.571, 0.592, 0.592, 0.571, 0.612,
+           0.633, 0.612, 0.633, 0.592, 0.571]
+    decisions = [decide(hym[:k], 20, 1.0, 0.05, chance=0.51, n_val=49) for k in range(1, 20)]
+    assert not any(d.stop for d in decisions[:9])
+    assert decisions[9].stop and decisions[9].epoch == 10 and decisions[9].bound < 0.95
+    assert not decide(hym[:10], 20, 0.70, 0.05, chance=0.51, n_val=49).stop     # a close rival: it runs on
+
+
 def test_needs_a_rival_and_enough_epochs():
     accs = _curve(0.55, noise=0.0)
     assert not decide(accs[:3], 20, 0.99, 0.05).stop                       # too few points to fit

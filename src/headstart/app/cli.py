@@ -24,6 +24,22 @@ from headstart.training.strategies import ORDER, STRATEGIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Should I reuse a pretrained model for my small labelled dataset? headstart measures it.")
+
+
+def _version(value: bool):
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            print(f"headstart {version('headstart')}")
+        except PackageNotFoundError:
+            print("headstart (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="print the version and exit")] = False):
+    """Should I reuse a pretrained model for my small labelled dataset? headstart measures it."""
 console = Console()
 if not console.is_terminal:
     console.width = 150   # logs and pipes: keep the summary table readable
@@ -205,14 +221,18 @@ def predict(
     runtime: Annotated[str, typer.Option(help="auto (ONNX Runtime when installed and model.onnx exists) | onnx | "
                                          "torch")] = "auto",
 ):
-    """Predict classes with an exported headstart model (unreadable files are listed, not fatal)."""
+    """Predict classes with an exported headstart model (unreadable files are listed, not fatal; the exit status
+    is 1 when no input could be read)."""
     from headstart.outputs.predict import predict as do_predict
     if runtime not in ("auto", "onnx", "torch"):
         raise UserError(f"--runtime {runtime!r} unknown; choose auto, onnx or torch")
     rows = do_predict(model, inputs, runtime=runtime)
+    failed = bool(rows) and all("error" in r for r in rows)
     if as_json:
         for r in rows:
             print(json.dumps(r))
+        if failed:
+            raise typer.Exit(1)
         return
     table = Table()
     for h in ("file", "prediction", "probability", "top classes"):
@@ -224,6 +244,10 @@ def predict(
             table.add_row(r["path"], r["label"], f"{r['prob']:.3f}",
                           ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
     console.print(table)
+    if failed:
+        console.print(f"[bold red]error:[/] none of the {len(rows)} input(s) could be read (reasons above)",
+                      highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
