@@ -181,3 +181,13 @@ def test_scratch_checkpoints_activations_only_when_memory_is_short(monkeypatch):
     assert not units._needs_checkpointing(RunConfig(grad_checkpointing=True), gpu)
     monkeypatch.setattr(units, "available_gib", lambda: 5.0)
     assert units._needs_checkpointing(RunConfig(), cpu)                            # memory is short
+
+
+def test_a_long_unit_says_how_long_its_budget_may_take_after_its_first_epoch():
+    from headstart.pipeline.arms import _EtaLog
+    logs = []
+    check = _EtaLog(lambda h: {"stop": True} if len(h) == 2 else None, 20, logs.append, "scratch seed 0")
+    assert check([{"seconds": 10.0}]) is None and "about 3 more minute(s)" in logs[0]
+    assert check([{"seconds": 10.0}] * 2) == {"stop": True} and len(logs) == 1       # once, and racing still decides
+    quiet = _EtaLog(None, 4, logs.append, "finetune seed 0")
+    assert quiet([{"seconds": 5.0}]) is None and len(logs) == 1                       # short units stay quiet

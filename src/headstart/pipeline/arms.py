@@ -146,7 +146,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                       max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
                       batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=seed,
                       num_workers=cfg.num_workers, progress=ctx.progress, label=f"{strat.name} (seed {seed})",
-                      stop_check=stop_check, plan=plan)
+                      stop_check=_EtaLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}"),
+                      plan=plan)
             if ct is not None:
                 cached["flops_train"] = ct.flops(res.epochs_run)
         train_seconds = time.perf_counter() - t0
@@ -174,6 +175,23 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
 
 
 RUNNERS = {"probe": run_probe, "sklearn": run_classic, "trained": run_trained}
+
+
+class _EtaLog:
+    """A stop_check that, after the first epoch, says how long the unit's budget may take when that is over a minute
+    (many classes, large inputs: the user learns it before waiting), then defers to the real check (racing)."""
+
+    def __init__(self, inner, budget: int, log, label: str, quiet_below_s: float = 60.0):
+        self.inner, self.budget, self.log, self.label, self.quiet = inner, budget, log, label, quiet_below_s
+
+    def __call__(self, history: list[dict]):
+        if len(history) == 1:
+            rest = history[0]["seconds"] * (self.budget - 1)
+            if rest > self.quiet:
+                self.log(f"{self.label}: epoch 1 took {history[0]['seconds']:.0f} s; its budget of {self.budget} "
+                         f"epochs may take about {rest / 60:.0f} more minute(s) (early stopping or racing usually "
+                         "ends it sooner)")
+        return self.inner(history) if self.inner is not None else None
 
 
 def _needs_checkpointing(cfg, fabric) -> bool:
