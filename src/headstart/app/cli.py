@@ -271,8 +271,8 @@ def demo(
     curve: Annotated[str, typer.Option(help="label fractions for the learning curve")] = "0.25,0.5",
 ):
     """The whole workflow on scikit-learn's bundled digits (no downloads): assessment, every strategy at several
-    label budgets (a learning curve), what transfer saves vs scratch, report.md/.html. About a minute and a half on
-    2 cores."""
+    label budgets (a learning curve), what transfer saves vs scratch, report.md/.html. About four to five minutes
+    on 2 CPU cores."""
     from headstart.app.demo import run_demo
     if per_class < 5:
         raise UserError(f"--per-class {per_class} is too small; use at least 5 images per digit")
