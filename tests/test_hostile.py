@@ -514,3 +514,28 @@ def test_written_files_follow_the_umask(tmp_path):
     write_text(tmp_path / "r.md", "x")
     assert (tmp_path / "r.md").stat().st_mode & 0o777 == FILE_MODE
     assert FILE_MODE & 0o044 or os.umask(os.umask(0)) & 0o044      # readable by others unless the umask says no
+
+
+def test_dedupe_at_tiny_input_sizes_keeps_distinct_photos(tmp_path):
+    """16 distinct hymenoptera photos: at 32 px the backbone's features made 4 near-duplicate pairs and --dedupe
+    dropped 2 photos; below 64 px only exact duplicates are searched now, and the run says so."""
+    import shutil
+
+    from conftest import need_shared
+    from headstart.core.config import RunConfig
+    from headstart.pipeline.checks import check_leakage
+    from headstart.pipeline.context import build_context
+    src = need_shared("hymenoptera") / "train"
+    for c in ("ants", "bees"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for f in sorted((src / c).glob("*.jpg"))[:8]:
+            shutil.copy(f, tmp_path / "d" / c / f.name)
+    first = sorted(os.listdir(tmp_path / "d" / "ants"))[0]
+    shutil.copy(tmp_path / "d" / "ants" / first, tmp_path / "d" / "bees" / "x.jpg")       # a planted exact copy
+    logs = []
+    ctx = build_context(RunConfig(data=str(tmp_path / "d"), out=str(tmp_path / "o"), image_size=32, dedupe=True,
+                                  assess=False), log=logs.append)
+    out = check_leakage(ctx)
+    assert out["counts"]["near"] == 0 and out["counts"]["exact"] == 1 and "not searched at 32 px" in out["near_skipped"]
+    assert set(out["removed_from_train"]) <= {f"ants/{first}", "bees/x.jpg"} and any("not searched" in str(m)
+                                                                                  for m in logs)

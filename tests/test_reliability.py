@@ -196,3 +196,41 @@ def test_config_paths_cannot_escape_the_run_folder(tmp_path):
     with pytest.raises(UserError, match="unknown strategy"):
         run_experiment(RunConfig(data=str(data), out=str(tmp_path / "run"), strategies=["../../escaped"]))
     assert not (tmp_path / "escaped").exists()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc (Linux)")
+def test_jobs_workers_die_with_a_killed_parent(tmp_path):
+    """--jobs 2: SIGKILL the parent while its worker processes train; the kernel ends the workers too (before, they
+    trained on and wrote results for a run nobody watched)."""
+    data = make_image_folder(tmp_path / "data", per_class=10)
+    out = tmp_path / "run"
+    proc = _start(data, out, extra=["--curve", "0.5", "--strategies", "scratch", "--scratch-epochs", "30",
+                                    "--no-assess", "--jobs", "2"])
+    t0, workers = time.time(), []
+    while time.time() - t0 < 120 and proc.poll() is None:
+        workers = [c for c in _children(proc.pid) if "spawn" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")
+                   or "multiprocessing" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+        if len(workers) >= 2 and any((out / "curve").rglob("seed0")):
+            break
+        time.sleep(0.2)
+    assert len(workers) >= 2 and proc.poll() is None, "workers never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in
+             Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    assert not alive, f"workers {alive} outlived their parent"

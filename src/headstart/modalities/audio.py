@@ -144,6 +144,7 @@ class AudioModality:
                                 # clip-length batches (1.9x on 30 s input; benchmarks/README.md)
     unit_gib = 3.0
     batchnorm_shift = False
+    min_near_dup_size = 0
     # a 4-layer encoder: all layers at once from the probe's head, LLRD 0.8, as for text
     defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
                 "scratch_lr": 3e-3}

@@ -39,6 +39,7 @@ class Modality(Protocol):
     cpu_bf16_training: bool        # auto precision trains in bf16 on CPUs with native bf16 (measured faster)
     unit_gib: float                # measured peak memory of one scratch unit (chooses --jobs)
     batchnorm_shift: bool          # the assessment profiles BatchNorm statistics (CNN backbones)
+    min_near_dup_size: int         # below this input size near-duplicates are not searched (exact ones always are)
 
     def load(self, cfg, spec, size: int): ...
     def prepare(self, ds, spec, size: int, cfg) -> ModalityState: ...

@@ -179,6 +179,9 @@ class ImageModality:
     cpu_bf16_training = False   # Lite0 training step in bf16 on the CPU: 9.5 vs 15.8 img/s (depthwise convolutions)
     unit_gib = 4.2              # peak memory of one scratch unit at 224 px (benchmarks/README.md)
     batchnorm_shift = True
+    # near-duplicate check: 16 distinct hymenoptera photos at 32 px gave 4 near pairs (2 "leaks", 2 "conflicts";
+    # --dedupe dropped 2); at 64, 96 and 224 px none
+    min_near_dup_size = 64
     # top 2 block groups, body LR 10x below the head, 0.3x per group deeper (on hymenoptera the reference LP-FT
     # used 3e-5; BatchNorm statistics stay frozen)
     defaults = {"epochs": 10, "lr_body": 1e-4, "lr_decay": 0.3, "unfreeze_groups": 2, "unfreeze_every": 1,

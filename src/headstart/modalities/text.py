@@ -249,6 +249,7 @@ class TextModality:
                                 # variable-length batches (1.6x at one fixed length; benchmarks/README.md)
     unit_gib = 3.0
     batchnorm_shift = False
+    min_near_dup_size = 0
     # small encoders fine-tune best whole: all layers and embeddings at once (from the probe's head: LP-FT),
     # layer-wise LR decay 0.8 (the usual range for BERT-family models), 4 epochs max (3 is the standard recipe;
     # early stopping watches the rest). Gradual unfreezing reached only 4 of 7 groups in 4 epochs: 0.940 on TREC.

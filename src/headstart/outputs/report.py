@@ -127,6 +127,8 @@ def leakage_lines(results: dict) -> list[str]:
              f"{c['leak']} pair(s) across splits (leaks), {c['conflict']} with conflicting labels, {c['duplicate']} "
              f"within a split; {c['exact']} exact (same content hash), {c['near']} near (frozen-feature cosine "
              f">= {lk['threshold']})."]
+    if lk.get("near_skipped"):
+        lines.append(lk["near_skipped"][0].upper() + lk["near_skipped"][1:] + ".")
     if lk.get("removed_from_train") is not None:
         lines.append(f"`--dedupe` removed {len(lk['removed_from_train'])} train item(s) before training.")
     elif c["leak"] or c["conflict"]:

@@ -22,7 +22,8 @@ def pretraining_checks(ctx: RunContext) -> tuple[dict | None, dict]:
 def check_leakage(ctx: RunContext) -> dict:
     """Exact and near duplicates across the splits, before any training; --dedupe drops the train side."""
     cfg = ctx.cfg
-    feats = features(ctx) if cfg.near_dup_threshold < 1 else None
+    small = ctx.size < ctx.modality.min_near_dup_size
+    feats = features(ctx) if cfg.near_dup_threshold < 1 and not small else None
     report = find_duplicates(ctx.ds, ctx.split, feats, cfg.near_dup_threshold)
     c = report["counts"]
     if c["leak"] or c["conflict"] or c["duplicate"]:
@@ -30,6 +31,11 @@ def check_leakage(ctx: RunContext) -> dict:
                 f"{c['duplicate']} within a split ({c['exact']} exact, {c['near']} near); listed in results.json"
                 + ("" if cfg.dedupe else "; --dedupe drops the train side"))
     out = public(report)
+    if small and cfg.near_dup_threshold < 1:
+        out["near_skipped"] = (f"near duplicates not searched at {ctx.size} px input: below "
+                               f"{ctx.modality.min_near_dup_size} px distinct photos look alike to the backbone; exact "
+                               "duplicates are still found")
+        ctx.log(out["near_skipped"])
     if cfg.dedupe:
         drop = set(dedupe_train(report, ctx.split))
         ctx.split = {**ctx.split, "train": [i for i in ctx.split["train"] if i not in drop]}
