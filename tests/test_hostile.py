@@ -539,3 +539,18 @@ def test_dedupe_at_tiny_input_sizes_keeps_distinct_photos(tmp_path):
     assert out["counts"]["near"] == 0 and out["counts"]["exact"] == 1 and "not searched at 32 px" in out["near_skipped"]
     assert set(out["removed_from_train"]) <= {f"ants/{first}", "bees/x.jpg"} and any("not searched" in str(m)
                                                                                   for m in logs)
+
+
+@pytest.mark.parametrize("backbone, data", [("hf:bert-base-uncased", "text"), ("timm:resnet18", "image")])
+def test_hub_backbones_offline_fail_fast_with_one_line(tmp_path, backbone, data):
+    """Offline, a hub id used to cost a minute of retries and then a long traceback (issue 18)."""
+    import time
+
+    from headstart.models.hub import hub_unreachable
+    if not hub_unreachable():
+        pytest.skip("the hub is reachable from here")
+    src = table(tmp_path / "t.csv", "text,label\n" + rows()) if data == "text" else images(tmp_path / "d")
+    t0 = time.perf_counter()
+    check(cli("run", src, "--backbone", backbone, "--out", tmp_path / "o", "--strategies", "linear-probe",
+              "--no-assess"), 2, backbone.split(":")[1], "offline")
+    assert time.perf_counter() - t0 < 30

@@ -22,6 +22,7 @@ import torch
 from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
 from headstart.models.device import to_device, to_numpy
+from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.modalities.base import IndexedItems, ModalityState, top_k
 
 TEXT_EXTS = {".csv", ".tsv", ".jsonl", ".json"}
@@ -194,7 +195,12 @@ def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[lis
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()    # texts longer than the model are measured, then truncated below: expected
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    try:
+        with offline_mode(not Path(folder).exists() and hub_unreachable()):
+            tok = AutoTokenizer.from_pretrained(str(folder))
+    except OSError as e:
+        raise UserError(f"could not load the tokenizer of {folder} ({(str(e).splitlines() or [''])[0][:120]}); "
+                        "offline, use minilm_l6") from None
     enc = tok(texts, truncation=False, add_special_tokens=True)["input_ids"]
     truncated = sum(len(e) > max_length for e in enc)
     ids = [e[: max_length - 1] + [e[-1]] if len(e) > max_length else e for e in enc]

@@ -14,6 +14,7 @@ import torch
 
 from headstart.core.errors import UserError
 from headstart.models.encoder import EncoderClassifier
+from headstart.models.hub import hub_unreachable, offline_mode
 
 
 class TextClassifier(EncoderClassifier):
@@ -47,7 +48,8 @@ class TextClassifier(EncoderClassifier):
 
 def build(spec, weights, num_classes: int, pretrained: bool):
     try:
-        return TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
+        with offline_mode(spec.source == "hf-hub" and hub_unreachable()):
+            return TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
     except OSError as e:
         raise UserError(f"could not load text encoder {spec.name} ({str(e)[:120]}); offline, use minilm_l6") \
             from None

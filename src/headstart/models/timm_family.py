@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.core.errors import UserError
+from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.models.registry import BACKBONES
 
 
@@ -26,11 +27,14 @@ def source_model(spec, weights):
     import timm
     import torch
     if spec.source == "timm-hub":
+        offline = hub_unreachable()
         try:
-            return timm.create_model(spec.arch, pretrained=True)
+            with offline_mode(offline):     # offline: weights already in the Hugging Face cache still load, at once
+                return timm.create_model(spec.arch, pretrained=True)
         except Exception as e:
-            raise UserError(f"could not download {spec.name} from the timm hub ({type(e).__name__}); offline, "
-                            f"use one of {', '.join(BACKBONES)}") from None
+            raise UserError(f"could not download {spec.name} from the timm hub ("
+                            f"{'no connection to huggingface.co' if offline else type(e).__name__}); offline, use one "
+                            f"of {', '.join(BACKBONES)}") from None
     model = timm.create_model(spec.arch, pretrained=False, num_classes=spec.source_classes)
     load_state(model, torch.load(weights, map_location="cpu", weights_only=True), remap=True)
     return model
@@ -61,3 +65,4 @@ def load_state(model, state: dict, remap: bool) -> None:
     if bad:
         raise UserError(f"weights do not fit the architecture (first mismatch: {bad[0]})")
     model.load_state_dict(state, strict=True)
+

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from headstart.core.errors import UserError
 from headstart.models.encoder import EncoderClassifier
+from headstart.models.hub import hub_unreachable, offline_mode
 
 
 class WhisperClassifier(EncoderClassifier):
@@ -145,7 +146,8 @@ def read_ct2(path: str | Path) -> dict[str, np.ndarray]:
 
 def build(spec, weights, num_classes: int, pretrained: bool):
     if spec.source == "hf-hub":
-        return WhisperClassifier.from_hub(spec.path, num_classes, pretrained=pretrained)
+        with offline_mode(hub_unreachable()):
+            return WhisperClassifier.from_hub(spec.path, num_classes, pretrained=pretrained)
     return WhisperClassifier.from_ct2(spec.path, num_classes, pretrained=pretrained)
 
 
