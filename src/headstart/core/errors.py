@@ -5,7 +5,11 @@ class UserError(Exception):
     """A problem with the user's input or environment, with a message that names it and the fix."""
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (library messages run to many lines)."""
+    return (str(e).strip().splitlines() or [""])[0][:limit]
+
+
 def one_line(e: BaseException, limit: int = 300) -> str:
     """An unexpected exception as one line for results and logs: its type and the first line of its message."""
-    msg = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {msg}".rstrip(": ")[:limit]
+    return f"{type(e).__name__}: {first_line(e, limit)}".rstrip(": ")[:limit]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from headstart.core.dataset import LabeledSet, display_name, not_regular
-from headstart.core.errors import UserError
+from headstart.core.errors import UserError, first_line
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.modalities.base import IndexedItems, ModalityState, top_k
@@ -199,7 +199,7 @@ def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[lis
         with offline_mode(not Path(folder).exists() and hub_unreachable()):
             tok = AutoTokenizer.from_pretrained(str(folder))
     except OSError as e:
-        raise UserError(f"could not load the tokenizer of {folder} ({(str(e).splitlines() or [''])[0][:120]}); "
+        raise UserError(f"could not load the tokenizer of {folder} ({first_line(e, 120)}); "
                         "offline, use minilm_l6") from None
     enc = tok(texts, truncation=False, add_special_tokens=True)["input_ids"]
     truncated = sum(len(e) > max_length for e in enc)

@@ -7,6 +7,7 @@ is not, switch huggingface_hub to offline mode so cached weights still load at o
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 
@@ -15,11 +16,17 @@ def hub_unreachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     """HF_HUB_OFFLINE set, or no TCP connection to the hub within `timeout` s (instead of a minute of retries)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return True
+    return not _reachable(host, timeout)
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(host: str, timeout: float) -> bool:
+    """Probed once per process: every build of a hub model (features, each unit, export) would repeat it."""
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
-        return False
-    except OSError:
         return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

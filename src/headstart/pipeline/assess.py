@@ -71,10 +71,11 @@ def verdict(a: dict, modality=None) -> dict:
     gain = s["knn"] - s["knn_raw"]
     evidence = [f"k-NN on frozen features {100 * s['knn']:.1f}% vs on raw inputs {100 * s['knn_raw']:.1f}% "
                 f"({100 * gain:+.1f} pts)"]
-    hidden = mod.hidden_gain() if gain < GAIN_HELPS else None   # frozen features may hide fine-tuning's gain
+    can_hide = mod.hidden_gain()                  # frozen features may hide fine-tuning's gain (text)
+    hidden = can_hide if gain < GAIN_HELPS else None
     if gain >= GAIN_HELPS:
         label = "likely helps"
-    elif gain <= GAIN_LITTLE and mod.hidden_gain() is None:
+    elif gain <= GAIN_LITTLE and can_hide is None:
         label = "likely little gain over scratch"
     else:
         label = "uncertain"

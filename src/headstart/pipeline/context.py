@@ -13,7 +13,7 @@ from pathlib import Path
 
 from headstart.core.config import RESUMABLE, RunConfig
 from headstart.core.context import RunContext
-from headstart.core.errors import UserError
+from headstart.core.errors import UserError, first_line
 from headstart.core.io import default_run_dir, ensure_writable
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.models.device import resolve_precision
@@ -91,7 +91,7 @@ def make_fabric(cfg: RunConfig):
                         strategy=ddp)
     except (RuntimeError, ValueError) as e:      # e.g. --accelerator cuda on a machine without a GPU
         raise UserError(f"--accelerator {cfg.accelerator} --devices {cfg.devices} is not available here "
-                        f"({(str(e).splitlines() or [''])[0][:160]}); use --accelerator auto or cpu") from None
+                        f"({first_line(e, 160)}); use --accelerator auto or cpu") from None
     if cfg.devices != 1:
         fabric.launch()
     return fabric

@@ -14,7 +14,7 @@ from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
 from headstart.stats.evaluate import metrics, paired_difference
-from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
+from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, TRANSFER
 
 
 def summarize(ctx: RunContext, strategies: list[str]) -> dict:
@@ -63,10 +63,6 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
         "backbone": ctx.spec.to_dict(),
         "image_size": ctx.size,
         "input": ctx.modality.input_description(ctx.size),
-        "arms": {s: {"label": STRATEGIES[s].label, "short": STRATEGIES[s].short or STRATEGIES[s].label,
-                     "color": STRATEGIES[s].color, "transfer": STRATEGIES[s].transfer,
-                     "pretrained": STRATEGIES[s].pretrained, "exports": STRATEGIES[s].exports}
-                 for s in strategies},
         "data": {"root": str(ds.root), "modality": ctx.modality.name, "layout": ds.layout, "classes": ds.classes,
                  "n_items": len(ds), "modality_stats": ctx.state.stats,
                  "fingerprint": ds.fingerprint(), "roles": split["roles"], "counts": counts,
