@@ -11,7 +11,7 @@ time, peak memory, the scratch unit's share of the run, and the recommendation o
 --full-scratch; prints the recommended arm, the transfer-vs-scratch verdict (paired test difference of the best
 transfer arm on validation, beyond noise or not), scratch epochs and scratch time, for both. digits-K is the
 demo's data (sklearn digits, 96 px) with K labelled images per digit (130 = all the digits left after the test
-set: the case where scratch is strongest).
+set: the case where scratch is strongest); digits-K@224 trains at 224 px, where scratch resizes progressively.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 def data_args(name: str, tmp: Path) -> list[str] | None:
     if name.startswith("digits-"):
         from headstart.app.demo import DEMO_SIZE, write_digits
-        per = int(name.split("-")[1])
-        return [str(write_digits(tmp / name, per)), "--image-size", str(DEMO_SIZE), "--epochs", "15",
+        per, _, size = name.split("-")[1].partition("@")
+        return [str(write_digits(tmp / name, int(per))), "--image-size", size or str(DEMO_SIZE), "--epochs", "15",
                 "--config", str(_demo_config(tmp))]
     return layout(name, tmp)
 
@@ -55,7 +55,7 @@ def agree(names: list[str], seeds: int) -> None:
     print(f"{'set':<12}{'racing':<8}{'recommended':<14}{'verdict':<44}{'scratch epochs':<18}{'scratch s':>10}"
           f"{'run s':>8}", flush=True)
     for name, tmp, args in each_set(names, data_args):
-        for mode, extra in (("on", []), ("off", ["--full-scratch"])):
+        for mode, extra in (("on", []), ("off", ["--full-scratch", "--no-progressive-resize"])):
             wall, _, res = run([*args, "--out", str(tmp / mode), "--seeds", str(seeds), "--jobs", "1", *extra],
                                str(tmp / f"cache-{mode}"))
             sc = res["strategies"]["scratch"]

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 
-def hs(*args, env=None):
+def hs(*args, env=None, stdin=None):
     e = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "headstart", *map(str, args)], capture_output=True, text=True,
-                          env=e, timeout=600)
+                          env=e, timeout=600, input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,26 @@ def test_run_writes_the_run_folder(finished_run):
     report = (out / "report.md").read_text()
     assert "Deploy" in report and "broken.jpg" in report and "test accuracy (95% CI)" in report
     assert "strategy" in r.stdout and "stopped early?" in r.stdout
+    # a pipe is no terminal: one line per phase and per epoch instead of a live progress bar
+    assert "frozen features: computed in" in r.stdout and "finetune seed 0: started" in r.stdout
+    assert "scratch seed 0: epoch 1/" in r.stdout and "| val loss" in r.stdout
+
+
+def test_summary_on_an_80_column_terminal_keeps_names_whole(finished_run):
+    from rich.console import Console
+    import headstart.app.cli as cli
+    _, _, out = finished_run
+    res = json.loads((out / "results.json").read_text())
+    cli.console, before = Console(width=80, record=True, force_terminal=False), cli.console
+    try:
+        cli.print_summary(res)
+        text = cli.console.export_text()
+    finally:
+        cli.console = before
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for s in ("linear-probe", "finetune", "scratch", "classic"):
+        assert f"│ {s}" in text
+    assert "narrow terminal" in text and "report.md" in text
 
 
 def test_rerun_resumes(finished_run):
@@ -64,6 +84,14 @@ def test_predict_lists_bad_files(finished_run):
     assert len(rows) == 22 and [x["path"].endswith("broken.jpg") for x in rows if "error" in x] == [True]
     assert [x["path"] for x in rows] == sorted(x["path"] for x in rows)
     assert {x["label"] for x in rows if "error" not in x} <= {"cats", "dogs"}
+    # file paths piped in (one per line), CSV out; the broken file is a row with its reason, not a crash
+    good = next(x["path"] for x in rows if "error" not in x)
+    r = hs("predict", out / "model", "-", "--format", "csv", stdin=f"{data / good}\n{data / 'dogs/broken.jpg'}\n")
+    assert r.returncode == 0, r.stderr
+    import csv
+    got = list(csv.DictReader(r.stdout.splitlines()))
+    assert len(got) == 2 and got[0]["label"] in {"cats", "dogs"} and float(got[0]["prob"]) >= 0.5
+    assert got[1]["error"] and not got[1]["label"]
 
 
 def test_new_task_from_exported_model(finished_run, tmp_path):

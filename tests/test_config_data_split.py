@@ -111,3 +111,44 @@ def test_precision_auto_is_mixed_on_gpu_and_float32_on_cpu():
     assert resolve_precision(RunConfig(accelerator="cpu")) == "32-true"
     assert resolve_precision(RunConfig(accelerator="cuda")) == "bf16-mixed"
     assert resolve_precision(RunConfig(accelerator="cuda", precision="16-mixed")) == "16-mixed"
+
+
+def test_runs_resume_from_anywhere_grow_by_a_seed_and_failed_starts_do_not_pin_the_config(tmp_path, monkeypatch):
+    """config.json stores the data and run folder absolute (resume and "Reproduce" work from another directory);
+    a finished run takes another seed or strategy without retraining; a run that stopped before any unit finished
+    may be started again with other settings."""
+    import json
+    from conftest import make_image_folder
+    from headstart.app.run import run_experiment
+    from headstart.core.results import unit_result
+    make_image_folder(tmp_path / "data", per_class=6, extras=False)
+    monkeypatch.chdir(tmp_path)
+    base = dict(data="data", out="run", image_size=32, strategies=["classic"], assess=False, jobs=1)
+    run_experiment(RunConfig(**base), log=lambda *a: None)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == str(tmp_path / "data") and saved["out"] == str(tmp_path / "run")
+    first = (tmp_path / "run" / "classic" / "seed0" / "result.json").stat().st_mtime_ns
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    logs = []
+    res = run_experiment(RunConfig(**{**base, "data": "../data", "out": "../run", "seeds": 2,
+                                      "strategies": ["classic", "linear-probe"]}), log=logs.append)
+    assert (tmp_path / "run" / "classic" / "seed0" / "result.json").stat().st_mtime_ns == first   # reused
+    assert unit_result(tmp_path / "run", "classic", 1) and unit_result(tmp_path / "run", "linear-probe", 1)
+    assert res["strategies"]["classic"]["seeds"] == 2 and any("1 of 4 unit(s) already finished" in x for x in logs)
+    # a start that failed before training (every image unreadable) leaves no finished unit: new settings are fine
+    bad = tmp_path / "bad"
+    for c in ("a", "b"):
+        (bad / c).mkdir(parents=True)
+        for i in range(6):
+            (bad / c / f"{i}.jpg").write_bytes(b"not an image")
+    with pytest.raises(UserError):
+        run_experiment(RunConfig(data=str(bad), out=str(tmp_path / "run2"), image_size=32, assess=False),
+                       log=lambda *a: None)
+    make_image_folder(bad, per_class=6, extras=False)
+    for f in bad.rglob("*.jpg"):
+        if f.read_bytes() == b"not an image":
+            f.unlink()
+    run_experiment(RunConfig(data=str(bad), out=str(tmp_path / "run2"), image_size=48, strategies=["classic"],
+                             assess=False, jobs=1), log=lambda *a: None)
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["image_size"] == 48

@@ -246,3 +246,30 @@ def test_folded_batchnorm_leaves_train_mode_batchnorm_alone():
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert not torch.equal(a.bn1.running_mean, _randomised_bn(create_backbone(
         "efficientnet_lite0", 2, pretrained=False)[0]).bn1.running_mean)   # statistics did move
+
+
+def test_text_duplicates_exact_and_normalised_are_judged_near_ones_only_reported_as_similar():
+    """TREC (benchmarks/text_near_dups.py): distinct questions on one subject sit at cosine 0.90-0.97 under
+    different labels; only the same text (exactly, or ignoring case, punctuation and spacing) is a conflict."""
+    import hashlib
+    from pathlib import Path
+    from headstart.core.dataset import LabeledSet
+    from headstart.modalities.text import normalised
+    from headstart.stats.leakage import dedupe_train, find_duplicates
+    texts = ["Who invented the telephone ?", "When was the telephone invented ?", "What are the Twin Cities ?",
+             "what are the twin cities?", "How far is the moon ?", "How far is the moon ?"]
+    labels = [0, 1, 0, 1, 1, 1]
+    ds = LabeledSet(root=Path("."), classes=["HUM", "NUM"], paths=[f"q.csv:{i + 2}" for i in range(6)],
+                    labels=labels, items=texts, hashes=[hashlib.sha1(t.encode()).hexdigest() for t in texts],
+                    match_keys=[normalised(t) for t in texts])
+    split = {"train": [0, 2, 4], "val": [1], "test": [3, 5]}
+    feats = np.eye(6)
+    feats[1] = feats[0] * 0.96 + feats[1] * 0.28          # cosine 0.96 with item 0
+    rep = find_duplicates(ds, split, feats, 0.9, near_kind="similar")
+    kinds = {(p["ia"], p["ib"]): (p["kind"], p["match"]) for p in rep["_pairs"]}
+    assert kinds == {(0, 1): ("similar", "near"), (2, 3): ("conflict", "normalised"), (4, 5): ("leak", "exact")}
+    assert rep["counts"]["conflict"] == 1 and rep["counts"]["similar"] == 1
+    assert [p["kind"] for p in rep["_pairs"]][-1] == "similar"          # listed after the real findings
+    assert dedupe_train(rep, split) == [2, 4]                           # similar pairs are never dropped
+    # images keep judging near copies like exact ones
+    assert {p["kind"] for p in find_duplicates(ds, split, feats, 0.9)["_pairs"]} == {"conflict", "leak"}

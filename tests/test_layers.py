@@ -12,7 +12,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 LAYERS = ["core", "stats", "models", "modalities", "training", "pipeline", "outputs", "app"]
-LAZY_OK = {"headstart.app.cli"}     # the CLI loads the application on demand so `headstart --help` stays instant
+LAZY_OK = {"headstart.app.cli", "headstart"}   # the CLI and the package facade load the application on
+#                                                 demand: `headstart --help` and `import headstart` stay instant
 NO_TORCH = ("core", "stats")        # pure Python / numpy / scikit-learn layers
 MODALITY_NAMES = {"image", "text", "audio"}
 STRATEGY_NAMES = {"classic", "linear-probe", "finetune", "scratch"}

@@ -122,3 +122,54 @@ def test_onnx_predict_matches_pytorch(tiny_folder, tmp_path):
     for a, b in zip(onnx_rows, torch_rows):
         if "error" not in a:
             assert a["top"][0][1] == pytest.approx(b["top"][0][1], abs=1e-4)
+
+
+def test_single_accuracy_interval_is_wilson_and_valid_at_the_boundary():
+    """18/18 right is not "95% CI [100, 100]": the Wilson interval matches scipy's and reaches below 100%."""
+    from scipy.stats import binomtest
+    from headstart.stats.evaluate import metrics, wilson_ci
+    for k, n in [(18, 18), (0, 10), (144, 153), (5, 9)]:
+        ref = binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson_ci(k, n) == pytest.approx([ref.low, ref.high], abs=1e-9)
+    y = np.arange(18) % 2
+    probs = np.eye(2)[y]
+    m = metrics(y, [probs], ["a", "b"], reps=200)
+    assert m["accuracy"] == 1.0 and m["accuracy_ci"][1] == 1.0 and m["accuracy_ci"][0] < 0.85
+
+
+def _arm(acc, loss=0.5, best=(3,)):
+    return {"val_acc": acc, "val_loss": loss, "best_epochs": list(best)}
+
+
+def test_the_recommendation_is_deployable_and_validation_ties_go_to_the_cheaper_transfer_arm():
+    from headstart.pipeline.summarize import choose
+    # classic best beyond noise: not exportable, so the best network is deployed and the classic lead is recorded
+    c = choose({"classic": _arm(0.97), "linear-probe": _arm(0.80), "finetune": _arm(0.78), "scratch": _arm(0.5)}, 300)
+    assert c["recommended"] == "linear-probe" and c["best_on_validation"] == "classic"
+    # 49 validation items cannot separate 0.92 from 0.96: the cheaper transfer arm wins the tie
+    c = choose({"linear-probe": _arm(0.92), "finetune": _arm(0.96), "scratch": _arm(0.6)}, 49)
+    assert c["recommended"] == "linear-probe" and set(c["tied_within_noise"]) == {"linear-probe", "finetune"}
+    # 2000 items can: the better one wins
+    c = choose({"linear-probe": _arm(0.92), "finetune": _arm(0.96), "scratch": _arm(0.6)}, 2000)
+    assert c["recommended"] == "finetune" and c["tied_within_noise"] == []
+    # scratch clearly ahead is recommended; a tie between scratch and a transfer arm goes to the transfer arm
+    assert choose({"linear-probe": _arm(0.7), "scratch": _arm(0.98)}, 200)["recommended"] == "scratch"
+    assert choose({"linear-probe": _arm(0.93), "scratch": _arm(0.95)}, 40)["recommended"] == "linear-probe"
+    # a fine-tune whose kept weights are its starting weights (best epoch -1 for every seed) is named
+    c = choose({"linear-probe": _arm(0.9), "finetune": _arm(0.9, best=(-1, -1))}, 50)
+    assert c["kept_starting_weights"] == ["finetune"]
+
+
+def test_the_recommendation_text_says_tie_undeployable_best_and_unmoved_finetune():
+    from headstart.outputs.report import recommendation
+    from headstart.pipeline.summarize import choose
+    arms = {"classic": _arm(0.99), "linear-probe": _arm(0.92), "finetune": _arm(0.94, best=(-1,))}
+    results = {"strategies": {s: {**v, "accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "n_test": 100,
+                                  "train_seconds": 1.0} for s, v in arms.items()},
+               "paired_differences": {}}
+    results["recommendation"] = choose(results["strategies"], 49)
+    results["recommended"] = results["recommendation"]["recommended"]
+    text = recommendation(results)
+    assert text.startswith("**Deploy `linear-probe`**") and "validation cannot separate it from `finetune`" in text
+    assert "`classic` scored higher on validation (99.0%), but it is a baseline headstart does not export" in text
+    assert "`finetune` did not move" in text

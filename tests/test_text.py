@@ -129,9 +129,9 @@ def test_finetune_layerwise_lrs_and_frozen_layers(tmp_path):
     assert any(not torch.equal(before[n], after[n]) for n in plan.groups[1])
 
 
-def _hs(*args):
+def _hs(*args, stdin=None):
     return subprocess.run([sys.executable, "-m", "headstart", *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=600)
+                          env=dict(os.environ), timeout=600, input=stdin)
 
 
 def test_text_cli_end_to_end(tmp_path):
@@ -147,7 +147,18 @@ def test_text_cli_end_to_end(tmp_path):
     p = _hs("predict", out / "model", "the team scored a late goal to win the match", "--json")
     assert p.returncode == 0, p.stderr
     row = json.loads(p.stdout.splitlines()[0])
-    assert row["label"] in WORDS and row["path"] == "argument"
+    assert row["label"] in WORDS and row["path"] == "arg 1"
+    # piped lines are texts (even one named like a file), CSV out: one row per line, top classes label:prob
+    (tmp_path / "d2.csv").write_text("text,label\n")
+    p = _hs("predict", out / "model", "-", "a goal in the match", "--format", "csv",
+            stdin=f"the election vote\n\n{tmp_path / 'd2.csv'}\n")
+    assert p.returncode == 0, p.stderr
+    import csv
+    rows = list(csv.DictReader(p.stdout.splitlines()))
+    assert [r["path"] for r in rows] == ["stdin:1", "stdin:3", "arg 2"]
+    assert rows[1]["text"] == str(tmp_path / "d2.csv") and all(r["label"] in WORDS for r in rows)
+    for r in rows:           # three classes, top 3: the listed probabilities are all of them
+        assert sum(float(t.rsplit(":", 1)[1]) for t in r["top"].split(";")) == pytest.approx(1, abs=1e-4)
 
 
 def test_trec_linear_probe_and_classic(tmp_path):

@@ -6,7 +6,6 @@ when a command runs, so `headstart --help` answers at once (those imports take 5
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -66,12 +65,17 @@ def _progress():
                     console=console, transient=False, disable=not sys.stderr.isatty() and not console.is_terminal)
 
 
+NARROW_DROPS = ("macro-F1", "stopped early?", "overfitting?")    # left out below 110 columns (report.md has them)
+
+
 def print_summary(results: dict) -> None:
-    table = Table(title="headstart summary (test split)")
-    for h in SUMMARY_HEADER:
-        table.add_column(h)
+    keep = [i for i, h in enumerate(SUMMARY_HEADER) if console.width >= 110 or h not in NARROW_DROPS]
+    table = Table(title="headstart summary (test split)", caption=None if len(keep) == len(SUMMARY_HEADER) else
+                  "narrow terminal: macro-F1 and the early-stopping / overfitting flags are in report.md")
+    for i in keep:     # names and accuracies never wrap or truncate
+        table.add_column(SUMMARY_HEADER[i], no_wrap=i < 2)
     for row in summary_rows(results):
-        table.add_row(*row)
+        table.add_row(*[row[i] for i in keep])
     console.print(table)
     for k, v in results.get("paired_differences", {}).items():
         console.print(f"{k}: {100 * v['difference']:+.1f} pts, paired 95% CI "
@@ -106,7 +110,9 @@ def run(
     modality: Annotated[str, typer.Option(help="a registered modality: image, text or audio (default: detected "
                                           "from DATA)")] = "",
     text_col: Annotated[str, typer.Option(help="text tables: the text column (auto-detected if unambiguous)")] = "",
-    label_col: Annotated[str, typer.Option(help="text tables: the label column")] = "",
+    label_col: Annotated[str, typer.Option(help="tables: the label column")] = "",
+    group_col: Annotated[str, typer.Option(help="tables: items sharing this column's value (patient, speaker, "
+                                           "session) stay in one split")] = "",
     encoding: Annotated[str, typer.Option(help="text files' encoding, e.g. latin-1")] = "utf-8",
     test_file: Annotated[str, typer.Option(help="text: a separate test table, used only for final numbers")] = "",
     seeds: Annotated[int, typer.Option(help="seeds per strategy (same split)")] = 1,
@@ -132,6 +138,8 @@ def run(
                                       "and memory; 1 = in this process)")] = 0,
     full_scratch: Annotated[bool, typer.Option(help="train scratch for its whole budget even when its extrapolated "
                                                "learning curve cannot reach the transfer arms")] = False,
+    progressive_resize: Annotated[bool, typer.Option(help="images: scratch trains the first half of its budget on "
+                                                     "half-size inputs (224 -> 112 px), where racing decides")] = True,
     executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
     assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
     dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
@@ -150,6 +158,7 @@ def run(
     base = RunConfig.load(config).to_dict() if config else {}
     given = {k: v for k, v in dict(data=data, out=out, backbone=backbone, strategies=_split_list(strategies),
                                       modality=modality, text_col=text_col, label_col=label_col, encoding=encoding,
+                                      group_col=group_col,
                                       test_file=test_file,
                                       seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
                                       image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
@@ -157,6 +166,7 @@ def run(
                                       assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
                                       device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
+                                      progressive_resize=progressive_resize,
                                       executor="process" if jobs > 1 and executor == "local" else executor,
                                       cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}
@@ -215,34 +225,38 @@ def assess(
 @user_errors
 def predict(
     model: Annotated[str, typer.Argument(help="a model/ folder written by headstart run")],
-    inputs: Annotated[list[str], typer.Argument(help="image files or folders; for text models: tables, .txt files "
-                                                "or literal texts")],
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+    inputs: Annotated[list[str], typer.Argument(help="image or audio files or folders; for text models: tables, "
+                                                ".txt files or literal texts; - reads one per line from stdin")],
+    fmt: Annotated[str, typer.Option("--format", help="table | jsonl | csv (to stdout)")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format jsonl")] = False,
     runtime: Annotated[str, typer.Option(help="auto (ONNX Runtime when installed and model.onnx exists) | onnx | "
                                          "torch")] = "auto",
 ):
     """Predict classes with an exported headstart model (unreadable files are listed, not fatal; the exit status
     is 1 when no input could be read)."""
-    from headstart.outputs.predict import predict as do_predict
+    from headstart.outputs.predict import FORMATS, predict as do_predict, write_rows
     if runtime not in ("auto", "onnx", "torch"):
         raise UserError(f"--runtime {runtime!r} unknown; choose auto, onnx or torch")
-    rows = do_predict(model, inputs, runtime=runtime)
+    fmt = "jsonl" if as_json else fmt
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} unknown; choose {', '.join(FORMATS)}")
+    rows = do_predict(model, inputs, runtime=runtime, stdin=sys.stdin)
     failed = bool(rows) and all("error" in r for r in rows)
-    if as_json:
-        for r in rows:
-            print(json.dumps(r))
+    if fmt != "table":
+        write_rows(rows, fmt, sys.stdout)
         if failed:
             raise typer.Exit(1)
         return
+    texts = any(r.get("text") is not None for r in rows)      # text models echo each input's text
     table = Table()
-    for h in ("file", "prediction", "probability", "top classes"):
+    for h in ["input"] + ["input text"] * texts + ["prediction", "probability", "top classes"]:
         table.add_column(h)
     for r in rows:
+        lead = [r["path"]] + ([r.get("text", "")[:60]] if texts else [])
         if "error" in r:
-            table.add_row(r["path"], "[red]skipped[/]", "", r["error"])
+            table.add_row(*lead, "[red]skipped[/]", "", r["error"])
         else:
-            table.add_row(r["path"], r["label"], f"{r['prob']:.3f}",
-                          ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
+            table.add_row(*lead, r["label"], f"{r['prob']:.3f}", ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
     console.print(table)
     if failed:
         console.print(f"[bold red]error:[/] none of the {len(rows)} input(s) could be read (reasons above)",

@@ -18,9 +18,10 @@ from headstart.core.errors import UserError
 from headstart.core.io import write_json
 
 # settings that may change when a run resumes: where and how units run (activation checkpointing recomputes the
-# same values), what the summary prices, which extra curve points are added (finished units never depend on them)
+# same values), what the summary prices, which seeds, strategies and extra curve points are added (finished units
+# never depend on them), and where the data lies (split.json's item hashes refuse different data at a new path)
 RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
-             "price_per_hour", "device_watts", "target_metric", "curve")
+             "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file")
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16")}
 
@@ -33,6 +34,8 @@ class RunConfig:
     backbone: str = ""                  # registry name, timm:<name>, hf:<id>, or a headstart model/ folder; "" -> default
     text_col: str = ""                  # text tables: column names ("" -> auto-detected when unambiguous)
     label_col: str = ""
+    group_col: str = ""                 # tables: items sharing this column's value (patient, speaker, session) stay in
+                                        # one split, so near-identical items never leak across train/val/test
     encoding: str = "utf-8"             # text files' encoding
     test_file: str = ""                 # text: an optional user-given test table (used only for final evaluation)
     pad_to_30s: bool = False            # audio: feed Whisper 30 s of padding (its native input) instead of clip length
@@ -66,6 +69,8 @@ class RunConfig:
     bn_policy: str = "eval-all"         # finetune BatchNorm: eval-all | train-unfrozen (frozen groups: always eval)
     unfreeze_every: int = 0             # epochs between unfreezing one more group; -1 all at once; 0 -> modality
     full_scratch: bool = False          # scratch always runs its whole budget (no racing against transfer)
+    progressive_resize: bool = True     # scratch on images: the first half of its budget at half the input size
+                                        # (5x cheaper epochs; the racing decision falls there), the rest at full size
     race_margin: float = 0.05           # racing: stop scratch once its optimistic final val accuracy is this far
                                         # below the best transfer arm's (never when scratch is close or ahead)
     scratch_lr: float = 0.0             # 0 -> modality default (image/audio 3e-3, text 1e-4: transformers diverge higher)

@@ -53,3 +53,8 @@ class RunContext:
     features: np.ndarray | None = None   # frozen features of every item, once computed (shared by grid units)
     probe: Probe | None = None           # the probe fitted on this context's split
     timings: Timings = field(default_factory=Timings)
+
+    def note(self, msg: str) -> None:
+        """A progress line for logs and pipes (one per phase or epoch); silent while a live progress bar shows it."""
+        if self.progress is None or getattr(self.progress, "disable", False):
+            self.log(msg)

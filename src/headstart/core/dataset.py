@@ -29,7 +29,10 @@ class LabeledSet:
     sources: list[str] = field(default_factory=list)    # "train"/"val"/"test" subfolder, or "" (no user split)
     items: list = field(default_factory=list)           # images: uint8 CHW tensors (shorter side = short_side)
     hashes: list[str] = field(default_factory=list)     # sha1 of file bytes
+    match_keys: list[str] = field(default_factory=list)  # optional looser identity for the duplicate search (text:
+                                                        # casefolded, punctuation and spacing removed); [] -> none
     skipped: list[dict] = field(default_factory=list)   # {"path", "reason"}
+    groups: list[str] = field(default_factory=list)     # --group-col: one group id per item (patient, speaker); []
     stats: dict = field(default_factory=dict)           # loader facts for the report (e.g. audio rates)
 
     @property

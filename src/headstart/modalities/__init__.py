@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.core.errors import UserError
+from headstart.core.tables import TABLE_EXTS, path_column, read_rows
 from headstart.modalities.audio import AudioModality
 from headstart.modalities.base import Modality, ModalityState
 from headstart.modalities.image import ImageModality
@@ -22,6 +23,10 @@ def detect_modality(data: str, explicit: str = "") -> str:
             raise UserError(f"unknown modality {explicit!r}; choose from {', '.join(MODALITIES)}")
         return explicit
     p = Path(data)
+    if p.is_file() and p.suffix.lower() in TABLE_EXTS:
+        media = _media_table_modality(p)
+        if media:
+            return media
     if p.is_file():
         for name, m in MODALITIES.items():
             if p.suffix.lower() in m.file_exts:
@@ -41,6 +46,18 @@ def detect_modality(data: str, explicit: str = "") -> str:
             if name != DEFAULT and counts[name] and counts[name] >= len(files) / 2:
                 return name
     return DEFAULT
+
+
+def _media_table_modality(table: Path) -> str | None:
+    """The modality whose files a table's path column names (image or audio), or None (a text table)."""
+    try:
+        rows = read_rows(table, "utf-8")
+    except UserError:
+        return None                  # not readable as UTF-8 here: the text loader reports it with --encoding
+    for name, m in MODALITIES.items():
+        if not m.file_exts and path_column(rows, m.folder_exts):
+            return name
+    return None
 
 
 __all__ = ["MODALITIES", "Modality", "ModalityState", "detect_modality"]

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headstart.core.dataset import LabeledSet, display_name, empty_folders, not_regular, scan_folder
+from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
+from headstart.core.tables import rel_name, scan_media
 from headstart.models.device import to_device, to_numpy
 from headstart.modalities.base import IndexedItems, ModalityState, expand_inputs, standardised_logreg, top_k
 
@@ -52,13 +53,14 @@ def decode_audio(path: Path) -> tuple[np.ndarray, dict]:
     return x, info
 
 
-def load_audio_folder(root: str | Path) -> LabeledSet:
-    classes, entries = scan_folder(root, AUDIO_EXTS, "audio files")
+def load_audio_folder(root: str | Path, label_col: str = "", group_col: str = "") -> LabeledSet:
+    """A folder of class subfolders, a table of clip paths and labels, or an HF audiofolder (metadata.csv)."""
+    root, classes, entries, skipped, groups = scan_media(root, AUDIO_EXTS, "audio files", label_col, group_col)
     index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=Path(root), classes=classes, skipped=empty_folders(root, entries))
+    ds = LabeledSet(root=Path(root), classes=classes, skipped=skipped)
     ds.stats = {"truncated_to_30s": 0, "rates": {}, "channels": {}}
     for path, cname, source in entries:
-        rel = display_name(path.relative_to(root).as_posix())
+        rel = rel_name(path, root)
         try:
             x, info = decode_audio(path)
         except Exception as e:  # skipped and listed, never fatal
@@ -70,6 +72,8 @@ def load_audio_folder(root: str | Path) -> LabeledSet:
         ds.paths.append(rel)
         ds.labels.append(index[cname])
         ds.sources.append(source)
+        if groups:
+            ds.groups.append(groups[path])
         ds.items.append(x)
         ds.hashes.append(hashlib.sha1(x.tobytes()).hexdigest())
     if not ds.paths:
@@ -145,12 +149,13 @@ class AudioModality:
     unit_gib = 3.0
     batchnorm_shift = False
     min_near_dup_size = 0
+    near_dup_kind = ""          # near copies by embedding are leaks / conflicts / duplicates like exact ones
     # a 4-layer encoder: all layers at once from the probe's head, LLRD 0.8, as for text
     defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
                 "scratch_lr": 3e-3}
 
     def load(self, cfg, spec, size):
-        return load_audio_folder(cfg.data)
+        return load_audio_folder(cfg.data, label_col=cfg.label_col, group_col=cfg.group_col)
 
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
         mels = [log_mel(x, pad_to_30s=cfg.pad_to_30s) for x in ds.items]
@@ -162,6 +167,9 @@ class AudioModality:
 
     def dataset(self, ctx, indices, train: bool = False):
         return MelBatches(ctx.state.inputs, ctx.ds.labels, indices, ctx.cfg.pad_to_30s)
+
+    def progressive_sizes(self, ctx, budget: int) -> None:
+        return None                 # clips keep their length: no input size to grow
 
     def batch_fn(self, ctx):
         return lambda x: x

@@ -5,6 +5,7 @@
     state = mod.prepare(ds, spec, size, cfg)        # ModalityState: per-item model inputs (tokens, log-mels) + facts
     mod.dataset(ctx, indices, train=True)           # a torch Dataset (with .collate when batches need padding)
     mod.batch_fn(ctx)(x)                            # what the model's forward receives
+    mod.progressive_sizes(ctx, budget)              # input size per epoch for random-init training, or None
     mod.embed(ctx, model, progress)                 # frozen pre-logit features of every item
 
 The split, strategies, training loop, evaluation, report and export never compare a modality's name: they call
@@ -40,11 +41,13 @@ class Modality(Protocol):
     unit_gib: float                # measured peak memory of one scratch unit (chooses --jobs)
     batchnorm_shift: bool          # the assessment profiles BatchNorm statistics (CNN backbones)
     min_near_dup_size: int         # below this input size near-duplicates are not searched (exact ones always are)
+    near_dup_kind: str             # "similar": near pairs are only reported (text); "": judged like exact copies
 
     def load(self, cfg, spec, size: int): ...
     def prepare(self, ds, spec, size: int, cfg) -> ModalityState: ...
     def dataset(self, ctx, indices, train: bool = False): ...
     def batch_fn(self, ctx) -> Callable[[Any], Any]: ...
+    def progressive_sizes(self, ctx, budget: int) -> list[int] | None: ...   # per-epoch input size (scratch)
     def embed(self, ctx, model, progress=None) -> np.ndarray: ...
     def feature_dtype(self, ctx) -> str: ...
     def feature_variant(self, ctx) -> str: ...
@@ -80,6 +83,16 @@ def standardised_logreg(C: float, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
+
+
+class InputItem(str):
+    """One predict input that knows where it came from: `origin` names it in the output ("arg 2", "stdin:3");
+    piped: a line of standard input (a literal text for text models, a file path for the others)."""
+
+    def __new__(cls, text: str, origin: str, piped: bool = False):
+        obj = super().__new__(cls, text)
+        obj.origin, obj.piped = origin, piped
+        return obj
 
 
 def top_k(probs, classes: list[str], top: int) -> dict:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headstart.core.dataset import LabeledSet, display_name, empty_folders, not_regular, scan_folder
+from headstart.core.dataset import LabeledSet, display_name, not_regular, scan_folder
 from headstart.core.errors import UserError
+from headstart.core.tables import rel_name, scan_media
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
 from headstart.modalities.base import ModalityState, expand_inputs, standardised_logreg, top_k
@@ -38,16 +39,27 @@ def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
 
 
 class ImageTensors(Dataset):
-    """Decoded uint8 images -> (uint8 crop, label). Train: random resized crop (+ flip); eval: centre crop."""
+    """Decoded uint8 images -> (uint8 crop, label). Train: random resized crop (+ flip); eval: centre crop.
+    resize_to(s) switches to s px crops (progressive resizing: eval resizes the short side first, so an s px
+    crop shows what the full-size crop shows)."""
 
-    def __init__(self, images, labels, indices, size: int, augment: str = "none", crop_scale: float = 0.35):
+    def __init__(self, images, labels, indices, size: int, augment: str = "none", crop_scale: float = 0.35,
+                 short_side: int = 0):
+        self.images, self.labels, self.indices = images, labels, list(indices)
+        self.augment, self.crop_scale, self.full = augment, crop_scale, size
+        self.short_side = short_side or size          # the decoded images' shorter side (size / crop_pct)
+        self.resize_to(size)
+
+    def resize_to(self, size: int) -> None:
         from torchvision.transforms import v2
-        self.images, self.labels, self.indices, self.size = images, labels, list(indices), size
-        if augment == "none":
-            self.tf = v2.CenterCrop(size)
+        self.size = size
+        if self.augment == "none":
+            shrink = [] if size == self.full else [v2.Resize(round(size * self.short_side / self.full),
+                                                             antialias=True)]
+            self.tf = v2.Compose(shrink + [v2.CenterCrop(size)]) if shrink else v2.CenterCrop(size)
         else:
-            ops = [v2.RandomResizedCrop(size, scale=(crop_scale, 1.0), antialias=True)]
-            if augment == "crop-flip":
+            ops = [v2.RandomResizedCrop(size, scale=(self.crop_scale, 1.0), antialias=True)]
+            if self.augment == "crop-flip":
                 ops.append(v2.RandomHorizontalFlip())
             self.tf = v2.Compose(ops)
 
@@ -141,21 +153,22 @@ def _load_one(path: Path, short_side: int):
         return None, f"{type(e).__name__}: {e}".strip()[:200]
 
 
-def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0) -> LabeledSet:
-    """Scan and decode every image once; bad files end up in `skipped` with the reason."""
+def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0, label_col: str = "",
+                      group_col: str = "") -> LabeledSet:
+    """Scan and decode every image once; bad files end up in `skipped` with the reason. root: a folder of class
+    subfolders (or train/ val/ test/), a table of image paths and labels, or an HF imagefolder (metadata.csv)."""
     import torch
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = 200_000_000  # keep Pillow's decompression-bomb guard, at ~14k x 14k
-    root = Path(root)
-    classes, entries = scan_folder(root, IMAGE_EXTS, "images")
+    root, classes, entries, skipped, groups = scan_media(root, IMAGE_EXTS, "images", label_col, group_col)
     index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=root, classes=classes, skipped=empty_folders(root, entries))
+    ds = LabeledSet(root=root, classes=classes, skipped=skipped)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         results = list(pool.map(lambda e: _load_one(e[0], short_side), entries))
     for (path, cname, source), (ok, reason) in zip(entries, results):
-        rel = display_name(path.relative_to(root).as_posix())
+        rel = rel_name(path, root)
         if ok is None:
             ds.skipped.append({"path": rel, "reason": reason})
             continue
@@ -163,6 +176,8 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0)
         ds.paths.append(rel)
         ds.labels.append(index[cname])
         ds.sources.append(source)
+        if groups:
+            ds.groups.append(groups[path])
         ds.items.append(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
         ds.hashes.append(digest)
     if not ds.paths:
@@ -182,13 +197,15 @@ class ImageModality:
     # near-duplicate check: 16 distinct hymenoptera photos at 32 px gave 4 near pairs (2 "leaks", 2 "conflicts";
     # --dedupe dropped 2); at 64, 96 and 224 px none
     min_near_dup_size = 64
+    near_dup_kind = ""          # near copies by embedding are leaks / conflicts / duplicates like exact ones
     # top 2 block groups, body LR 10x below the head, 0.3x per group deeper (on hymenoptera the reference LP-FT
     # used 3e-5; BatchNorm statistics stay frozen)
     defaults = {"epochs": 10, "lr_body": 1e-4, "lr_decay": 0.3, "unfreeze_groups": 2, "unfreeze_every": 1,
                 "scratch_lr": 3e-3}
 
     def load(self, cfg, spec, size):
-        return load_image_folder(cfg.data, short_side=spec.short_side(size))
+        return load_image_folder(cfg.data, short_side=spec.short_side(size), label_col=cfg.label_col,
+                                 group_col=cfg.group_col)
 
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
         return ModalityState()
@@ -196,7 +213,18 @@ class ImageModality:
     def dataset(self, ctx, indices, train: bool = False):
         cfg = ctx.cfg
         return ImageTensors(ctx.ds.items, ctx.ds.labels, indices, ctx.size, cfg.augment if train else "none",
-                            cfg.crop_scale)
+                            cfg.crop_scale, ctx.spec.short_side(ctx.size))
+
+    def progressive_sizes(self, ctx, budget: int) -> list[int] | None:
+        """Input size per epoch for a network trained from random weights: the first half of the budget at half the
+        input size (a multiple of 16; 224 -> 112 px), the rest at full size: progressive resizing, as in fastai and
+        EfficientNetV2's progressive learning (which starts at 128 px for 300 px). The racing decision falls in the
+        cheap half. Measured, one Lite0 training step on 2 CPU cores: 21 images/s at 224 px, 92 at 128, 116 at 112
+        (5.5x). None below 160 px, where the saving is small."""
+        low = max(64, 16 * round(ctx.size / 32))
+        if ctx.size < 160 or low >= ctx.size or budget < 2:
+            return None
+        return [low] * (budget // 2) + [ctx.size] * (budget - budget // 2)
 
     def batch_fn(self, ctx):
         return lambda x: preprocess(x, ctx.spec)

@@ -10,10 +10,7 @@ The encoder (models/bert.py) exposes timm's contract, so strategies, the trainin
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,95 +18,18 @@ import torch
 
 from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError, first_line
+from headstart.core.tables import (LABEL_COLS, MISSING, TABLE_EXTS, check_column, decode_text, pick_column,
+                                   read_rows)
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.modalities.base import IndexedItems, ModalityState, top_k
 
-TEXT_EXTS = {".csv", ".tsv", ".jsonl", ".json"}
-csv.field_size_limit(2**31 - 1)     # a field may be as long as the text it holds (the default stops at 128 KiB)
+TEXT_EXTS = TABLE_EXTS
 TEXT_COLS = ("text", "sentence", "question", "review", "content", "body", "utterance", "comment")
-MISSING = {"", "nan", "null", "none", "n/a"}     # label cells that spreadsheets and pandas write for "no value"
-LABEL_COLS = ("label", "labels", "class", "category", "target", "intent", "y")
-
-
-def _decode(raw: bytes, path: Path, encoding: str) -> str:
-    try:
-        return raw.decode(encoding).lstrip("\ufeff")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line} is not valid {encoding} (byte {raw[e.start]:#x}); pass the file's "
-                        "encoding, e.g. --encoding latin-1") from None
-
-
-def _json_rows(text: str) -> list[dict]:
-    """A JSON array of objects (one row per element) or JSON Lines (one object per line); an element or line that
-    is not an object is kept as an error row, so it is listed, not silently dropped."""
-    def row(obj, where: str, i: int) -> dict:
-        if isinstance(obj, dict):
-            return {**obj, "__line__": i}
-        return {"__error__": f"{where}: a JSON {type(obj).__name__}, not an object with text and label fields",
-                "__line__": i}
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None                     # not one array: read it as JSON Lines below
-        if isinstance(data, list):
-            return [row(obj, f"element {i}", i) for i, obj in enumerate(data, 1)]
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(row(json.loads(line), f"line {i}", i))
-            except json.JSONDecodeError as e:
-                rows.append({"__error__": f"line {i}: not JSON ({e.msg})", "__line__": i})
-    return rows
-
-
-def _rows(path: Path, encoding: str) -> list[dict]:
-    odd = not_regular(path)
-    if odd:
-        raise UserError(f"{path}: {odd}; pass a regular CSV/TSV/JSON file")
-    text = _decode(path.read_bytes(), path, encoding)
-    if path.suffix.lower() in (".jsonl", ".json"):
-        return _json_rows(text)
-    delim = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
-    rows, last = [], 1
-    for r in reader:
-        row = {k: v for k, v in r.items() if k is not None}
-        if None in r:
-            row["__error__"] = f"line {reader.line_num}: {len(r[None])} more field(s) than the header"
-        swallowed = max((sum(delim in ln for ln in str(v).split("\n")[1:]) for v in row.values() if v), default=0)
-        if swallowed >= 2:      # a quoted text may span lines; one that holds whole rows is an unclosed quote
-            row["__error__"] = (f"lines {last + 1}-{reader.line_num}: a quote opened on line {last + 1} is never "
-                                f"closed, so {reader.line_num - last} lines were read as one field; fix the quote")
-        row["__line__"] = reader.line_num
-        last = reader.line_num
-        rows.append(row)
-    if reader.fieldnames is None:
-        raise UserError(f"{path} is empty; it needs a header row with a text and a label column")
-    dup = next((c for c in reader.fieldnames if reader.fieldnames.count(c) > 1), None)
-    if dup is not None:
-        raise UserError(f"{path}: line 1 names the column {dup!r} twice (which one holds the data?); rename one")
-    return rows
-
-
-def _pick(cols: list[str], wanted: str, names: tuple[str, ...], what: str, path: Path) -> str:
-    if wanted:
-        if wanted not in cols:
-            raise UserError(f"{path} has no column {wanted!r}; columns found: {cols}")
-        return wanted
-    hits = [c for c in cols if c.lower() in names]
-    if len(hits) != 1:
-        flag = "--text-col" if what == "text" else "--label-col"
-        raise UserError(f"cannot tell which column of {path} holds the {what} ({'none' if not hits else hits} "
-                        f"match); columns found: {cols}; pass {flag} NAME")
-    return hits[0]
 
 
 def load_text(path: str | Path, text_col: str = "", label_col: str = "", encoding: str = "utf-8",
-              test_file: str = "") -> LabeledSet:
+              test_file: str = "", group_col: str = "") -> LabeledSet:
     """Rows with empty text, missing label or malformed lines are skipped and listed (with their line)."""
     path = Path(path)
     if not path.exists():
@@ -119,8 +39,10 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
     if test_file and sources[0][1] == "":
         sources[0] = (path, "train")
     ds = LabeledSet(root=path, classes=[])
-    records = []
+    records, group = [], {}
     for src, role in sources:
+        if src.is_dir() and group_col:
+            raise UserError(f"--group-col {group_col} needs a table with that column; {src} is a folder of .txt files")
         if src.is_dir():
             for cdir in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 for f in sorted(cdir.glob("*.txt")):
@@ -130,19 +52,21 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
                         ds.skipped.append({"path": where, "reason": odd})
                         continue
                     try:
-                        records.append((where, _decode(f.read_bytes(), f, encoding).strip(), display_name(cdir.name),
+                        records.append((where, decode_text(f.read_bytes(), f, encoding).strip(), display_name(cdir.name),
                                         role))
                     except UserError as e:
                         ds.skipped.append({"path": where, "reason": str(e)})
             continue
-        rows = _rows(src, encoding)
+        rows = read_rows(src, encoding)
         if not rows:
             raise UserError(f"{src} has a header but no rows")
         if all("__error__" in r for r in rows):
             raise UserError(f"no usable texts in {src}: every row is unreadable (first: {rows[0]['__error__']})")
         cols = [c for c in next(r for r in rows if "__error__" not in r) if not c.startswith("__")]
-        tcol = _pick(cols, text_col, TEXT_COLS, "text", src)
-        lcol = _pick(cols, label_col, LABEL_COLS, "label", src)
+        tcol = pick_column(cols, text_col, TEXT_COLS, "text", src)
+        lcol = pick_column(cols, label_col, LABEL_COLS, "label", src)
+        _refuse_paths(rows, tcol, src)
+        check_column(cols, group_col, "group", src)
         for r in rows:
             where = f"{src.name}:{r['__line__']}"
             t, y = (r.get(tcol) or ""), r.get(lcol)
@@ -155,6 +79,8 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
                                    "missing label"})
             else:
                 records.append((where, str(t).strip(), str(y).strip(), role))
+                if group_col:
+                    group[where] = str(r.get(group_col) or "").strip() or f"(row {r['__line__']})"
     if not records:
         raise UserError(f"no usable texts in {path}")
     ds.classes = sorted({y for _, _, y, role in records if role != "test"})
@@ -170,7 +96,30 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
         ds.labels.append(index[y])
         ds.sources.append(role)
         ds.hashes.append(hashlib.sha1(t.encode()).hexdigest())
+        ds.match_keys.append(normalised(t))
+    ds.groups = [group[w] for w in ds.paths] if group_col else []
     return ds
+
+
+def _refuse_paths(rows: list[dict], col: str, src: Path) -> None:
+    """A text column that names files is not text: trained on, a path's class folder gives 100% and means nothing."""
+    vals = [str(r.get(col) or "").strip() for r in rows[:200] if "__error__" not in r]
+    vals = [v for v in vals if v]
+
+    def is_file(v: str) -> bool:
+        try:
+            return len(v) < 1024 and "\n" not in v and (Path(v) if Path(v).is_absolute() else src.parent / v).is_file()
+        except OSError:
+            return False
+    if vals and sum(map(is_file, vals)) >= 0.8 * len(vals):
+        raise UserError(f"{src}: column {col!r} holds file paths, not texts (e.g. {vals[0]!r}); headstart trains on "
+                        "the image or audio files a table names (leave out --modality text), never on their paths")
+
+
+def normalised(text: str) -> str:
+    """The text as a duplicate check compares it: case, punctuation and spacing ignored ("What is X ?" = "what is
+    x?")."""
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.casefold()).split())
 
 
 class TokenBatches(IndexedItems):
@@ -256,6 +205,7 @@ class TextModality:
     unit_gib = 3.0
     batchnorm_shift = False
     min_near_dup_size = 0
+    near_dup_kind = "similar"   # embedding neighbours are paraphrases or one subject: reported, never conflicts
     # small encoders fine-tune best whole: all layers and embeddings at once (from the probe's head: LP-FT),
     # layer-wise LR decay 0.8 (the usual range for BERT-family models), 4 epochs max (3 is the standard recipe;
     # early stopping watches the rest). Gradual unfreezing reached only 4 of 7 groups in 4 epochs: 0.940 on TREC.
@@ -264,7 +214,7 @@ class TextModality:
                 "scratch_lr": 1e-4}
 
     def load(self, cfg, spec, size):
-        return load_text(cfg.data, cfg.text_col, cfg.label_col, cfg.encoding, cfg.test_file)
+        return load_text(cfg.data, cfg.text_col, cfg.label_col, cfg.encoding, cfg.test_file, cfg.group_col)
 
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
         ids, stats = tokenize(spec.path, ds.items, size)
@@ -272,6 +222,9 @@ class TextModality:
 
     def dataset(self, ctx, indices, train: bool = False):
         return TokenBatches(ctx.state.inputs, ctx.ds.labels, indices, ctx.state.stats.get("pad_id", 0))
+
+    def progressive_sizes(self, ctx, budget: int) -> None:
+        return None                 # token sequences keep their length: no input size to grow
 
     def batch_fn(self, ctx):
         return lambda x: x
@@ -330,11 +283,14 @@ class TextModality:
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
         """Inputs: CSV/TSV/JSONL tables (their text column), .txt files (one text each), or literal strings."""
         texts, where = [], []
-        for s in inputs:
+        for n, s in enumerate(inputs, 1):
             p = Path(s)
-            if p.is_file() and p.suffix.lower() in TEXT_EXTS:
-                rows = _rows(p, "utf-8")
-                col = _pick([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
+            if getattr(s, "piped", False):      # piped lines are texts, even when one looks like a file name
+                texts.append(str(s))
+                where.append(s.origin)
+            elif p.is_file() and p.suffix.lower() in TEXT_EXTS:
+                rows = read_rows(p, "utf-8")
+                col = pick_column([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
                 for r in rows:
                     texts.append(str(r.get(col) or ""))
                     where.append(f"{p.name}:{r['__line__']}")
@@ -342,8 +298,8 @@ class TextModality:
                 texts.append(p.read_text(errors="replace"))
                 where.append(str(p))
             else:
-                texts.append(s)
-                where.append("argument")
+                texts.append(str(s))
+                where.append(getattr(s, "origin", f"arg {n}"))
         ids, stats = tokenize(spec.path, texts, spec.input_size)
         ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
         rows = []

@@ -60,6 +60,8 @@ def export_recommended(ctx: RunContext, results: dict) -> None:
     seeds = [(r.val_loss, r.seed) for seed in range(ctx.cfg.seeds)
              if (r := unit_result(ctx.run_dir, s, seed)) and r.ok]
     seed = min(seeds)[1]
+    # weights kept from a small-input epoch (scratch stopped while resizing progressively) predict at that size
+    size = unit_result(ctx.run_dir, s, seed).details.get("eval_size") or ctx.size
     head_only = STRATEGIES[s].exports == "probe-head"
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=head_only)
     state = read_weights(unit_dir(ctx.run_dir, s, seed) / "weights.safetensors")
@@ -70,7 +72,7 @@ def export_recommended(ctx: RunContext, results: dict) -> None:
             head.bias.copy_(state["bias"])
     else:
         model.load_state_dict(state)
-    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, ctx.size,
+    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, size,
                extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
     results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
 

@@ -1,14 +1,23 @@
 """Predict with an exported model folder: the one loading path (models/factory.load_folder), then the modality's
-own input handling (image files, text tables or strings, audio files).
+own input handling (image files, text tables or strings, audio files), and the output formats.
 
     rows = predict("runs/x/model", ["img.jpg", "folder/"])   # [{"path", "label", "prob", "top"}] (+ "error")
+    rows = predict("runs/x/model", ["-"], stdin=sys.stdin)     # one input per line: texts, or file paths
+    write_rows(rows, "csv", sys.stdout)                        # also "jsonl"; "table" is the CLI's rich table
 """
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+from headstart.core.errors import UserError
 from headstart.modalities import MODALITIES
+from headstart.modalities.base import InputItem
 from headstart.models.factory import load_folder
+
+FORMATS = ("table", "jsonl", "csv")
+CSV_COLUMNS = ["path", "label", "prob", "top", "error", "text"]
 
 
 def load_model(folder: str | Path):
@@ -16,7 +25,37 @@ def load_model(folder: str | Path):
     return load_folder(folder)
 
 
+def with_stdin(inputs: list[str], stdin) -> list[str]:
+    """`-` replaced by the non-empty lines of standard input (texts for a text model, else file paths); every
+    input keeps its origin for the output ("arg 2", "stdin:3")."""
+    if "-" not in inputs:
+        return [InputItem(s, f"arg {i}") for i, s in enumerate(inputs, 1)]
+    if stdin is None or stdin.isatty():
+        raise UserError("input '-' reads standard input, but nothing is piped in; e.g. "
+                        "cat questions.txt | headstart predict MODEL -")
+    lines = [InputItem(line.rstrip("\r\n"), f"stdin:{n}", piped=True) for n, line in enumerate(stdin, 1)
+             if line.strip()]
+    out = [x for i, s in enumerate(inputs, 1) for x in (lines if s == "-" else [InputItem(s, f"arg {i}")])]
+    if not out:
+        raise UserError("standard input was empty: pipe one text or file path per line")
+    return out
+
+
 def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top: int = 3,
-            runtime: str = "auto") -> list[dict]:
+            runtime: str = "auto", stdin=None) -> list[dict]:
     model, spec, classes, meta = load_folder(model_dir)
+    inputs = with_stdin(list(inputs), stdin)
     return MODALITIES[spec.modality]().predict(model_dir, model, spec, classes, inputs, top, batch_size, runtime)
+
+
+def write_rows(rows: list[dict], fmt: str, out) -> None:
+    """jsonl: one JSON object per line; csv: one row per input, top classes as `label:prob` joined by `;`."""
+    if fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
+        return
+    w = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "prob": f"{r['prob']:.6f}" if "prob" in r else "",
+                    "top": ";".join(f"{c}:{p:.6f}" for c, p in r.get("top", []))})

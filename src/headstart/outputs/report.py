@@ -48,9 +48,9 @@ def recommendation(results: dict) -> str:
     rec = results["recommended"]
     m = results["strategies"][rec]
     ok = {s: v for s, v in results["strategies"].items() if "failed" not in v}
-    text = (f"**Deploy `{rec}`** ({STRATEGIES[rec].label if rec in STRATEGIES else rec}): it had the highest validation accuracy "
-            f"({_pct(m['val_acc'])}; chosen without looking at the test set), and scores {_pct(m['accuracy'])} "
-            f"on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, n={m['n_test']}). ")
+    text = f"**Deploy `{rec}`** ({STRATEGIES[rec].label if rec in STRATEGIES else rec}): " + _why(results) + (
+        f" It scores {_pct(m['accuracy'])} on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, "
+        f"n={m['n_test']}). ")
     deltas = results.get("paired_differences", {})
     best_t = rec if rec in TRANSFER else max((s for s in ok if s in TRANSFER), key=lambda s: ok[s]["val_acc"],
                                              default=None)
@@ -88,9 +88,33 @@ def recommendation(results: dict) -> str:
         text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
     exported = results.get("model", {}).get("strategy", rec)
     if exported != rec:
-        text += (f"`{rec}` is a scikit-learn baseline that headstart does not export; `model/` holds the best "
-                 f"network, `{exported}`. ")
+        text += f"`model/` holds `{exported}`. "
     text += "Run `headstart predict <run>/model <inputs>` to use the exported model."
+    return text
+
+
+def _why(results: dict) -> str:
+    """Why this arm: the best deployable one on validation, a tie within validation noise, or the best network when
+    the best arm is a baseline headstart does not export; and which fine-tuned arm never left its start."""
+    c, rec = results.get("recommendation") or {}, results["recommended"]
+    val = {s: v["val_acc"] for s, v in results["strategies"].items() if "failed" not in v}
+    tied = [s for s in c.get("tied_within_noise", []) if s != rec]
+    if tied:
+        text = (f"validation cannot separate it from {', '.join(f'`{s}`' for s in tied)} (validation accuracies "
+                f"{', '.join(f'{s} {_pct(val[s])}' for s in [rec, *tied])} lie within "
+                f"{100 * c['validation_noise']:.0f} points, the noise of {c['n_val']} validation items), so the "
+                "cheapest transfer arm wins the tie; chosen without looking at the test set.")
+    else:
+        text = (f"it had the highest validation accuracy of the arms headstart exports ({_pct(val[rec])}; chosen "
+                "without looking at the test set).")
+    best = c.get("best_on_validation", rec)
+    if best != rec and best not in c.get("tied_within_noise", []):
+        text += (f" `{best}` scored higher on validation ({_pct(val[best])}), but it is a baseline headstart does not "
+                 "export for `predict`.")
+    for s in c.get("kept_starting_weights", []):
+        text += (f" `{s}` did not move: no epoch improved its validation loss on its starting weights (the linear "
+                 "probe's head on the frozen backbone), so its numbers are the probe's; fine-tuning bought nothing "
+                 "here.")
     return text
 
 
@@ -125,8 +149,11 @@ def leakage_lines(results: dict) -> list[str]:
     c = lk["counts"]
     lines = ["## Duplicates and leaks (checked before training)", "",
              f"{c['leak']} pair(s) across splits (leaks), {c['conflict']} with conflicting labels, {c['duplicate']} "
-             f"within a split; {c['exact']} exact (same content hash), {c['near']} near (frozen-feature cosine "
-             f">= {lk['threshold']})."]
+             f"within a split; {c['exact']} exact (same content hash), {c.get('normalised', 0)} normalised (same "
+             f"text ignoring case, punctuation and spacing), {c['near']} near (frozen-feature cosine "
+             f">= {lk['threshold']:.3f})" + (f", of which {c['similar']} are only *similar*: close in embedding, "
+                                          "listed last, never counted as leaks or conflicts" if c.get("similar") else "")
+             + "."]
     if lk.get("near_skipped"):
         lines.append(lk["near_skipped"][0].upper() + lk["near_skipped"][1:] + ".")
     if lk.get("removed_from_train") is not None:
@@ -193,6 +220,10 @@ def render_markdown(results: dict) -> str:
             lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "
                           f"epoch kept {m['best_epochs']} (-1 = the starting weights)")
             lines += [f"  - {e}" for e in m.get("events", [])]
+            for r in m.get("input_sizes", []):
+                runs = ", then ".join(f"{px} px for {n} epoch{'s' * (n > 1)}" for px, n in r["epochs_at_size"])
+                lines.append(f"  - seed {r['seed']}: progressive resizing, {runs}; evaluated at {r['eval_size']} px "
+                             "(the size its kept weights trained at)")
             if m.get("trunk_cache"):
                 tc = m["trunk_cache"]
                 stage = tc.get("first_trained_stage") or f"blocks.{tc['first_trained_block']}"

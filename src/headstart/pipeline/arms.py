@@ -133,6 +133,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     val_ds = ctx.modality.dataset(ctx, ctx.split["val"])
     plan = strat.plan(model)
     batch_fn, cache = ctx.modality.batch_fn(ctx), for_unit(ctx, model, strat, plan)
+    sizes = ctx.modality.progressive_sizes(ctx, strat.max_epochs()) if strat.progressive and cfg.progressive_resize \
+        else None
     t0 = time.perf_counter()
     # eval-mode BatchNorms (frozen statistics) run folded into their convolutions: same maths, one pass less
     with folded_batchnorm(model, cfg.fold_batchnorm) as folded:
@@ -146,8 +148,9 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                       max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
                       batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=seed,
                       num_workers=cfg.num_workers, progress=ctx.progress, label=f"{strat.name} (seed {seed})",
-                      stop_check=_EtaLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}"),
-                      plan=plan)
+                      stop_check=_EpochLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}",
+                                         note=ctx.note),
+                      plan=plan, sizes=sizes)
             if ct is not None:
                 cached["flops_train"] = ct.flops(res.epochs_run)
         train_seconds = time.perf_counter() - t0
@@ -155,8 +158,9 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         if ctx.fabric.is_global_zero:   # under DDP every rank holds identical weights; rank 0 writes
             _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
             save_weights(unit_dir / "weights.safetensors", model.state_dict())
-        test_probs = predict_probs(model, ctx, ctx.split["test"])
-    best = res.best()
+        best = res.best()
+        size = best.get("input_size", sizes[0] if sizes else None)      # the size its kept weights trained at
+        test_probs = predict_probs(model, ctx, ctx.split["test"], size)
     for e in res.events:
         ctx.log(f"{strat.name} seed {seed}: {e}")
     if res.stopped_by is not None:
@@ -171,20 +175,29 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         trunk_cache=cached if cache is not None else None, precision=precision,
         racing=stop_check.last if stop_check is not None else None,
         details={"augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
-                 "batchnorm_folded_pairs": folded}), model
+                 "batchnorm_folded_pairs": folded,
+                 **({"progressive_sizes": _runs(sizes[:res.epochs_run]), "eval_size": size} if sizes else {})}), model
 
 
 RUNNERS = {"probe": run_probe, "sklearn": run_classic, "trained": run_trained}
 
 
-class _EtaLog:
+class _EpochLog:
     """A stop_check that, after the first epoch, says how long the unit's budget may take when that is over a minute
-    (many classes, large inputs: the user learns it before waiting), then defers to the real check (racing)."""
+    (many classes, large inputs: the user learns it before waiting), writes one line per epoch where no live
+    progress bar shows it (logs, pipes), then defers to the real check (racing)."""
 
-    def __init__(self, inner, budget: int, log, label: str, quiet_below_s: float = 60.0):
+    def __init__(self, inner, budget: int, log, label: str, quiet_below_s: float = 60.0, note=None):
         self.inner, self.budget, self.log, self.label, self.quiet = inner, budget, log, label, quiet_below_s
+        self.note = note
 
     def __call__(self, history: list[dict]):
+        h = history[-1]
+        if self.note is not None:
+            size = f", {h['input_size']} px" if "input_size" in h else ""
+            self.note(f"{self.label}: epoch {len(history)}/{self.budget}: train loss {h['train_loss']:.3f} acc "
+                      f"{100 * h['train_acc']:.1f}% | val loss {h['val_loss']:.3f} acc {100 * h['val_acc']:.1f}% | "
+                      f"{h['seconds']:.1f} s{size}")
         if len(history) == 1:
             rest = history[0]["seconds"] * (self.budget - 1)
             if rest > self.quiet:
@@ -212,12 +225,26 @@ def _checkpoint_early_stages(model, n: int) -> None:
         stage.forward = functools.partial(checkpoint, stage.forward, use_reentrant=False)
 
 
-def predict_probs(model, ctx: RunContext, indices) -> np.ndarray:
+def _runs(sizes: list[int]) -> list[list[int]]:
+    """[128]*10 + [224]*3 -> [[128, 10], [224, 3]]: input size and epochs at it, in order."""
+    out: list[list[int]] = []
+    for s in sizes:
+        if out and out[-1][0] == s:
+            out[-1][1] += 1
+        else:
+            out.append([s, 1])
+    return out
+
+
+def predict_probs(model, ctx: RunContext, indices, size: int | None = None) -> np.ndarray:
+    """Class probabilities for `indices`; size: the input size the weights trained at, when not the run's."""
     import torch
     from torch.utils.data import DataLoader
     model.eval()
     out = []
     ds = ctx.modality.dataset(ctx, indices)
+    if size and size != ctx.size:
+        ds.resize_to(size)
     loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None))
     batch_fn = ctx.modality.batch_fn(ctx)
     with torch.inference_mode():

@@ -24,12 +24,16 @@ def check_leakage(ctx: RunContext) -> dict:
     cfg = ctx.cfg
     small = ctx.size < ctx.modality.min_near_dup_size
     feats = features(ctx) if cfg.near_dup_threshold < 1 and not small else None
-    report = find_duplicates(ctx.ds, ctx.split, feats, cfg.near_dup_threshold)
+    report = find_duplicates(ctx.ds, ctx.split, feats, cfg.near_dup_threshold, near_kind=ctx.modality.near_dup_kind)
     c = report["counts"]
     if c["leak"] or c["conflict"] or c["duplicate"]:
         ctx.log(f"duplicates: {c['leak']} across splits (leaks), {c['conflict']} with conflicting labels, "
-                f"{c['duplicate']} within a split ({c['exact']} exact, {c['near']} near); listed in results.json"
+                f"{c['duplicate']} within a split ({c['exact']} exact, {c['normalised']} normalised, "
+                f"{c['near'] - c['similar']} near); listed in results.json"
                 + ("" if cfg.dedupe else "; --dedupe drops the train side"))
+    if c["similar"]:
+        ctx.log(f"similar items: {c['similar']} pair(s) close in embedding (not counted as duplicates or conflicts; "
+                "listed in results.json)")
     out = public(report)
     if small and cfg.near_dup_threshold < 1:
         out["near_skipped"] = (f"near duplicates not searched at {ctx.size} px input: below "

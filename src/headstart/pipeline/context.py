@@ -74,7 +74,10 @@ def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
         old = RunConfig.load(saved).to_dict()
         new = cfg.to_dict()
         diff = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
-        if diff:
+        if diff and not any(run_dir.glob("**/result.json")):     # nothing trained yet: nothing to protect
+            for stale in ("split.json", "assessment.json"):      # made with the old settings
+                (run_dir / stale).unlink(missing_ok=True)
+        elif diff:
             raise UserError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ); "
                             "resume with the same arguments, or use a new --out folder")
     if write:
@@ -132,10 +135,13 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     size = cfg.image_size or spec.input_size
     if cfg.devices != 1 and not cfg.out:
         raise UserError("--devices above 1 needs --out: every process must write to the same run folder")
+    # absolute paths in config.json: resume and the report's "Reproduce" line work from any directory
+    cfg.data = str(Path(cfg.data).resolve())
+    cfg.test_file = str(Path(cfg.test_file).resolve()) if cfg.test_file else ""
     fabric = make_fabric(cfg)       # first: under DDP every rank runs what follows, and only rank 0 writes
     if lock and fabric.is_global_zero:
         target = run_dir or Path(cfg.out or default_run_dir(cfg.data))
-        cfg.out = cfg.out or str(target)
+        cfg.out = str(Path(cfg.out or target).resolve())
         if run_dir is None:
             check_out_folder(target, cfg.data)
         ensure_writable(target)
@@ -149,7 +155,8 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     if split_path.exists():
         split = load_split(split_path, ds.paths, ds.labels, ds.classes, ds.hashes)
     else:
-        split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed,
+                           groups=ds.groups or None)
         if fabric.is_global_zero:
             save_split(split_path, split, ds.paths, ds.labels, ds.classes, ds.hashes)
     warn_thin_validation(ds, split, log)

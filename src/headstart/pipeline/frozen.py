@@ -23,6 +23,7 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
     observe(model) -> context manager: forces a fresh pass with it active (e.g. BatchNorm statistics hooks)."""
     if ctx.features is None or observe is not None:
         t0 = time.perf_counter()
+        ctx.note(f"frozen features of {len(ctx.ds)} items: reading the cache or computing them")
         model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
         model = model.to(ctx.fabric.device)      # the frozen pass runs on the run's device (a GPU when there is one)
         task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
@@ -42,6 +43,8 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
         ctx.timings.features_seconds = time.perf_counter() - t0
         ctx.timings.features_cached = info["cached"]
         ctx.timings.features_compute = {k: info.get(k) for k in ("seconds", "cpu_seconds")}
+        ctx.note(f"frozen features: {'read from the cache' if info['cached'] else 'computed'} in "
+                 f"{ctx.timings.features_seconds:.0f} s")
     return ctx.features
 
 

@@ -14,7 +14,7 @@ from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
 from headstart.stats.evaluate import metrics, paired_difference
-from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, TRANSFER
+from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
 
 
 def summarize(ctx: RunContext, strategies: list[str]) -> dict:
@@ -44,16 +44,18 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
             "compute": _mean_compute([r.compute for r in ok]), "trunk_cache": ok[0].trunk_cache,
             "precision": ok[0].precision or resolve_precision(cfg),
             "provenance": provenance(ok),
+            **({"input_sizes": [{"seed": r.seed, "epochs_at_size": r.details["progressive_sizes"],
+                                 "eval_size": r.details["eval_size"]} for r in ok]}
+               if ok[0].details.get("progressive_sizes") else {}),
         }
     deltas = {}
     for base in BASELINES:             # every transfer arm against every from-scratch baseline
         for s in probs:
             if base in probs and s in TRANSFER:
                 deltas[f"{s} - {base}"] = paired_difference(y_test, probs[s], probs[base], cfg.bootstrap)
-    ranked = sorted(probs, key=lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"],
-                                          ORDER.index(s)))
-    if not ranked:
+    if not probs:
         raise UserError("every strategy failed; see the 'failed' entries in the unit result.json files")
+    choice = choose(per_strategy, len(split["val"]))
     counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
               for r in ("train", "val", "test")}
     return {
@@ -69,10 +71,33 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
                  "skipped": ds.skipped},
         "strategies": per_strategy,
         "paired_differences": deltas,
-        "recommended": ranked[0],
-        "recommendation_basis": "highest mean validation accuracy (ties: lower validation loss, then cheaper "
-                                "strategy); the test split was not used for this choice",
+        "recommended": choice["recommended"],
+        "recommendation": choice,
+        "recommendation_basis": "the deployable arm (one headstart exports) with the highest mean validation "
+                                "accuracy; arms within validation noise of it count as a tie, won by the cheapest "
+                                "transfer arm; the test split was not used for this choice",
     }
+
+
+def choose(per_strategy: dict, n_val: int) -> dict:
+    """The arm to deploy, from validation only. The best exportable arm by validation accuracy (then loss, then the
+    cheaper strategy); every arm within two standard errors of a difference of two validation accuracies (n_val
+    items, Agresti-Coull) of it is tied with it, and the cheapest transfer arm among the tied wins. Also says which
+    arm was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
+    starting weights (fine-tuning that never improved on the probe it began from)."""
+    key = lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa
+    ranked = sorted(per_strategy, key=key)
+    deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
+    top = per_strategy[deployable[0]]["val_acc"]
+    p = (top * n_val + 2) / (n_val + 4)
+    noise = 2 * float(np.sqrt(2 * p * (1 - p) / max(n_val, 1)))
+    tied = [s for s in deployable if per_strategy[s]["val_acc"] >= top - noise]
+    cheap = [s for s in ORDER if s in tied and STRATEGIES[s].transfer]
+    pick = cheap[0] if cheap else tied[0]
+    return {"recommended": pick, "best_on_validation": ranked[0], "tied_within_noise": tied if len(tied) > 1 else [],
+            "validation_noise": noise, "n_val": n_val,
+            "kept_starting_weights": [s for s in ranked if STRATEGIES[s].trains_network and STRATEGIES[s].pretrained
+                                      and all(b == -1 for b in per_strategy[s].get("best_epochs", [0]))]}
 
 
 def provenance(units_ok: list[UnitResult]) -> dict:

@@ -28,6 +28,7 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     folder.mkdir(parents=True, exist_ok=True)
     strat = STRATEGIES[strategy](ctx.cfg)
     meter = Meter()
+    ctx.note(f"{strategy} seed {seed}: started")
     model, no_features_yet = None, ctx.features is None
     try:
         res, model = RUNNERS[strat.runner](ctx, strat, folder, seed, race_check(ctx, strat, seed))
@@ -47,6 +48,9 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
                                    (res.trunk_cache or {}).get("flops_train"))
     res.strategy, res.seed, res.wall_seconds = strategy, seed, usage["wall_seconds"]
     res.n_train = len(ctx.split["train"])
+    if res.ok:
+        ctx.note(f"{strategy} seed {seed}: done in {res.wall_seconds:.0f} s (validation accuracy "
+                 f"{100 * res.val_acc:.1f}%)")
     if ctx.fabric.is_global_zero:
         write_unit_result(folder, res)
     return res
@@ -68,7 +72,10 @@ class _Race:
 
     def __call__(self, history: list[dict]):
         acc, name = self.rival()
-        d = decide([h["val_acc"] for h in history], self.budget, acc, self.ctx.cfg.race_margin, name,
+        margin = self.ctx.cfg.race_margin
+        if history and history[-1].get("input_size", self.ctx.size) < self.ctx.size:
+            margin *= 2     # small-input epochs understate what the full-size half of the budget would reach
+        d = decide([h["val_acc"] for h in history], self.budget, acc, margin, name,
                    chance=self.chance, n_val=self.n_val)
         self.last = d.to_dict()
         return self.last if d.stop else None

@@ -1,10 +1,11 @@
-"""Test-set metrics with bootstrap confidence intervals, and paired transfer-vs-scratch differences.
+"""Test-set metrics with confidence intervals, and paired transfer-vs-scratch differences.
 
     m = metrics(y_true, probs_by_seed, classes)          # accuracy, macro-F1, per-class recall, confusion, CIs
     d = paired_difference(y_true, probs_a, probs_b)      # accuracy(a) - accuracy(b), paired bootstrap CI
 
 `probs_by_seed` is a list (one per seed) of (N, C) probability arrays; the point estimate averages the per-seed
-metric and the bootstrap resamples test items, keeping the seeds together (pairing by item).
+metric. Accuracy gets a Wilson score interval (valid at 0% and 100%, where a bootstrap collapses to [100, 100]);
+macro-F1 and paired differences resample test items, keeping the seeds together (pairing by item).
 """
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def bootstrap_ci(stat, n: int, reps: int, seed: int = 0, level: float = 0.95) ->
     return [float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))]
 
 
+def wilson_ci(correct: float, n: int, level: float = 0.95) -> list[float]:
+    """Wilson score interval for a proportion (correct may be fractional: the seed-averaged count)."""
+    from scipy.stats import norm
+    if n <= 0:
+        return [0.0, 1.0]
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = correct / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [float(max(0.0, mid - half)), float(min(1.0, mid + half))]
+
+
 def metrics(y_true, probs_list: list[np.ndarray], classes: list[str], reps: int = 2000) -> dict:
     from sklearn.metrics import confusion_matrix, recall_score
 
@@ -40,7 +53,7 @@ def metrics(y_true, probs_list: list[np.ndarray], classes: list[str], reps: int 
         "n_test": int(len(y)),
         "seeds": len(probs_list),
         "accuracy": float(per_item.mean()),
-        "accuracy_ci": bootstrap_ci(lambda idx: per_item[idx].mean(), len(y), reps),
+        "accuracy_ci": wilson_ci(float(per_item.sum()), len(y)),
         "accuracy_per_seed": [float((p == y).mean()) for p in preds],
         "macro_f1": f1(np.arange(len(y))),
         "macro_f1_ci": bootstrap_ci(f1, len(y), max(200, reps // 10), seed=1),

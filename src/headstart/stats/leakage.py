@@ -3,11 +3,15 @@
     report = find_duplicates(ctx.ds, ctx.split, feats, threshold=0.9)
     removed = dedupe_train(report, ctx.split)        # --dedupe: drop the offending train items
 
-Exact duplicates share a content hash (file bytes for images, the text, the decoded samples for audio).
+Exact duplicates share a content hash (file bytes for images, the text, the decoded samples for audio); normalised
+ones share a looser key where the modality gives one (text: case, punctuation and spacing ignored).
 Near-duplicates have frozen-feature cosine similarity >= max(threshold, 1 - RELATIVE x the median nearest-neighbour
 distance 1 - cos): re-encoded, resized or lightly edited copies. Measured with Lite0 at 224 px (docs/reliability.md):
 a photo re-saved at 90% size scores 0.944 with its original while the closest distinct hymenoptera photos reach
 0.82; distinct 8x8 digits reach 0.979, hence the data-relative part.
+near_kind="similar" (text): near pairs by embedding are reported as similar, never as leaks or label conflicts:
+sentence embeddings put different questions about one subject close together ("Who invented the telephone?" vs
+"When was the telephone invented?", TREC, docs/reliability.md); --dedupe leaves them alone.
 """
 from __future__ import annotations
 
@@ -25,9 +29,11 @@ def _role_of(split: dict, n: int) -> list[str]:
     return role
 
 
-def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float = 0.9, limit: int = 200) -> dict:
-    """Pairs (i, j) flagged as exact or near duplicates, each with its kind: leak (different splits), conflict
-    (same content, different labels) or duplicate (same split and label)."""
+def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float = 0.9, limit: int = 200,
+                    near_kind: str = "") -> dict:
+    """Pairs (i, j) flagged as exact, normalised or near duplicates, each with its kind: leak (different splits),
+    conflict (same content, different labels), duplicate (same split and label), or similar (near_kind="similar":
+    near pairs that are only reported)."""
     role = _role_of(split, len(ds))
     pairs: dict[tuple[int, int], dict] = {}
     groups: dict[str, list[int]] = {}
@@ -37,6 +43,13 @@ def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float 
         for k, j in enumerate(members):
             for i in members[:k]:
                 pairs[(i, j)] = {"match": "exact", "similarity": 1.0}
+    loose: dict[str, list[int]] = {}
+    for i, key in enumerate(getattr(ds, "match_keys", None) or []):
+        loose.setdefault(key, []).append(i)
+    for members in loose.values():
+        for k, j in enumerate(members):
+            for i in members[:k]:
+                pairs.setdefault((i, j), {"match": "normalised", "similarity": 1.0})
     effective = threshold
     if feats is not None and threshold < 1.0:
         f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
@@ -58,11 +71,13 @@ def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float 
     for (i, j), info in sorted(pairs.items()):
         if not role[i] or not role[j]:
             continue                     # an item outside every split (never the case for a saved split)
-        kind = ("conflict" if ds.labels[i] != ds.labels[j] else "leak" if role[i] != role[j] else "duplicate")
+        kind = ("similar" if info["match"] == "near" and near_kind == "similar" else
+                "conflict" if ds.labels[i] != ds.labels[j] else "leak" if role[i] != role[j] else "duplicate")
         found.append({"a": ds.paths[i], "b": ds.paths[j], "ia": i, "ib": j, "roles": [role[i], role[j]],
                       "labels": [ds.classes[ds.labels[i]], ds.classes[ds.labels[j]]], "kind": kind, **info})
-    counts = {k: sum(p["kind"] == k for p in found) for k in ("leak", "conflict", "duplicate")}
-    counts.update(exact=sum(p["match"] == "exact" for p in found), near=sum(p["match"] == "near" for p in found))
+    counts = {k: sum(p["kind"] == k for p in found) for k in ("leak", "conflict", "duplicate", "similar")}
+    counts.update({m: sum(p["match"] == m for p in found) for m in ("exact", "normalised", "near")})
+    found.sort(key=lambda p: p["kind"] == "similar")     # leaks, conflicts and duplicates first, similar last
     return {"threshold": effective, "threshold_floor": threshold, "counts": counts, "pairs": found[:limit], "all_pairs": len(found),
             "_pairs": found}
 

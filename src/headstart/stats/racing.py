@@ -101,16 +101,23 @@ class Decision:
 
 def decide(accs: list[float], budget: int, rival_acc: float | None, margin: float, rival: str | None = None,
            min_points: int = MIN_POINTS, chance: float = 0.0, n_val: int = 0) -> Decision:
-    """Stop scratch now? Only with enough epochs, a rival, a curve that has left chance level beyond validation
-    noise (chance + 2 binomial standard deviations over n_val items: a flat start says nothing of when scratch takes
-    off; digits-20 left a 4-epoch plateau to end above transfer) or has spent half its budget without leaving it
-    (then what it did is the evidence: hymenoptera's scratch never left 0.51-0.63 in 20 epochs), and a bound clearly
-    below the rival."""
+    """Stop scratch now? Only with a rival and a bound clearly below it, fitted on the right epochs:
+    - a curve still at chance level (within 2 binomial standard deviations over n_val items: a flat start says
+      nothing of when scratch takes off; digits-20 left a 4-epoch plateau to end above transfer) waits half its
+      budget, then what it did is the evidence (hymenoptera's scratch never left 0.51-0.63 in 20 epochs);
+    - a curve that left chance is fitted from the epoch it left, once it has min_points epochs there: the plateau
+      says nothing of the climb's shape, and fitted with it a sigmoid take-off reads as a slow line (digits-20 at
+      224 px: 0.10 0.10 0.12 0.15 0.25 0.30 0.28 looked hopeless at epoch 7; a seed with the same start ended at
+      0.90 against the probe's 0.95)."""
     k = len(accs)
     noise = 2 * (max(chance * (1 - chance), 0.0) / n_val) ** 0.5 if n_val else 0.02
-    stuck = max(accs, default=0.0) <= chance + noise and k < budget / 2
-    if rival_acc is None or k < max(min_points, 1) or k >= budget or stuck:
+    left = next((i for i, a in enumerate(accs) if a > chance + noise), None)
+    if left is None:                                   # at chance so far: judged only after half the budget
+        ready, start = k >= budget / 2, 0
+    else:
+        ready, start = k - left >= max(min_points, 1), left
+    if rival_acc is None or k < max(min_points, 1) or k >= budget or not ready:
         return Decision(False, k, budget, None, rival, rival_acc, margin, {})
-    b = optimistic_final(accs, budget)
+    b = optimistic_final(accs[start:], budget - start)
     stop = b["bound"] < rival_acc - margin
     return Decision(stop, k, budget, b["bound"], rival, rival_acc, margin, b["fits"])

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 
 from headstart.core.errors import UserError
 from headstart.core.io import read_json, write_json
 
 
-def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, classes: list[str]):
-    """Split idx into (keep, carved) stratified by label; every class keeps >=1 in each part."""
+def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, classes: list[str],
+           groups: np.ndarray | None = None):
+    """Split idx into (keep, carved) stratified by label; every class keeps >=1 in each part. With groups (patient,
+    speaker, session), whole groups go to one side: one fold of scikit-learn's StratifiedGroupKFold."""
+    if groups is not None:
+        return _carve_groups(idx, labels, frac, seed, what, groups)
     rng = np.random.default_rng(seed)
     keep, carved = [], []
     for c in np.unique(labels[idx]):
@@ -33,9 +39,26 @@ def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: st
     return sorted(keep), sorted(carved)
 
 
+def _carve_groups(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, groups: np.ndarray):
+    from sklearn.model_selection import StratifiedGroupKFold
+    n_groups = len(set(groups[idx].tolist()))
+    folds = max(2, min(n_groups, int(round(1 / max(frac, 1e-6)))))
+    if n_groups < 2:
+        raise UserError(f"the {what} split needs at least 2 groups, found {n_groups}; check --group-col")
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():          # a class with fewer groups than folds: scikit-learn warns, we report
+        warnings.simplefilter("ignore")
+        keep, carved = next(cv.split(idx, labels[idx], groups[idx]))
+    return sorted(idx[keep].tolist()), sorted(idx[carved].tolist())
+
+
 def make_split(sources: list[str], labels: list[int], classes: list[str], val_fraction: float,
-               test_fraction: float, seed: int) -> dict:
-    """Return {"train": [...], "val": [...], "test": [...], "roles": {...}} of indices into the dataset."""
+               test_fraction: float, seed: int, groups: list[str] | None = None) -> dict:
+    """Return {"train": [...], "val": [...], "test": [...], "roles": {...}} of indices into the dataset.
+    groups: one id per item (--group-col); carved splits then never share a group."""
+    g = np.asarray(groups) if groups else None
+    carve = lambda *a: _carve(*a, groups=g)  # noqa: E731
+    how = "stratified by class, whole groups" if g is not None else "stratified"
     labels_a = np.asarray(labels)
     src = np.asarray(sources)
     have = set(sources)
@@ -60,19 +83,21 @@ def make_split(sources: list[str], labels: list[int], classes: list[str], val_fr
             train = pool.tolist()
             roles["val"] = "val/ (given)"
         else:
-            train, val = _carve(pool, labels_a, val_fraction, seed, "validation", classes)
-            roles["val"] = f"carved from train/ ({val_fraction:.0%}, stratified, seed {seed})"
+            train, val = carve(pool, labels_a, val_fraction, seed, "validation", classes)
+            roles["val"] = f"carved from train/ ({val_fraction:.0%}, {how}, seed {seed})"
     elif "val" in have:
         test = np.flatnonzero(src == "val").tolist()
         roles["test"] = "val/ (given; used as the held-out test set, never for choices)"
-        train, val = _carve(pool, labels_a, val_fraction, seed, "validation", classes)
-        roles["val"] = f"carved from train/ ({val_fraction:.0%}, stratified, seed {seed})"
+        train, val = carve(pool, labels_a, val_fraction, seed, "validation", classes)
+        roles["val"] = f"carved from train/ ({val_fraction:.0%}, {how}, seed {seed})"
     else:
-        rest, test = _carve(pool, labels_a, test_fraction, seed, "test", classes)
-        train, val = _carve(np.asarray(rest), labels_a, val_fraction / (1 - test_fraction), seed + 1,
+        rest, test = carve(pool, labels_a, test_fraction, seed, "test", classes)
+        train, val = carve(np.asarray(rest), labels_a, val_fraction / (1 - test_fraction), seed + 1,
                             "validation", classes)
-        roles["test"] = f"carved ({test_fraction:.0%}, stratified, seed {seed})"
-        roles["val"] = f"carved ({val_fraction:.0%}, stratified, seed {seed + 1})"
+        roles["test"] = f"carved ({test_fraction:.0%}, {how}, seed {seed})"
+        roles["val"] = f"carved ({val_fraction:.0%}, {how}, seed {seed + 1})"
+    if g is not None:
+        roles["groups"] = f"{len(set(g.tolist()))} groups; no group spans two carved splits"
     return {"train": list(train), "val": list(val), "test": list(test), "roles": roles}
 
 

@@ -8,6 +8,9 @@ on_epoch_start(model, plan, epoch), train pass, validation pass, stop_check(hist
     result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
 
 Early stopping on validation loss with patience (never before `min_epochs`); the best epoch's weights are restored.
+Progressive resizing (sizes=[128]*10 + [224]*10; datasets with resize_to): train and validation inputs follow the
+schedule; a size change starts best-epoch tracking afresh (a validation loss at another input size is another
+measurement) and early stopping waits for the last size (only racing may end the small-input epochs).
 Overfitting flag: validation loss rose `window` epochs in a row while training loss fell over the same epochs.
 Goes through Lightning Fabric, so --devices/--precision/DDP need no change here (metrics are all-reduced).
 """
@@ -83,11 +86,18 @@ def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, t
     return loss_sum / count, correct / count
 
 
+def _resize(size: int, *datasets) -> None:
+    for ds in datasets:
+        ds.resize_to(size)
+
+
 def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
         weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
-        restore_best: bool = True, min_epochs: int = 0, stop_check=None, plan=None) -> FitResult:
+        restore_best: bool = True, min_epochs: int = 0, stop_check=None, plan=None,
+        sizes: list[int] | None = None) -> FitResult:
     """Train `model` in place (best-validation-loss weights restored unless restore_best=False).
-    stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by)."""
+    stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by).
+    sizes: input size per epoch (progressive resizing), or None."""
     from torch.utils.data import DataLoader
 
     fabric.seed_everything(seed, verbose=False)
@@ -100,6 +110,10 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     collate = getattr(train_ds, "collate", None)    # datasets whose batches need padding bring their own
     # a dataset already on the device (the trunk cache on a GPU) is read in-process, unpinned
     feed = {} if getattr(train_ds, "on_device", False) else loader_kwargs(fabric.device, num_workers)
+    if sizes:       # kept-alive workers hold a copy of the dataset: they would never see a new size
+        feed["persistent_workers"] = False
+        sizes = list(sizes)[:max_epochs] + [sizes[-1]] * max(0, max_epochs - len(sizes))
+        _resize(sizes[0], train_ds, val_ds)
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
                               collate_fn=collate, **feed)
     val_loader = DataLoader(val_ds, batch_size=batch_size * 2, collate_fn=collate, **feed)
@@ -126,13 +140,18 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     for epoch in range(max_epochs):
         t0 = time.perf_counter()
         res.events += strategy.on_epoch_start(model, plan, epoch)   # sets train/eval modes; idempotent
+        if sizes and epoch and sizes[epoch] != sizes[epoch - 1]:
+            _resize(sizes[epoch], train_ds, val_ds)
+            best_loss, bad = math.inf, 0
+            res.events.append(f"epoch {epoch}: input size {sizes[epoch - 1]} -> {sizes[epoch]} px "
+                              "(progressive resizing; best epoch tracked afresh)")
         tr_loss, tr_acc = _run_epoch(fabric, fmodel, train_loader, batch_fn, opt, progress, task)
         fmodel.eval()
         va_loss, va_acc = _run_epoch(fabric, fmodel, val_loader, batch_fn, None, progress, task)
         res.history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss,
                             "val_acc": va_acc, "lr": [g["lr"] for g in opt.param_groups],
                             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                            "seconds": time.perf_counter() - t0})
+                            "seconds": time.perf_counter() - t0, **({"input_size": sizes[epoch]} if sizes else {})})
         sched.step()
         res.epochs_run = epoch + 1
         if va_loss < best_loss - 1e-6:
@@ -140,7 +159,7 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-            if bad >= patience and epoch + 1 >= min_epochs:
+            if bad >= patience and epoch + 1 >= min_epochs and (not sizes or sizes[epoch] == sizes[-1]):
                 res.stopped_early = epoch + 1 < max_epochs
                 break
         res.stopped_by = stop_check(res.history) if stop_check is not None else None

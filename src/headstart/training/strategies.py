@@ -51,6 +51,7 @@ class Strategy:
     runner = "trained"          # how pipeline/arms.py runs it: "trained" | "probe" | "sklearn"
     exports = "network"         # what model/ holds if it wins: "network" | "probe-head" | "" (not exportable)
     raced = False               # racing may stop it once its curve cannot reach the transfer arms
+    progressive = False         # random-init training: small inputs first where the modality has a size to grow
     bn_policy = "train"
 
     def __init__(self, cfg):
@@ -154,7 +155,7 @@ class Scratch(Strategy):
     """Same architecture, random init, everything trains; budget >= finetune's epochs."""
     name, label, short, color, order = "scratch", "from scratch (same architecture)", "from scratch", "#d62728", 3
     transfer = pretrained = False
-    trains_network = raced = True
+    trains_network = raced = progressive = True
 
     def max_epochs(self) -> int:
         return self.cfg.effective_scratch_epochs()
