@@ -167,13 +167,16 @@ def test_report_html_is_self_contained_and_renders_in_chromium(curve_run, tmp_pa
                          timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "<table>" in dom.stdout and "Label efficiency" in dom.stdout and dom.stdout.count("<img") == 3
-    shot = tmp_path / "page.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,2000", (curve_run / "report.html").as_uri()], capture_output=True,
-                   timeout=120, check=True)
     from PIL import Image
-    pixels = np.asarray(Image.open(shot).convert("L"))
-    assert pixels.std() > 10                                          # something was drawn, not a blank page
+    for width in (1280, 420):               # a laptop and a phone
+        shot = tmp_path / f"page{width}.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--screenshot={shot}", f"--window-size={width},2000", (curve_run / "report.html").as_uri()], capture_output=True,
+                       timeout=120, check=True)
+        pixels = np.asarray(Image.open(shot).convert("L"))
+        assert pixels.shape[1] == width and pixels.std() > 10         # something was drawn, not a blank page
+        assert (pixels[:, -8:] > 250).mean() > 0.97       # the right margin stays blank: nothing runs off the page
+    assert 'name="viewport"' in html and "overflow-x:auto" in html   # wide tables scroll inside a narrow page
 
 
 def test_a_target_the_measured_points_hit_counts_as_reached():

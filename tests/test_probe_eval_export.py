@@ -1,6 +1,8 @@
 """Oracle tests: probe folding vs sklearn, bootstrap/paired CIs, exported model vs in-memory model."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,71 @@ def test_the_recommendation_text_says_tie_undeployable_best_and_unmoved_finetune
     assert text.startswith("**Deploy `linear-probe`**") and "validation cannot separate it from `finetune`" in text
     assert "`classic` scored higher on validation (99.0%), but it is a baseline headstart does not export" in text
     assert "`finetune` did not move" in text
+
+
+def test_exported_image_model_loads_in_timm_with_its_own_preprocessing(tiny_folder, tmp_path):
+    """timm.create_model("local-dir:model/") rebuilds the network with its weights, and timm's transforms from the
+    exported pretrained_cfg give the same probabilities as `headstart predict` (the packaged Lite0 expects
+    mean 0.498 / std 0.502, not timm's ImageNet defaults: with those the two disagreed by up to 0.2)."""
+    import timm
+    from PIL import Image
+    from headstart.models.factory import create_backbone
+    from headstart.outputs.export import save_model
+    from headstart.outputs.predict import predict
+    model, spec = create_backbone("efficientnet_lite0", 2)
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)      # spread the outputs
+    save_model(tmp_path / "model", model.eval(), spec, ["cats", "dogs"], input_size=96)
+    rows = [r for r in predict(tmp_path / "model", [str(tiny_folder)]) if "error" not in r]
+    net = timm.create_model(f"local-dir:{tmp_path / 'model'}", pretrained=True).eval()
+    cfg = timm.data.resolve_data_config(model=net)
+    assert cfg["mean"] == pytest.approx(spec.mean) and tuple(cfg["input_size"]) == (3, 96, 96)
+    tf = timm.data.create_transform(**cfg)
+    worst = 0.0
+    for r in rows:
+        with torch.no_grad():
+            p = net(tf(Image.open(r["path"]).convert("RGB")).unsqueeze(0)).softmax(1)[0]
+        worst = max(worst, abs(float(p[["cats", "dogs"].index(r["label"])]) - r["prob"]))
+    assert worst < 0.02, worst
+    assert net.pretrained_cfg["label_names"] == ["cats", "dogs"]
+
+
+def test_exported_text_model_loads_with_transformers_automodel(tmp_path):
+    """AutoModel.from_pretrained(model/) gets the fine-tuned encoder (not random weights): mean-pooled over real
+    tokens and put through the exported head, it gives headstart's probabilities."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+    from headstart.models.factory import create_backbone
+    from headstart.outputs.export import save_model
+    from headstart.outputs.predict import predict
+    model, spec = create_backbone("minilm_l6", 3)
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight.mul_(1.1)     # differs from the packaged encoder now
+    save_model(tmp_path / "model", model.eval(), spec, ["a", "b", "c"], input_size=64)
+    texts = ["who invented the telephone ?", "how far is the moon ?"]
+    rows = predict(tmp_path / "model", texts)
+    enc = AutoModel.from_pretrained(str(tmp_path / "model")).eval()
+    assert torch.equal(enc.embeddings.word_embeddings.weight, model.encoder.embeddings.word_embeddings.weight)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "model"))
+    head = load_file(str(tmp_path / "model" / "model.safetensors"))
+    batch = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        h = enc(**batch).last_hidden_state
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        probs = ((h * m).sum(1) / m.sum(1) @ head["classifier.weight"].T + head["classifier.bias"]).softmax(1)
+    for r, p in zip(rows, probs):
+        assert r["prob"] == pytest.approx(float(p.max()), abs=1e-4)
+
+
+def test_a_missing_onnx_exporter_is_said_not_silent(tiny_folder, tmp_path, monkeypatch):
+    import builtins
+    from headstart.models.factory import create_backbone
+    from headstart.outputs.export import save_model
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "onnx" else real(name, *a, **k))
+    model, spec = create_backbone("efficientnet_lite0", 2)
+    why = save_model(tmp_path / "model", model.eval(), spec, ["cats", "dogs"], input_size=64)
+    assert "pip install 'headstart[onnx]'" in why and not (tmp_path / "model" / "model.onnx").exists()
+    meta = json.loads((tmp_path / "model" / "headstart_model.json").read_text())
+    assert meta["onnx_skipped"] == why and meta["onnx"] is None

@@ -4,7 +4,8 @@
     model.forward_features(batch) / forward_head(x, pre_logits=True) / get_classifier() / group_matcher()
 
 Family interface (models/factory.py): build(spec, weights, num_classes, pretrained), from_folder(folder, spec,
-num_classes), save_extras(model, spec, folder), onnx_example(spec, size).
+num_classes), save_extras(model, spec, folder, **kw), onnx_example(spec, size), export_state / import_state
+(transformers' names on disk, so AutoModel.from_pretrained loads the exported encoder).
 """
 from __future__ import annotations
 
@@ -60,7 +61,20 @@ def from_folder(folder: Path, spec, num_classes: int):
     return TextClassifier.from_folder(folder, num_classes, pretrained=False)
 
 
-def save_extras(model, spec, folder: Path) -> dict:
+def export_state(state: dict) -> dict:
+    """Encoder tensors under transformers' own names (AutoModel.from_pretrained on the folder loads them, instead
+    of silently starting from random weights); the classification head stays `classifier.*` (AutoModel skips it)."""
+    return {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
+
+
+def import_state(state: dict) -> dict:
+    """Back to the classifier's names (folders exported before export_state keep theirs)."""
+    if any(k.startswith("encoder.embeddings.") for k in state):
+        return state
+    return {k if k.startswith("classifier.") else "encoder." + k: v for k, v in state.items()}
+
+
+def save_extras(model, spec, folder: Path, **_) -> dict:
     """The encoder's config and tokenizer travel with the weights (no hub needed to reload)."""
     from transformers import AutoTokenizer
     model.encoder.config.save_pretrained(str(folder))

@@ -80,8 +80,10 @@ def load_folder(folder: str | Path):
     spec = BackboneSpec(**meta["spec"])
     if spec.family != "timm":
         spec.path = str(folder)          # its config (and tokenizer) lie in the folder
-    model = family(spec).from_folder(folder, spec, len(meta["classes"]))
-    model.load_state_dict(read_weights(folder / "model.safetensors"), strict=True)
+    fam = family(spec)
+    model = fam.from_folder(folder, spec, len(meta["classes"]))
+    state = read_weights(folder / "model.safetensors")
+    model.load_state_dict(fam.import_state(state) if hasattr(fam, "import_state") else state, strict=True)
     return model.eval(), spec, meta["classes"], meta
 
 
@@ -89,7 +91,9 @@ def save_folder(folder: str | Path, model, spec: BackboneSpec, classes: list[str
                 extra: dict | None = None) -> None:
     """Weights, what the family needs to rebuild the architecture offline, and headstart_model.json (written
     last: a folder without it is not a model folder)."""
-    folder = Path(folder)
-    save_weights(folder / "model.safetensors", model.state_dict())
-    spec_d = {**spec.to_dict(), "input_size": input_size, **family(spec).save_extras(model, spec, folder)}
-    write_meta(folder, spec_d, classes, extra or {})
+    folder, fam = Path(folder), family(spec)
+    # each family writes the weights under the names its own library loads them by (timm, transformers)
+    state = model.state_dict()
+    save_weights(folder / "model.safetensors", fam.export_state(state) if hasattr(fam, "export_state") else state)
+    extras = fam.save_extras(model, spec, folder, input_size=input_size, classes=classes)
+    write_meta(folder, {**spec.to_dict(), "input_size": input_size, **extras}, classes, extra or {})

@@ -1,7 +1,8 @@
 """timm image backbones: packaged weights mapped by tensor order, timm hub weights, and exported folders.
 
 Family interface (models/factory.py): build(spec, weights, num_classes, pretrained), source_model(spec, weights),
-from_folder(folder, spec, num_classes), save_extras(model, spec, folder), onnx_example(spec, size).
+from_folder(folder, spec, num_classes), save_extras(model, spec, folder, input_size=, classes=),
+onnx_example(spec, size); optional export_state(state) / import_state(state): the weights' names on disk.
 Architecture quirks (trunk cache split, BatchNorm folding pairs) are data in models/archs.py.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.core.errors import UserError
+from headstart.core.io import write_json
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.models.registry import BACKBONES
 
@@ -45,7 +47,17 @@ def from_folder(folder: Path, spec, num_classes: int):
     return timm.create_model(spec.arch, pretrained=False, num_classes=num_classes)
 
 
-def save_extras(model, spec, folder: Path) -> dict:
+def save_extras(model, spec, folder: Path, input_size: int, classes: list[str]) -> dict:
+    """config.json in timm's format: timm.create_model("local-dir:<folder>", pretrained=True) rebuilds this
+    network with these weights, and timm.data.resolve_data_config + create_transform reproduce headstart's own
+    preprocessing (resize the short side to size / crop_pct, bicubic, centre crop, the backbone's mean and std)."""
+    short = spec.short_side(input_size)
+    write_json(folder / "config.json", {
+        "architecture": spec.arch, "num_classes": len(classes), "num_features": int(model.num_features),
+        "label_names": list(classes),
+        "pretrained_cfg": {"input_size": [3, input_size, input_size], "interpolation": "bicubic",
+                           "mean": list(spec.mean), "std": list(spec.std), "crop_pct": input_size / short,
+                           "crop_mode": "center", "num_classes": len(classes)}})
     return {}
 
 

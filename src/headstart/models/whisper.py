@@ -161,7 +161,7 @@ def from_folder(folder: Path, spec, num_classes: int):
     return WhisperClassifier(WhisperEncoder(config), num_classes)
 
 
-def save_extras(model, spec, folder: Path) -> dict:
+def save_extras(model, spec, folder: Path, **_) -> dict:
     model.encoder.config.save_pretrained(str(folder))
     return {"path": ""}
 

@@ -22,30 +22,33 @@ from headstart.training.strategies import STRATEGIES
 
 
 def save_model(folder: str | Path, model, spec, classes: list[str], input_size: int, extra: dict | None = None):
+    """Returns why model.onnx was not written ("" when it was, or when the family has no ONNX form)."""
     folder = Path(folder)
     example = family(spec).onnx_example(spec, input_size)
-    onnx = export_onnx(folder / "model.onnx", model, example) if example is not None else None
-    save_folder(folder, model, spec, classes, input_size, {"onnx": onnx, **(extra or {})})
+    onnx, why = export_onnx(folder / "model.onnx", model, example) if example is not None else (None, "")
+    save_folder(folder, model, spec, classes, input_size, {"onnx": onnx, **({"onnx_skipped": why} if why else {}),
+                                                           **(extra or {})})
+    return why
 
 
-def export_onnx(path: Path, model, example) -> str | None:
+def export_onnx(path: Path, model, example) -> tuple[str | None, str]:
     """model.onnx beside the weights (input: the example's layout, batch dimension dynamic), for `predict` through
-    ONNX Runtime. Returns the file name, or None when the exporter is unavailable (PyTorch predict still works)."""
+    ONNX Runtime. Returns (file name, "") or (None, why not); PyTorch predict works either way."""
     import torch
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
-        return None
+        return None, "model.onnx not written: the ONNX exporter is not installed (pip install 'headstart[onnx]')"
     buf = io.BytesIO()
     model = model.eval()
     x = example.to(model_device(model))
     try:
         torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
                           opset_version=17, dynamo=False)
-    except Exception:   # an architecture the exporter cannot trace: keep the PyTorch path only
-        return None
+    except Exception as e:   # an architecture the exporter cannot trace: keep the PyTorch path only
+        return None, f"model.onnx not written: the exporter failed ({type(e).__name__}); PyTorch predict works"
     atomic_write_bytes(path, buf.getvalue())
-    return path.name
+    return path.name, ""
 
 
 def export_recommended(ctx: RunContext, results: dict) -> None:
@@ -72,7 +75,10 @@ def export_recommended(ctx: RunContext, results: dict) -> None:
             head.bias.copy_(state["bias"])
     else:
         model.load_state_dict(state)
-    save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, size,
-               extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
-    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed}
+    why = save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, size,
+                     extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
+    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed,
+                        **({"onnx_skipped": why} if why else {})}
+    if why:
+        ctx.log(why)
 

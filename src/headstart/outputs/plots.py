@@ -95,6 +95,9 @@ def _losses(results: dict, run_dir: Path):
             y = start["val_loss"] if best < 0 else h[[row["epoch"] for row in h].index(best)]["val_loss"]
             ax.plot([best], [y], "k*", ms=12, label="kept" + (" (start)" if best < 0 else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        losses = [row[k] for row in h for k in ("train_loss", "val_loss") if row[k] > 0]
+        if losses and max(losses) > 10 * min(losses):   # early epochs (scratch) would flatten the rest to a line
+            ax.set_yscale("log")
         if r.stopped_early:
             ax.axvline(ep[-1], color="red", lw=1, label="early stop")
         title = s + (" (overfitting seen)" if r.overfit else "")

@@ -7,7 +7,9 @@ from headstart.outputs.common import money as _money
 from headstart.outputs.common import params as _params
 from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
-from headstart.outputs.report_cost import curve_summary, savings_lines
+from headstart.core.results import best_arm
+from headstart.outputs.report_cost import curve_summary, labels_saved_cell, savings_lines
+from headstart.outputs.report_training import training_lines
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, STRATEGIES, TRANSFER
 
 
@@ -63,8 +65,7 @@ def recommendation(results: dict) -> str:
                          f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}"
                          + ("; scratch was stopped by racing once its optimistic extrapolation could not catch up"
                             if _bounded(ok[base]) else "") + ") ")
-                text += (f"while training {ok[best_t]['train_seconds']:.0f} s vs {ok[base]['train_seconds']:.0f}"
-                         f" s. ")
+                text += f"while training {_secs(ok[best_t]):.0f} s vs {_secs(ok[base]):.0f} s. "
             elif d["significant"]:
                 text += (f"Transfer did **not** help: scratch beats `{best_t}` by {100 * -d['difference']:.1f} "
                          f"points (paired 95% CI {_ci([-d['ci'][1], -d['ci'][0]])}); the target domain may be "
@@ -72,8 +73,8 @@ def recommendation(results: dict) -> str:
             else:
                 text += (f"Transfer vs scratch is within noise on this test set ({100 * d['difference']:+.1f} "
                          f"points, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on accuracy; "
-                         f"its gain here is cost ({ok[best_t]['train_seconds']:.0f} s vs "
-                         f"{ok[base]['train_seconds']:.0f} s of training). ")
+                         f"its gain here is cost ({_secs(ok[best_t]):.0f} s vs {_secs(ok[base]):.0f} s of "
+                         "training). ")
     for other in BASELINES[1:]:         # the baselines practitioners use without a network (classic)
         d = deltas.get(f"{best_t} - {other}") if other in ok else None
         if d:
@@ -89,8 +90,15 @@ def recommendation(results: dict) -> str:
     exported = results.get("model", {}).get("strategy", rec)
     if exported != rec:
         text += f"`model/` holds `{exported}`. "
+    if results.get("model", {}).get("onnx_skipped"):
+        text += results["model"]["onnx_skipped"] + ". "
     text += "Run `headstart predict <run>/model <inputs>` to use the exported model."
     return text
+
+
+def _secs(m: dict) -> float:
+    """What an arm cost in wall time: its unit's (shared feature pass included), else its training loop's."""
+    return (m.get("compute") or {}).get("wall_seconds", m["train_seconds"])
 
 
 def _why(results: dict) -> str:
@@ -171,10 +179,33 @@ def leakage_lines(results: dict) -> list[str]:
     return lines
 
 
+def verdict_card(results: dict) -> list[str]:
+    """The answer in five lines, before the paragraph that argues it: what to deploy, its test score, what it gains
+    over scratch and over the classic baseline, what it saves in labels, what it costs to train."""
+    rec = results["recommended"]
+    m, ok = results["strategies"][rec], {s: v for s, v in results["strategies"].items() if "failed" not in v}
+    deltas = results.get("paired_differences", {})
+    t = rec if rec in TRANSFER else best_arm(results, TRANSFER)
+    rows = [["deploy", f"**`{rec}`** ({STRATEGIES[rec].label})"],
+            ["test accuracy", f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}, n={m['n_test']}"]]
+    for base in BASELINES:
+        d = deltas.get(f"{t} - {base}") if t else None
+        if d and base in ok:
+            word = ("wins" if d["difference"] > 0 else "loses") if d["significant"] else "within noise"
+            rows.append([f"`{t}` vs {base}", f"{100 * d['difference']:+.1f} points {_ci(d['ci'])}: {word}"
+                         + (" (scratch stopped by racing: a bound)" if _bounded(ok[base]) else "")])
+    saved = labels_saved_cell(results)
+    if saved:
+        rows.append(["labels saved vs scratch", saved])
+    if m.get("compute"):
+        rows.append(["training cost", f"{m['compute']['wall_seconds']:.0f} s "
+                                      f"({_money(m['compute']['money'])} at ${m['compute']['price_per_hour']:g}/h)"])
+    return [_table(["verdict", ""], rows), ""]
+
+
 def render_markdown(results: dict) -> str:
     d = results["data"]
-    b = results["backbone"]
-    lines = [f"# headstart report: {d['root']}", "", recommendation(results), "",
+    lines = [f"# headstart report: {d['root']}", "", *verdict_card(results), recommendation(results), "",
              "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), "",
              *racing_lines(results)]
     deltas = results.get("paired_differences", {})
@@ -192,8 +223,12 @@ def render_markdown(results: dict) -> str:
                       for s, m in results["strategies"].items() if "failed" not in m]), ""]
     rec = results["recommended"]
     conf = results["strategies"][rec]["confusion"]
-    lines += [f"### Confusion matrix of `{rec}` (rows: true, columns: predicted; seed 0)", "",
-              _table(["true \\ pred"] + d["classes"], [[c] + row for c, row in zip(d["classes"], conf)]), ""]
+    lines += [f"### Confusion matrix of `{rec}` (test items; rows: true class, columns: predicted; seed 0)", "",
+              _table(["true \\ predicted"] + d["classes"] + ["items", "recall"],
+                     [[f"**{c}**"] + [f"**{n}**" if i == j else (str(n) if n else "·") for j, n in enumerate(row)]
+                      + [str(sum(row)), _pct(row[i] / sum(row)) if sum(row) else "—"]
+                      for i, (c, row) in enumerate(zip(d["classes"], conf))]), "",
+              "Bold: right; · : none.", ""]
     lines += ["## Data", "", f"{d['n_items']} {d.get('modality', '')} items, {len(d['classes'])} classes, layout: {d['layout']}.", "",
               _table(["role", "source", "images"] + d["classes"],
                      [[r, d["roles"][r], sum(d["counts"][r].values())] + [d["counts"][r][c] for c in d["classes"]]
@@ -205,33 +240,7 @@ def render_markdown(results: dict) -> str:
         if len(d["skipped"]) > 50:
             lines.append(f"- … and {len(d['skipped']) - 50} more (all in results.json)")
         lines.append("")
-    lines += ["## How each arm was trained", "",
-              f"Backbone `{b['name']}` (architecture `{b['arch']}`, weights: {b['source']}), "
-              f"{results.get('input') or 'input ' + str(results['image_size']) + ' px'}, normalisation mean {tuple(round(x, 3) for x in b['mean'])}, "
-              f"std {tuple(round(x, 3) for x in b['std'])}. Same split and seeds for every arm.", ""]
-    for s, m in results["strategies"].items():
-        if "failed" in m:
-            continue
-        pol = {k: v for k, v in m["policy"].items() if k not in ("strategy",)}
-        if m["epoch_budget"] and m.get("precision"):
-            pol["precision"] = m["precision"]
-        lines.append(f"- **{s}**: " + "; ".join(f"{k}: {v}" for k, v in pol.items()))
-        if m["epoch_budget"]:
-            lines[-1] += (f"; epoch budget {m['epoch_budget']}, epochs run {m['epochs_run']}, best-validation "
-                          f"epoch kept {m['best_epochs']} (-1 = the starting weights)")
-            lines += [f"  - {e}" for e in m.get("events", [])]
-            for r in m.get("input_sizes", []):
-                runs = ", then ".join(f"{px} px for {n} epoch{'s' * (n > 1)}" for px, n in r["epochs_at_size"])
-                lines.append(f"  - seed {r['seed']}: progressive resizing, {runs}; evaluated at {r['eval_size']} px "
-                             "(the size its kept weights trained at)")
-            if m.get("trunk_cache"):
-                tc = m["trunk_cache"]
-                stage = tc.get("first_trained_stage") or f"blocks.{tc['first_trained_block']}"
-                lines.append(f"  - frozen trunk (everything below `{stage}`) computed once for "
-                             f"{tc['views']} cached augmented views per training image ({tc['seconds']:.1f} s, "
-                             f"{tc.get('dtype', 'float32')}); "
-                             "each epoch trained only the top on one of those views (`\"trunk_views\": 0` in a "
-                             "--config file turns this off)")
+    lines += training_lines(results)
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
     cfg = results["config"]
     lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",

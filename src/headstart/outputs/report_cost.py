@@ -29,6 +29,18 @@ def _labels(n) -> str:
     return "not reached" if n is None else f"{n:,.0f}"
 
 
+def labels_saved_cell(results: dict) -> str:
+    """The verdict card's labels-saved cell: '240 labels (≈ $1,200–$4,800)', or '' when not measured."""
+    c = results.get("curve")
+    t = best_arm(results, TRANSFER) if c and c.get("saved") else None
+    s = c["saved"].get(f"{t} vs {NETWORK_BASELINE}") if t else None
+    if not s or s["saved"] is None:
+        return f"at least {s['at_least']:,.0f} labels" if s and s.get("at_least") is not None else ""
+    money = [abs(m) for m in s.get("money") or []]
+    cost = f" (≈ {_money(money[0])}–{_money(money[-1])})" if money else ""
+    return (f"{s['saved']:,.0f} labels{cost}" if s["saved"] >= 0 else f"none: {-s['saved']:,.0f} more labels{cost}")
+
+
 def curve_summary(results: dict) -> str:
     """One sentence for the verdict: labels (and money) transfer saved, or why that is not known."""
     c = results.get("curve")
@@ -143,9 +155,10 @@ def cost_lines(results: dict) -> list[str]:
 
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;"
-       "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
+       "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;overflow-x:auto;"
+       "max-width:100%}td,th{border:1px solid #ccc;"
        "padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f5f5f5;"
-       "padding:1px 3px}pre{background:#f5f5f5;padding:8px;overflow-x:auto}")
+       "padding:1px 3px}pre{background:#f5f5f5;padding:8px;overflow-x:auto}h1,h2,h3,p,li{overflow-wrap:anywhere}")
 
 
 def render_html(markdown: str, run_dir: Path, title: str = "headstart report") -> str:
@@ -163,5 +176,7 @@ def render_html(markdown: str, run_dir: Path, title: str = "headstart report") -
         data = base64.b64encode(path.read_bytes()).decode()
         return f'src="data:image/png;base64,{data}"'
     body = re.sub(r'src="([^"]*)"', inline, body)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_html.escape(title)}</title>"
+    # phones: the page keeps its width and each wide table scrolls on its own (display:block; overflow-x:auto)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+            f"content=\"width=device-width, initial-scale=1\"><title>{_html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>\n{body}</body></html>\n")

@@ -1,0 +1,72 @@
+"""The report's "How each arm was trained" section: one policy table (settings x arms), then what happened in each
+trained arm (unfreezing, progressive resizing, the trunk cache). No torch.
+
+    lines = training_lines(results)
+"""
+from __future__ import annotations
+
+from headstart.outputs.common import table as _table
+
+LABELS = {"pretrained": "starts from pretrained weights", "bn_policy": "BatchNorm", "patience": "early-stopping "
+          "patience (epochs)", "min_epochs": "epochs before early stopping may end it", "head_init": "head starts as",
+          "schedule": "unfreezing schedule", "lr_by_depth": "learning rate by depth (0 = head)",
+          "groups": "block groups (head first)", "C": "regularisation C (chosen)", "C_grid": "C searched",
+          "chosen_by": "chosen by", "features": "features", "precision": "precision", "budget": "epoch budget",
+          "epochs_run": "epochs run (per seed)", "best_epochs": "best-validation epoch kept (-1 = start)"}
+
+
+def _value(v) -> str:
+    """Readable cell: lists joined, dicts as key: value, a schedule as "epoch 0: 1 group; epoch 1: 2"."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_value(x)}" for k, x in v.items())
+    if isinstance(v, list) and v and all(isinstance(x, dict) and "epoch" in x for x in v):
+        return "; ".join(f"epoch {x['epoch']}: " + ", ".join(f"{_value(val)} {k.replace('_', ' ')}"
+                                                             for k, val in x.items() if k != "epoch") for x in v)
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v).replace("|", "/")
+
+
+def policy_table(results: dict) -> str:
+    arms = {s: m for s, m in results["strategies"].items() if "failed" not in m}
+    cols = {}
+    for s, m in arms.items():
+        pol = {k: v for k, v in m["policy"].items() if k != "strategy"}
+        if m["epoch_budget"]:
+            pol.update(precision=m.get("precision", ""), budget=m["epoch_budget"], epochs_run=m["epochs_run"],
+                       best_epochs=m["best_epochs"])
+        cols[s] = pol
+    keys = list(dict.fromkeys(k for pol in cols.values() for k in pol))
+    return _table(["setting", *arms], [[LABELS.get(k, k.replace("_", " "))] + [_value(cols[s][k]) if k in cols[s]
+                                                                             else "—" for s in arms] for k in keys])
+
+
+def training_lines(results: dict) -> list[str]:
+    b = results["backbone"]
+    lines = ["## How each arm was trained", "",
+             f"Backbone `{b['name']}` (architecture `{b['arch']}`, weights: {b['source']}), "
+             f"{results.get('input') or 'input ' + str(results['image_size']) + ' px'}, normalisation mean "
+             f"{tuple(round(x, 3) for x in b['mean'])}, std {tuple(round(x, 3) for x in b['std'])}. Same split and "
+             "seeds for every arm.", "", policy_table(results), ""]
+    for s, m in results["strategies"].items():
+        if "failed" in m or not m["epoch_budget"]:
+            continue
+        notes = list(m.get("events", []))
+        for r in m.get("input_sizes", []):
+            runs = ", then ".join(f"{px} px for {n} epoch{'s' * (n > 1)}" for px, n in r["epochs_at_size"])
+            notes.append(f"seed {r['seed']}: progressive resizing, {runs}; evaluated at {r['eval_size']} px (the "
+                         "size its kept weights trained at)")
+        if m.get("trunk_cache"):
+            tc = m["trunk_cache"]
+            stage = tc.get("first_trained_stage") or f"blocks.{tc['first_trained_block']}"
+            notes.append(f"frozen trunk (everything below `{stage}`) computed once for {tc['views']} cached augmented "
+                         f"views per training image ({tc['seconds']:.1f} s, {tc.get('dtype', 'float32')}); each "
+                         "epoch trained only the top on one of those views (`\"trunk_views\": 0` in a --config file "
+                         "turns this off)")
+        if notes:
+            lines += [f"- **{s}**:", *[f"  - {n}" for n in notes]]
+    return lines
