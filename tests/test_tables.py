@@ -159,3 +159,20 @@ def test_group_col_keeps_each_group_in_one_split(tmp_path):
     r = CliRunner().invoke(app, ["run", str(tmp_path / "d.csv"), "--out", str(tmp_path / "r2"), "--strategies",
                                  "classic", "--no-assess", "--group-col", "patient"])
     assert r.exit_code == 2 and "no column 'patient' for the --group-col" in r.output
+
+
+def test_tracker_hook_logs_every_unit_to_tensorboard(tmp_path):
+    """--tracker tensorboard: each unit's per-epoch curves and its test score land in <run>/tensorboard/<arm>/seed0
+    (Lightning's TensorBoardLogger; the tags are readable in the event files)."""
+    pytest.importorskip("tensorboardX")
+    from headstart.app.run import run_experiment
+    data = make_image_folder(tmp_path / "data", per_class=8, extras=False)
+    run_experiment(RunConfig(data=str(data), out=str(tmp_path / "run"), image_size=32, epochs=2, assess=False,
+                             jobs=1, strategies=["linear-probe", "finetune"], tracker="tensorboard"),
+                   log=lambda *a: None)
+    events = sorted((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {e.parent.parent.name for e in events} == {"linear-probe", "finetune"}
+    blob = b"".join(e.read_bytes() for e in events if e.parent.parent.name == "finetune")
+    assert b"val_loss" in blob and b"train_acc" in blob and b"test/accuracy" in blob
+    with pytest.raises(UserError, match="tracker"):
+        RunConfig(data=str(data), tracker="wandb").validate()

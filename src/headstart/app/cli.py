@@ -141,6 +141,8 @@ def run(
     progressive_resize: Annotated[bool, typer.Option(help="images: scratch trains the first half of its budget on "
                                                      "half-size inputs (224 -> 112 px), where racing decides")] = True,
     executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
+    tracker: Annotated[str, typer.Option(help="tensorboard | mlflow: log every unit's curves and test score "
+                                         "(needs tensorboard/tensorboardX or mlflow)")] = "",
     assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
     dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
                                          "carry conflicting labels; val/test stay untouched")] = False,
@@ -166,7 +168,7 @@ def run(
                                       assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
                                       device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
-                                      progressive_resize=progressive_resize,
+                                      progressive_resize=progressive_resize, tracker=tracker,
                                       executor="process" if jobs > 1 and executor == "local" else executor,
                                       cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}

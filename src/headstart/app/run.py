@@ -20,6 +20,7 @@ from headstart.core.errors import UserError
 from headstart.core.io import default_run_dir, ensure_writable, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
+from headstart.outputs.track import track
 from headstart.outputs.plots import make_plots
 from headstart.outputs.report import render_markdown
 from headstart.outputs.report_assess import render_assessment
@@ -54,6 +55,10 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
         md = render_markdown(results)
         write_text(ctx.run_dir / "report.md", md)
         write_text(ctx.run_dir / "report.html", render_html(md, ctx.run_dir, f"headstart report: {ctx.ds.root}"))
+        logged = track(results, ctx.run_dir, cfg.tracker)
+        if logged:
+            log(f"{cfg.tracker}: logged {len(logged)} unit(s)" + (f" under {ctx.run_dir / 'tensorboard'}"
+                                                                  if cfg.tracker == "tensorboard" else ""))
     return results
 
 

@@ -21,9 +21,10 @@ from headstart.core.io import write_json
 # same values), what the summary prices, which seeds, strategies and extra curve points are added (finished units
 # never depend on them), and where the data lies (split.json's item hashes refuse different data at a new path)
 RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
-             "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file")
+             "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file", "tracker")
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
-           "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16")}
+           "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
+           "tracker": ("", "tensorboard", "mlflow")}
 
 
 @dataclass
@@ -50,6 +51,8 @@ class RunConfig:
     jobs: int = 0                       # units in parallel processes; 1: in this process; 0 -> chosen from the
                                         # machine's cores and memory (grid.auto_jobs; the run log says what it chose)
     executor: str = "local"             # local | process | ray: where units run
+    tracker: str = ""                   # "" | tensorboard | mlflow: each unit's metrics.csv and test score, logged
+                                        # through Lightning's loggers after the run (outputs/track.py)
     strategies: list[str] = field(default_factory=list)   # arms to run; [] -> every registered strategy (the
                                         # names are resolved into config.json; training/strategies.py lists them)
     seeds: int = 1                      # every strategy runs with seeds 0..seeds-1 on the same split

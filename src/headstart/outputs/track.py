@@ -1,0 +1,67 @@
+"""Experiment trackers, fed after a run from what the run wrote (each unit's metrics.csv, results.json), through
+Lightning's loggers: TensorBoard (`--tracker tensorboard`, needs tensorboard or tensorboardX) or MLflow
+(`--tracker mlflow`, needs mlflow; MLFLOW_TRACKING_URI chooses the server, else ./mlruns).
+
+    track(results, run_dir, "tensorboard")      # <run>/tensorboard/<strategy>/seed<k>: per-epoch curves + test score
+
+Feeding from the files, not from inside the training loop, keeps the loop boring and makes a resumed or finished
+run loggable after the fact (`headstart run` on a finished run with --tracker logs it without retraining).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from headstart.core.errors import UserError
+from headstart.core.results import unit_dir
+
+TRACKERS = ("", "tensorboard", "mlflow")
+
+
+def _logger(kind: str, run_dir: Path, strategy: str, seed: int):
+    try:
+        if kind == "tensorboard":
+            from lightning.fabric.loggers import TensorBoardLogger
+            return TensorBoardLogger(run_dir / "tensorboard", name=strategy, version=f"seed{seed}",
+                                     default_hp_metric=False)
+        from lightning.pytorch.loggers import MLFlowLogger
+        return MLFlowLogger(experiment_name=f"headstart-{run_dir.name}", run_name=f"{strategy}-seed{seed}")
+    except (ImportError, ModuleNotFoundError) as e:
+        need = "tensorboard (or tensorboardX)" if kind == "tensorboard" else "mlflow"
+        raise UserError(f"--tracker {kind} needs {need}: pip install {need.split()[0]} ({e})") from None
+
+
+def track(results: dict, run_dir: str | Path, kind: str) -> list[str]:
+    """Log every finished unit of the main experiment; returns what was logged ("strategy/seed")."""
+    if kind not in TRACKERS:
+        raise UserError(f"--tracker {kind!r} unknown; choose tensorboard or mlflow")
+    if not kind:
+        return []
+    run_dir, done = Path(run_dir), []
+    seeds = results["config"]["seeds"]
+    for s, m in results["strategies"].items():
+        if "failed" in m:
+            continue
+        for seed in range(seeds):
+            path = unit_dir(run_dir, s, seed) / "metrics.csv"
+            logger = _logger(kind, run_dir, s, seed)
+            logger.log_hyperparams({"strategy": s, "seed": seed, "backbone": results["backbone"]["name"],
+                                    "n_train": sum(results["data"]["counts"]["train"].values())})
+            if path.exists():
+                with open(path, newline="") as f:
+                    for step, row in enumerate(csv.DictReader(f)):    # epochs; a probe's rows are its C grid
+                        logger.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v
+                                            and _number(v)}, step=int(row.get("epoch", step)))
+            logger.log_metrics({"test/accuracy": m["accuracy_per_seed"][seed] if seed < len(m["accuracy_per_seed"])
+                                else m["accuracy"], "val/accuracy": m["val_acc"]}, step=m["epoch_budget"] or 0)
+            logger.finalize("success")
+            done.append(f"{s}/seed{seed}")
+    return done
+
+
+def _number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
