@@ -110,9 +110,10 @@ def main():
         with tempfile.TemporaryDirectory() as t:
             os.environ.setdefault("HEADSTART_CACHE", str(Path(t) / "cache"))
             return assess_only(Path(t), only)
-    print("| task | labels/class | k-NN frozen | k-NN raw | gain | LogME | BN early / late | verdict | try first "
-          "| measured: best transfer − best baseline (95% CI) | verdict held? | try-first held? | run s |")
-    print("|" + "---|" * 13)
+    print("| task | labels/class | k-NN frozen | k-NN raw | gain | LogME | BN early / late | vs scratch: predicted "
+          "| measured (95% CI) | held? | vs classic: predicted | measured (95% CI) | held? | try first | held? "
+          "| run s |")
+    print("|" + "---|" * 16)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         os.environ.setdefault("HEADSTART_CACHE", str(tmp / "cache"))
@@ -126,12 +127,16 @@ def main():
             bn = a["shift"].get("batchnorm")
             bn_s = f"{bn['early']:.2f} / {bn['late']:.2f}" if bn else "—"
             held = {True: "yes", False: "NO", None: "—"}
-            diff = (f"{c['best_transfer']} − {c['best_baseline']}: {100 * c['difference']:+.1f} "
-                    f"[{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]") if "difference" in c else c["measured"]
+            cells = []
+            for key in ("vs_scratch", "vs_classic"):
+                r = c["rows"][key]
+                diff = (f"{c['best_transfer']} − {r['baseline']}: {100 * r['difference']:+.1f} "
+                        f"[{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]") if "difference" in r else r["measured"]
+                cells += [str(r["predicted"]), diff, held[r["agrees"]]]
             print(f"| {name} | {a['train_per_class_median']:.0f} | {100 * s['knn']:.1f}% | {100 * s['knn_raw']:.1f}% | "
-                  f"{100 * (s['knn'] - s['knn_raw']):+.1f} | {s['logme']:.3f} | {bn_s} | {v['label']} | "
-                  f"{v['try_first']} | {diff} | {held[c['agrees']]} | {held[c.get('try_first_agrees')]} | "
-                  f"{time.perf_counter() - t0:.0f} |", flush=True)
+                  f"{100 * (s['knn'] - s['knn_raw']):+.1f} | {s['logme']:.3f} | {bn_s} | {' | '.join(cells)} | "
+                  f"{v['try_first']} | {held[c.get('try_first_agrees')]} | {time.perf_counter() - t0:.0f} |",
+                  flush=True)
             accs = ", ".join(f"{k} {100 * m['accuracy']:.1f}%" for k, m in res["strategies"].items() if "accuracy" in m)
             print(f"<!-- {name}: {accs}; assess {a['seconds']:.1f} s (features {a['features_seconds']:.1f} s) -->",
                   flush=True)

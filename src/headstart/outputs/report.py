@@ -135,14 +135,22 @@ def assessment_lines(results: dict) -> list[str]:
         return ["## Before training: predicted vs measured", "",
                 f"The assessment failed ({a['failed']}); the arms trained without it.", ""]
     c, v, sc = a["check"], a["verdict"], a["scores"]
-    measured = c["measured"]
-    if "difference" in c:
-        measured += f" (`{c['best_transfer']}` − `{c['best_baseline']}`: {100 * c['difference']:+.1f} pts, {_ci(c['ci'])})"
     held = {True: "yes", False: "**no**", None: "—"}
     fmt = lambda k: "—" if sc.get(k) is None else f"{sc[k]:.3f}"  # noqa: E731
-    rows = [["verdict", v["label"], measured, held[c["agrees"]]],
-            ["try first", v["try_first"], f"best transfer arm on validation: {c['best_transfer']}",
-             held[c.get("try_first_agrees")]]]
+    rows = []
+    for key, what in (("vs_scratch", "transfer vs the same network from scratch"),
+                      ("vs_classic", "transfer vs the classic baseline")):
+        r = (c.get("rows") or {}).get(key)
+        if not r or r["predicted"] is None:
+            continue
+        measured = r["measured"]
+        if "difference" in r:
+            measured += (f" (`{c['best_transfer']}` − `{r['baseline']}`: {100 * r['difference']:+.1f} pts, "
+                         f"{_ci(r['ci'])}" + ("; scratch stopped by racing, so a bound" if r.get("bounded") else "")
+                         + ")")
+        rows.append([what, r["predicted"], measured, held[r["agrees"]]])
+    rows.append(["try first", v["try_first"], f"best transfer arm on validation: {c['best_transfer']}",
+                 held[c.get("try_first_agrees")]])
     return ["## Before training: predicted vs measured", "",
             _table(["", "predicted (assessment)", "measured (this run)", "held?"], rows), "",
             f"Assessment of `{a['backbone']}` on the {a['n_items']} train+val items ({a['seconds']:.1f} s): LogME "
