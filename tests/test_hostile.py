@@ -313,7 +313,7 @@ def test_bad_options(tmp_path, args, message):
 def test_resume_with_a_different_config(tmp_path):
     d = images(tmp_path / "d")
     _run_ok(d, tmp_path / "o")
-    check(cli("run", d, "--out", tmp_path / "o", *CLASSIC, "--seeds", "2"), 2, "different config", "seeds")
+    check(cli("run", d, "--out", tmp_path / "o", *CLASSIC, "--epochs", "7"), 2, "different config", "epochs")
 
 
 def test_out_is_a_file(tmp_path):

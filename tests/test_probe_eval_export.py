@@ -160,6 +160,8 @@ def test_the_recommendation_is_deployable_and_validation_ties_go_to_the_cheaper_
     # a fine-tune whose kept weights are its starting weights (best epoch -1 for every seed) is named
     c = choose({"linear-probe": _arm(0.9), "finetune": _arm(0.9, best=(-1, -1))}, 50)
     assert c["kept_starting_weights"] == ["finetune"]
+    assert choose({"classic": {"failed": "empty vocabulary"}, "linear-probe": _arm(0.8)}, 50)["recommended"] == \
+        "linear-probe"                                   # a failed arm is never a candidate
 
 
 def test_the_recommendation_text_says_tie_undeployable_best_and_unmoved_finetune():

@@ -85,6 +85,7 @@ def choose(per_strategy: dict, n_val: int) -> dict:
     items, Agresti-Coull) of it is tied with it, and the cheapest transfer arm among the tied wins. Also says which
     arm was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
     starting weights (fine-tuning that never improved on the probe it began from)."""
+    per_strategy = {s: m for s, m in per_strategy.items() if "failed" not in m}      # a failed arm is no candidate
     key = lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa
     ranked = sorted(per_strategy, key=key)
     deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
