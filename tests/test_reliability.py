@@ -27,9 +27,12 @@ CURVE_ARGS = ["--curve", "0.5", "--strategies", "linear-probe,scratch", "--no-as
 
 
 def _start(data, out, env=None, extra=()):
+    # a test suite started in the background (`.ci/run &`) inherits an ignored SIGINT, and Python then installs no
+    # KeyboardInterrupt handler: give the run the default disposition a user's terminal gives it
     return subprocess.Popen([sys.executable, "-m", "headstart", "run", str(data), "--out", str(out), *ARGS, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path: Path, proc, timeout=300):
