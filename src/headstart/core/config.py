@@ -21,7 +21,8 @@ from headstart.core.io import write_json
 # same values), what the summary prices, which seeds, strategies and extra curve points are added (finished units
 # never depend on them), and where the data lies (split.json's item hashes refuse different data at a new path)
 RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
-             "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file", "tracker")
+             "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file",
+             "tracker")
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
            "tracker": ("", "tensorboard", "mlflow")}
