@@ -310,3 +310,45 @@ def test_a_run_resizes_scratch_progressively_and_evaluates_it_at_the_size_it_tra
     off = run_experiment(RunConfig(out=str(tmp_path / "off"), progressive_resize=False, **base), log=lambda *a: None)
     assert "input_sizes" not in off["strategies"]["scratch"]
     assert all("input_size" not in h for h in unit_result(tmp_path / "off", "scratch", 0).history)
+
+
+class _SizeEcho(torch.utils.data.Dataset):
+    """Items whose values are the current size: what a worker process returns shows which size it knows."""
+
+    def __init__(self, n):
+        self.n, self.size = n, None
+
+    def resize_to(self, size):
+        self.size = size
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.full((4,), float(self.size)), i % 2
+
+
+class _Seen(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.seen = torch.nn.Linear(4, 2), []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(float(x.max()))
+        return self.lin(x / 100)
+
+
+def test_progressive_sizes_reach_dataloader_worker_processes(monkeypatch):
+    """The GPU feed (worker processes, kept alive by default) must not keep serving the first size: the loop turns
+    persistent workers off when the size changes. Run on the CPU with the GPU's loader settings."""
+    from lightning.fabric import Fabric
+    from headstart.core.config import RunConfig
+    from headstart.training import loop
+    from headstart.training.strategies import Scratch
+    monkeypatch.setattr(loop, "loader_kwargs", lambda device, n=0: {"num_workers": 1, "persistent_workers": True})
+    model = _Seen()
+    loop.fit(Fabric(accelerator="cpu", devices=1), model, Scratch(RunConfig(epochs=1, scratch_lr=1e-3)),
+             _SizeEcho(16), _SizeEcho(8), batch_fn=lambda b: b, max_epochs=4, patience=99, batch_size=8,
+             weight_decay=0.0, seed=0, sizes=[24, 24, 48, 48])
+    assert model.seen == [24.0] * 4 + [48.0] * 4       # two training batches per epoch
