@@ -1,0 +1,139 @@
+"""Held-out check of the assessment's two predictions on controlled variants of the shared sets (issue 17).
+
+    python benchmarks/assessment_variants.py                    # every variant (~25 min on 2 cores)
+    python benchmarks/assessment_variants.py hym-gray-inv trec-shuffled-20
+
+The rules in pipeline/assess.py were fixed before these runs, so every row is held out. Each variant runs the
+default `headstart run` (assessment, 4 strategies, racing on, seed 0) and prints, for transfer vs scratch and
+transfer vs the classic baseline, the prediction, the measured paired difference on test and whether it held.
+Variants: hymenoptera in grayscale and inverted (far from ImageNet photos), heavily blurred, with 25% of its
+training labels, with 30% of its training labels flipped; TREC at 20 questions per class with the words of every
+question shuffled (no syntax left); FSDD's spoken digits as spectrogram images (30 per class), read by the image
+backbone.
+"""
+from __future__ import annotations
+
+import csv
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageFilter, ImageOps
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bf16_parity import DATA  # noqa: E402
+from trec import to_csv  # noqa: E402
+
+
+def _images(dst: Path, transform=None, keep=1.0, flip=0.0, seed=0) -> Path:
+    src, rng = DATA / "hymenoptera", random.Random(seed)
+    classes = sorted(p.name for p in (src / "train").iterdir() if p.is_dir())
+    for role in ("train", "val"):
+        for c in classes:
+            files = sorted((src / role / c).iterdir())
+            if role == "train":
+                files = files[: max(3, int(round(keep * len(files))))]
+            for f in files:
+                label = c
+                if role == "train" and rng.random() < flip:
+                    label = rng.choice([x for x in classes if x != c])
+                out = dst / role / label / f"{c}-{f.name}"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                img = Image.open(f).convert("RGB")
+                (transform(img) if transform else img).save(out.with_suffix(".jpg"), quality=92)
+    return dst
+
+
+def _spectrograms(dst: Path, per_class: int = 30, seed: int = 0) -> Path:
+    """FSDD as images: log-magnitude spectrogram PNGs (224 x 224), recordings 0-4 as test, `per_class` for train."""
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import spectrogram
+    rng = random.Random(seed)
+    files = sorted((DATA / "fsdd" / "recordings").glob("*.wav"))
+    rng.shuffle(files)
+    seen: dict = {}
+    for f in files:
+        digit, _, idx = f.stem.split("_")
+        role = "test" if int(idx) <= 4 else "train"
+        if role == "train":
+            if seen.get(digit, 0) >= per_class:
+                continue
+            seen[digit] = seen.get(digit, 0) + 1
+        x, rate = sf.read(f, dtype="float32", always_2d=True)
+        _, _, spec = spectrogram(x.mean(1), fs=rate, nperseg=256, noverlap=192)
+        db = np.log10(spec + 1e-10)
+        img = ((db - db.min()) / max(1e-6, db.max() - db.min()) * 255).astype(np.uint8)[::-1]
+        out = dst / role / digit / f"{f.stem}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).resize((224, 224), Image.BICUBIC).convert("RGB").save(out)
+    return dst
+
+
+def _trec_shuffled(dst: Path, per_class: int = 20, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    dst.mkdir(parents=True, exist_ok=True)
+    to_csv(DATA / "trec" / "train_5500.label", dst / "all.csv")
+    to_csv(DATA / "trec" / "TREC_10.label", dst / "test.csv")
+    rows = list(csv.DictReader(open(dst / "all.csv")))
+    rng.shuffle(rows)
+    seen, keep = {}, []
+    for r in rows:
+        if seen.get(r["label"], 0) < per_class:
+            seen[r["label"]] = seen.get(r["label"], 0) + 1
+            keep.append(r)
+    for name, rs in (("train.csv", keep), ("test.csv", list(csv.DictReader(open(dst / "test.csv"))))):
+        for r in rs:
+            words = r["text"].split()
+            rng.shuffle(words)
+            r["text"] = " ".join(words)
+        with open(dst / name, "w", newline="") as f:
+            w = csv.DictWriter(f, ["text", "label"])
+            w.writeheader()
+            w.writerows(rs)
+    return [str(dst / "train.csv"), str(dst / "test.csv")]
+
+
+VARIANTS = {
+    "hym-gray-inv": lambda t: {"data": str(_images(t, lambda im: ImageOps.invert(ImageOps.grayscale(im)).convert(
+        "RGB")))},
+    "hym-blur": lambda t: {"data": str(_images(t, lambda im: im.filter(ImageFilter.GaussianBlur(8))))},
+    "hym-25pct": lambda t: {"data": str(_images(t, keep=0.25))},
+    "hym-noise30": lambda t: {"data": str(_images(t, flip=0.3))},
+    "trec-shuffled-20": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t))),
+    "fsdd-spectrogram-30": lambda t: {"data": str(_spectrograms(t))},
+}
+
+
+def main():
+    from headstart.app.run import run_experiment
+    from headstart.core.config import RunConfig
+    only = sys.argv[1:]
+    if not (DATA / "hymenoptera").exists():
+        print(f"skip: {DATA} not present")
+        return
+    print("| variant | labels/class | k-NN frozen | k-NN raw | vs scratch: predicted | measured | held? | "
+          "vs classic: predicted | measured | held? |")
+    print("|" + "---|" * 10)
+    held = {True: "yes", False: "NO", None: "—"}
+    for name, make in VARIANTS.items():
+        if only and name not in only:
+            continue
+        with tempfile.TemporaryDirectory() as t:
+            res = run_experiment(RunConfig(out=str(Path(t) / "run"), **make(Path(t) / "data")), log=lambda *a: None)
+        a = res["assessment"]
+        s, c = a["scores"], a["check"]
+        cells = []
+        for key in ("vs_scratch", "vs_classic"):
+            r = c["rows"][key]
+            m = (f"{c['best_transfer']} − {r['baseline']} {100 * r['difference']:+.1f} "
+                 f"[{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]" + (" (scratch bounded)" if r.get("bounded")
+                                                                             else "")) if "difference" in r else "—"
+            cells += [r["predicted"], m, held[r["agrees"]]]
+        print(f"| {name} | {a['train_per_class_median']:.0f} | {100 * s['knn']:.1f}% | {100 * s['knn_raw']:.1f}% | "
+              + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
