@@ -185,9 +185,11 @@ def test_exported_image_model_loads_in_timm_with_its_own_preprocessing(tiny_fold
     mean 0.498 / std 0.502, not timm's ImageNet defaults: with those the two disagreed by up to 0.2)."""
     import timm
     from PIL import Image
+    from headstart.modalities.image import to_rgb       # the same RGB image (RGBA composited on white)
     from headstart.models.factory import create_backbone
     from headstart.outputs.export import save_model
     from headstart.outputs.predict import predict
+    torch.manual_seed(0)
     model, spec = create_backbone("efficientnet_lite0", 2)
     torch.nn.init.normal_(model.get_classifier().weight, std=0.5)      # spread the outputs
     save_model(tmp_path / "model", model.eval(), spec, ["cats", "dogs"], input_size=96)
@@ -199,7 +201,7 @@ def test_exported_image_model_loads_in_timm_with_its_own_preprocessing(tiny_fold
     worst = 0.0
     for r in rows:
         with torch.no_grad():
-            p = net(tf(Image.open(r["path"]).convert("RGB")).unsqueeze(0)).softmax(1)[0]
+            p = net(tf(to_rgb(Image.open(r["path"]))).unsqueeze(0)).softmax(1)[0]
         worst = max(worst, abs(float(p[["cats", "dogs"].index(r["label"])]) - r["prob"]))
     assert worst < 0.02, worst
     assert net.pretrained_cfg["label_names"] == ["cats", "dogs"]
