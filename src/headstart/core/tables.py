@@ -142,13 +142,19 @@ def metadata_file(folder: Path) -> Path | None:
     return next((folder / m for m in METADATA if (folder / m).is_file()), None)
 
 
+def group_of(row: dict, col: str) -> str:
+    """A row's --group-col value; a row without one is a group of its own."""
+    return str(row.get(col) or "").strip() or f"(row {row['__line__']})"
+
+
 def media_table(table: Path, exts: set[str], what: str, label_col: str = "", path_col: str = "",
-                group_col: str = ""):
+                group_col: str = "", rows: list[dict] | None = None):
     """(root, classes, [(file, class name, source split)], skipped, {file: group}) from a table of file paths and
     labels (groups only with group_col).
     Paths are relative to the table's folder (or absolute); an optional split column (train/val/test) gives the
-    user's split. Rows with a missing file or label are skipped and listed with their line."""
-    rows = read_rows(table, "utf-8")
+    user's split. Rows with a missing file or label are skipped and listed with their line. rows: the table, when
+    the caller has read it already."""
+    rows = read_rows(table, "utf-8") if rows is None else rows
     root = table.parent
     pcol = path_col or path_column(rows, exts)
     if pcol is None:
@@ -180,7 +186,7 @@ def media_table(table: Path, exts: set[str], what: str, label_col: str = "", pat
             seen.add(f.resolve())
             entries.append((f, display_name(y), source))
             if group_col:
-                groups[f] = str(r.get(group_col) or "").strip() or f"(row {r['__line__']})"
+                groups[f] = group_of(r, group_col)
     if not entries:
         first = f" (first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""
         raise UserError(f"no usable {what} listed in {table}{first}")
@@ -207,7 +213,7 @@ def scan_media(data: str | Path, exts: set[str], what: str, label_col: str = "",
         rows = read_rows(meta, "utf-8")
         cols = {c for r in rows[:1] for c in r if not c.startswith("__")}
         if label_col in cols or any(c.lower() in LABEL_COLS for c in cols):   # else: labels are the folder names
-            return media_table(meta, exts, what, label_col, group_col=group_col)
+            return media_table(meta, exts, what, label_col, group_col=group_col, rows=rows)
     if group_col:
         raise UserError(f"--group-col {group_col} needs a table (CSV/TSV/JSONL/Parquet, or a metadata.csv beside the "
                         f"files) with that column; {data} is a folder of class subfolders")

@@ -18,8 +18,8 @@ import torch
 
 from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError, first_line
-from headstart.core.tables import (LABEL_COLS, MISSING, TABLE_EXTS, check_column, decode_text, pick_column,
-                                   read_rows)
+from headstart.core.tables import (LABEL_COLS, MISSING, TABLE_EXTS, check_column, decode_text, group_of,
+                                   pick_column, read_rows)
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.modalities.base import IndexedItems, ModalityState, top_k
@@ -80,7 +80,7 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
             else:
                 records.append((where, str(t).strip(), str(y).strip(), role))
                 if group_col:
-                    group[where] = str(r.get(group_col) or "").strip() or f"(row {r['__line__']})"
+                    group[where] = group_of(r, group_col)
     if not records:
         raise UserError(f"no usable texts in {path}")
     ds.classes = sorted({y for _, _, y, role in records if role != "test"})

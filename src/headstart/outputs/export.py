@@ -54,17 +54,14 @@ def export_onnx(path: Path, model, example) -> tuple[str | None, str]:
 def export_recommended(ctx: RunContext, results: dict) -> None:
     """Write model/ for the recommended strategy (its best-validation seed)."""
     import torch
-    s = results["recommended"]
-    if not STRATEGIES[s].exports:   # a scikit-learn pipeline is not exported: hand over the best network instead
-        nets = [k for k, v in results["strategies"].items() if STRATEGIES[k].exports and "failed" not in v]
-        if not nets:
-            return
-        s = max(nets, key=lambda k: (results["strategies"][k]["val_acc"], -results["strategies"][k]["val_loss"]))
-    seeds = [(r.val_loss, r.seed) for seed in range(ctx.cfg.seeds)
-             if (r := unit_result(ctx.run_dir, s, seed)) and r.ok]
-    seed = min(seeds)[1]
+    s = results["recommended"]      # an exportable arm (summarize.choose) unless no arm is
+    if not STRATEGIES[s].exports:
+        return
+    units = [r for seed in range(ctx.cfg.seeds) if (r := unit_result(ctx.run_dir, s, seed)) and r.ok]
+    best = min(units, key=lambda r: (r.val_loss, r.seed))
+    seed = best.seed
     # weights kept from a small-input epoch (scratch stopped while resizing progressively) predict at that size
-    size = unit_result(ctx.run_dir, s, seed).details.get("eval_size") or ctx.size
+    size = best.details.get("eval_size") or ctx.size
     head_only = STRATEGIES[s].exports == "probe-head"
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=head_only)
     state = read_weights(unit_dir(ctx.run_dir, s, seed) / "weights.safetensors")

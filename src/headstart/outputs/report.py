@@ -87,9 +87,6 @@ def recommendation(results: dict) -> str:
                  f"${m['compute']['price_per_hour']:g}/h). ")
     if m.get("overfit"):
         text += "Its validation loss showed overfitting; early stopping restored the best epoch. "
-    exported = results.get("model", {}).get("strategy", rec)
-    if exported != rec:
-        text += f"`model/` holds `{exported}`. "
     if results.get("model", {}).get("onnx_skipped"):
         text += results["model"]["onnx_skipped"] + ". "
     text += "Run `headstart predict <run>/model <inputs>` to use the exported model."

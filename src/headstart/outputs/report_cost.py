@@ -29,11 +29,18 @@ def _labels(n) -> str:
     return "not reached" if n is None else f"{n:,.0f}"
 
 
+def _saved(results: dict):
+    """(curve, best transfer arm, its labels-saved entry vs scratch), or Nones when no curve measured it."""
+    c = results.get("curve")
+    if not c or not c.get("saved"):
+        return c, None, None
+    t = best_arm(results, TRANSFER)
+    return c, t, c["saved"].get(f"{t} vs {NETWORK_BASELINE}")
+
+
 def labels_saved_cell(results: dict) -> str:
     """The verdict card's labels-saved cell: '240 labels (≈ $1,200–$4,800)', or '' when not measured."""
-    c = results.get("curve")
-    t = best_arm(results, TRANSFER) if c and c.get("saved") else None
-    s = c["saved"].get(f"{t} vs {NETWORK_BASELINE}") if t else None
+    _, _, s = _saved(results)
     if not s or s["saved"] is None:
         return f"at least {s['at_least']:,.0f} labels" if s and s.get("at_least") is not None else ""
     money = [abs(m) for m in s.get("money") or []]
@@ -43,11 +50,7 @@ def labels_saved_cell(results: dict) -> str:
 
 def curve_summary(results: dict) -> str:
     """One sentence for the verdict: labels (and money) transfer saved, or why that is not known."""
-    c = results.get("curve")
-    if not c or not c.get("saved"):
-        return ""
-    t = best_arm(results, TRANSFER)
-    s = c["saved"].get(f"{t} vs {NETWORK_BASELINE}")
+    c, t, s = _saved(results)
     if not s:
         return ""
     target = f"{100 * c['target']:.1f}% test accuracy ({c['target_source']})"

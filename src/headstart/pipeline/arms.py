@@ -9,6 +9,7 @@ import contextlib
 import csv
 import functools
 import io
+import itertools
 import time
 from pathlib import Path
 
@@ -227,13 +228,7 @@ def _checkpoint_early_stages(model, n: int) -> None:
 
 def _runs(sizes: list[int]) -> list[list[int]]:
     """[128]*10 + [224]*3 -> [[128, 10], [224, 3]]: input size and epochs at it, in order."""
-    out: list[list[int]] = []
-    for s in sizes:
-        if out and out[-1][0] == s:
-            out[-1][1] += 1
-        else:
-            out.append([s, 1])
-    return out
+    return [[s, len(list(run))] for s, run in itertools.groupby(sizes)]
 
 
 def predict_probs(model, ctx: RunContext, indices, size: int | None = None) -> np.ndarray:

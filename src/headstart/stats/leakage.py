@@ -29,6 +29,17 @@ def _role_of(split: dict, n: int) -> list[str]:
     return role
 
 
+def _same_key_pairs(keys: list[str]):
+    """(i, j), i < j, for every two items that share a key."""
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        for k, j in enumerate(members):
+            for i in members[:k]:
+                yield i, j
+
+
 def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float = 0.9, limit: int = 200,
                     near_kind: str = "") -> dict:
     """Pairs (i, j) flagged as exact, normalised or near duplicates, each with its kind: leak (different splits),
@@ -36,20 +47,9 @@ def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float 
     near pairs that are only reported)."""
     role = _role_of(split, len(ds))
     pairs: dict[tuple[int, int], dict] = {}
-    groups: dict[str, list[int]] = {}
-    for i, h in enumerate(ds.hashes):
-        groups.setdefault(h, []).append(i)
-    for members in groups.values():
-        for k, j in enumerate(members):
-            for i in members[:k]:
-                pairs[(i, j)] = {"match": "exact", "similarity": 1.0}
-    loose: dict[str, list[int]] = {}
-    for i, key in enumerate(getattr(ds, "match_keys", None) or []):
-        loose.setdefault(key, []).append(i)
-    for members in loose.values():
-        for k, j in enumerate(members):
-            for i in members[:k]:
-                pairs.setdefault((i, j), {"match": "normalised", "similarity": 1.0})
+    for match, keys in (("exact", ds.hashes), ("normalised", getattr(ds, "match_keys", None) or [])):
+        for pair in _same_key_pairs(keys):
+            pairs.setdefault(pair, {"match": match, "similarity": 1.0})     # exact wins over normalised
     effective = threshold
     if feats is not None and threshold < 1.0:
         f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
