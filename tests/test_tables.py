@@ -176,3 +176,8 @@ def test_tracker_hook_logs_every_unit_to_tensorboard(tmp_path):
     assert b"val_loss" in blob and b"train_acc" in blob and b"test/accuracy" in blob
     with pytest.raises(UserError, match="tracker"):
         RunConfig(data=str(data), tracker="wandb").validate()
+    import importlib.util
+    from headstart.outputs.track import check_tracker
+    if importlib.util.find_spec("mlflow") is None:     # said before any training, with the install command
+        with pytest.raises(UserError, match=r"pip install 'headstart\[mlflow\]'"):
+            check_tracker("mlflow")

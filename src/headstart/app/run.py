@@ -20,7 +20,7 @@ from headstart.core.errors import UserError
 from headstart.core.io import default_run_dir, ensure_writable, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
-from headstart.outputs.track import track
+from headstart.outputs.track import check_tracker, track
 from headstart.outputs.plots import make_plots
 from headstart.outputs.report import render_markdown
 from headstart.outputs.report_assess import render_assessment
@@ -37,6 +37,7 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     """Run (or resume) the experiment described by cfg and return the results dict."""
     t_start = time.perf_counter()
     ctx = build_context(cfg, progress, log)
+    check_tracker(cfg.tracker)
     strategies = [s for s in ORDER if s in cfg.strategies]
     assessment, leakage = pretraining_checks(ctx)
     run_grid(ctx, plan(cfg, strategies))

@@ -26,9 +26,21 @@ def _logger(kind: str, run_dir: Path, strategy: str, seed: int):
                                      default_hp_metric=False)
         from lightning.pytorch.loggers import MLFlowLogger
         return MLFlowLogger(experiment_name=f"headstart-{run_dir.name}", run_name=f"{strategy}-seed{seed}")
-    except (ImportError, ModuleNotFoundError) as e:
-        need = "tensorboard (or tensorboardX)" if kind == "tensorboard" else "mlflow"
-        raise UserError(f"--tracker {kind} needs {need}: pip install {need.split()[0]} ({e})") from None
+    except ImportError as e:
+        raise UserError(f"{_needs(kind)} ({e})") from None
+
+
+def _needs(kind: str) -> str:
+    return (f"--tracker {kind} needs " + ("tensorboard or tensorboardX: pip install 'headstart[tensorboard]'"
+                                         if kind == "tensorboard" else "mlflow: pip install 'headstart[mlflow]'"))
+
+
+def check_tracker(kind: str) -> None:
+    """Before any training: the tracker's library is installed (a long run must not end on a missing package)."""
+    import importlib.util
+    mods = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}.get(kind, ())
+    if mods and not any(importlib.util.find_spec(m) for m in mods):
+        raise UserError(_needs(kind))
 
 
 def track(results: dict, run_dir: str | Path, kind: str) -> list[str]:
