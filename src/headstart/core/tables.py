@@ -158,7 +158,9 @@ def media_table(table: Path, exts: set[str], what: str, label_col: str = "", pat
     root = table.parent
     pcol = path_col or path_column(rows, exts)
     if pcol is None:
-        raise UserError(f"{table}: no column holds {what} file names ({', '.join(sorted(exts))})")
+        raise UserError(f"{table}: no column holds {what} file names ({', '.join(sorted(exts))}); give one column of "
+                        "file paths (relative to the table, or absolute) and one of labels, or pass --modality text "
+                        "if the table holds texts")
     cols = [c for c in next(r for r in rows if "__error__" not in r) if not c.startswith("__")]
     lcol = pick_column([c for c in cols if c != pcol], label_col, LABEL_COLS, "label", table)
     scol = next((c for c in cols if c.lower() in SPLIT_COLS), None)
