@@ -6,6 +6,9 @@
 The rules in pipeline/assess.py were fixed before these runs, so every row is held out. Each variant runs the
 default `headstart run` (assessment, 4 strategies, racing on, seed 0) and prints, for transfer vs scratch and
 transfer vs the classic baseline, the prediction, the measured paired difference on test and whether it held.
+Second batch: hymenoptera with 10% and 50% of its training labels, as texture-only crops (a random 1/16 of each
+image, scaled up); TREC at 50 per class with 30% of training labels flipped; sklearn digits at 100 per class
+(96 px), a case where scratch should be competitive.
 Variants: hymenoptera in grayscale and inverted (far from ImageNet photos), heavily blurred, with 25% of its
 training labels, with 30% of its training labels flipped; TREC at 20 questions per class with the words of every
 question shuffled (no syntax left); FSDD's spoken digits as spectrogram images (30 per class), read by the image
@@ -71,7 +74,22 @@ def _spectrograms(dst: Path, per_class: int = 30, seed: int = 0) -> Path:
     return dst
 
 
-def _trec_shuffled(dst: Path, per_class: int = 20, seed: int = 0) -> list[str]:
+def _texture_crop(img: Image.Image, rng=random.Random(0)) -> Image.Image:
+    """A random patch of a quarter of each side (1/16 of the area), scaled back up: texture and colour stay, the
+    object's shape is gone."""
+    w, h = img.size
+    cw, ch = max(8, w // 4), max(8, h // 4)
+    x, y = rng.randrange(0, w - cw + 1), rng.randrange(0, h - ch + 1)
+    return img.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BICUBIC)
+
+
+def _digits(dst: Path, per_class: int) -> Path:
+    from headstart.app.demo import write_digits
+    return write_digits(dst, per_class)
+
+
+def _trec_shuffled(dst: Path, per_class: int = 20, seed: int = 0, shuffle_words: bool = True,
+                   flip: float = 0.0) -> list[str]:
     rng = random.Random(seed)
     dst.mkdir(parents=True, exist_ok=True)
     to_csv(DATA / "trec" / "train_5500.label", dst / "all.csv")
@@ -83,8 +101,12 @@ def _trec_shuffled(dst: Path, per_class: int = 20, seed: int = 0) -> list[str]:
         if seen.get(r["label"], 0) < per_class:
             seen[r["label"]] = seen.get(r["label"], 0) + 1
             keep.append(r)
+    labels = sorted(seen)
+    for r in keep:          # label noise on the training table only; the test table stays clean
+        if rng.random() < flip:
+            r["label"] = rng.choice([x for x in labels if x != r["label"]])
     for name, rs in (("train.csv", keep), ("test.csv", list(csv.DictReader(open(dst / "test.csv"))))):
-        for r in rs:
+        for r in rs if shuffle_words else []:
             words = r["text"].split()
             rng.shuffle(words)
             r["text"] = " ".join(words)
@@ -103,6 +125,13 @@ VARIANTS = {
     "hym-noise30": lambda t: {"data": str(_images(t, flip=0.3))},
     "trec-shuffled-20": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t))),
     "fsdd-spectrogram-30": lambda t: {"data": str(_spectrograms(t))},
+    # second batch (session 7), also run after the rules were fixed
+    "hym-10pct": lambda t: {"data": str(_images(t, keep=0.10))},
+    "hym-50pct": lambda t: {"data": str(_images(t, keep=0.50))},
+    "hym-texture": lambda t: {"data": str(_images(t, _texture_crop))},
+    "trec-50-noise30": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, 50, shuffle_words=False,
+                                                                                flip=0.3))),
+    "digits-100": lambda t: {"data": str(_digits(t, 100)), "image_size": 96, "epochs": 15},
 }
 
 

@@ -12,13 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from headstart.core.config import RunConfig
+from headstart.app import show
 from headstart.core.errors import UserError
 from headstart.models.registry import available_backbones
-from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_rows
-from headstart.outputs.report_assess import SCORE_HEADER, score_rows
 from headstart.training.strategies import ORDER, STRATEGIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -65,24 +63,8 @@ def _progress():
                     console=console, transient=False, disable=not sys.stderr.isatty() and not console.is_terminal)
 
 
-NARROW_DROPS = ("macro-F1", "stopped early?", "overfitting?")    # left out below 110 columns (report.md has them)
-
-
 def print_summary(results: dict) -> None:
-    keep = [i for i, h in enumerate(SUMMARY_HEADER) if console.width >= 110 or h not in NARROW_DROPS]
-    table = Table(title="headstart summary (test split)", caption=None if len(keep) == len(SUMMARY_HEADER) else
-                  "narrow terminal: macro-F1 and the early-stopping / overfitting flags are in report.md")
-    for i in keep:     # names and accuracies never wrap or truncate
-        table.add_column(SUMMARY_HEADER[i], no_wrap=i < 2)
-    for row in summary_rows(results):
-        table.add_row(*[row[i] for i in keep])
-    console.print(table)
-    for k, v in results.get("paired_differences", {}).items():
-        console.print(f"{k}: {100 * v['difference']:+.1f} pts, paired 95% CI "
-                      f"[{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]")
-    from rich.markdown import Markdown
-    console.print(Markdown(recommendation(results)))
-    console.print(f"report: {Path(results['config']['out']) / 'report.md'} (and report.html)")
+    show.summary(console, results)
 
 
 def _split_list(s: str) -> list[str]:
@@ -105,6 +87,10 @@ def run(
     out: Annotated[str, typer.Option(help="run folder (default runs/<dataset>-<timestamp>)")] = "",
     backbone: Annotated[str, typer.Option(help="registry name, timm:<name>, hf:<id>, or a headstart model/ folder "
                                           "(default: efficientnet_lite0 for images, minilm_l6 for text)")] = "",
+    backbones: Annotated[str, typer.Option(help="comma list of backbones to compare: all are assessed, the --top-k "
+                                           "best by the assessment and the cheapest are trained (transfer arms; "
+                                           "scratch and classic once), and one is recommended")] = "",
+    top_k: Annotated[int, typer.Option(help="with --backbones: how many of the assessment's best to train")] = 2,
     strategies: Annotated[str, typer.Option(help="comma list of " + "; ".join(
         f"{s} ({STRATEGIES[s].label})" for s in ORDER))] = ",".join(ORDER),
     modality: Annotated[str, typer.Option(help="a registered modality: image, text or audio (default: detected "
@@ -173,6 +159,14 @@ def run(
                                       cost_per_label=_floats(cost_per_label, "--cost-per-label")).items()
              if not config or k == "data" or ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = RunConfig.from_dict({**base, **given})
+    if backbones:
+        if backbone:
+            raise UserError("give either --backbone (one) or --backbones (a comparison), not both")
+        from headstart.app.compare import run_compare
+        with _progress() as progress:
+            res = run_compare(cfg, _split_list(backbones), top_k, progress=progress, log=console.print)
+        show.comparison(console, res)
+        return
     with _progress() as progress:
         results = run_experiment(cfg, progress=progress, log=console.print)
     print_summary(results)
@@ -207,19 +201,7 @@ def assess(
                     encoding=encoding, test_file=test_file, image_size=image_size)
     with _progress() as progress:
         res = run_assess(cfg, _split_list(backbones), progress=progress, log=console.print)
-    table = Table(title="transferability (ranked by LogME; higher is better)")
-    for h in SCORE_HEADER:
-        table.add_column(h)
-    for row in score_rows(res["ranking"]):
-        table.add_row(*row)
-    console.print(table)
-    best = res["ranking"][0]
-    v = best["verdict"]
-    console.print(f"[bold]{best['backbone']}: {v['label']}[/]. Try {v['try_first']} first: {v['why']}.")
-    for e in v["evidence"]:
-        console.print(f"  - {e}", highlight=False)
-    for s in res["skipped"]:
-        console.print(f"[yellow]not assessed[/] {s['backbone']}: {s['reason']}", highlight=False)
+    show.assessment(console, res)
     console.print(f"written: {cfg.out}/assessment.md")
 
 
@@ -249,17 +231,7 @@ def predict(
         if failed:
             raise typer.Exit(1)
         return
-    texts = any(r.get("text") is not None for r in rows)      # text models echo each input's text
-    table = Table()
-    for h in ["input"] + ["input text"] * texts + ["prediction", "probability", "top classes"]:
-        table.add_column(h)
-    for r in rows:
-        lead = [r["path"]] + ([r.get("text", "")[:60]] if texts else [])
-        if "error" in r:
-            table.add_row(*lead, "[red]skipped[/]", "", r["error"])
-        else:
-            table.add_row(*lead, r["label"], f"{r['prob']:.3f}", ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
-    console.print(table)
+    show.predictions(console, rows)
     if failed:
         console.print(f"[bold red]error:[/] none of the {len(rows)} input(s) could be read (reasons above)",
                       highlight=False)
@@ -268,15 +240,33 @@ def predict(
 
 @app.command()
 @user_errors
+def suggest(
+    run_dir: Annotated[str, typer.Argument(help="a run folder written by headstart run")],
+    unlabelled: Annotated[list[str], typer.Argument(help="unlabelled items: folders or files of the run's kind "
+                                                    "(images, audio, or text tables / .txt files)")],
+    n: Annotated[int, typer.Option("--n", help="how many items to suggest")] = 50,
+    uncertainty: Annotated[str, typer.Option(help="margin | entropy")] = "margin",
+    random_share: Annotated[float, typer.Option(help="share of the picks drawn at random (keeps the labelled set "
+                                                "representative)")] = 0.2,
+    seed: int = 0,
+    out: Annotated[str, typer.Option(help="CSV to write (default RUN_DIR/suggestions.csv)")] = "",
+):
+    """Which unlabelled items to label next: ranked by the run's model (uncertain items first) and by coverage of
+    its frozen feature space (items far from every labelled one), plus a random share. Writes a CSV of item, score,
+    why and predicted label; a finished run's report lists the first ones under "Next steps"."""
+    from headstart.app.suggest import run_suggest
+    with _progress() as progress:
+        res = run_suggest(run_dir, unlabelled, n, uncertainty, random_share, seed, out, progress=progress,
+                          log=console.print)
+    show.suggestions(console, res)
+    console.print(f"written: {res['file']}")
+
+
+@app.command()
+@user_errors
 def backbones():
     """List the backbones: packaged offline weights, and the online/checkpoint forms accepted by --backbone."""
-    table = Table()
-    for h in ("backbone", "available offline", "weights", "input size"):
-        table.add_column(h)
-    for r in available_backbones():
-        avail = {True: "yes", False: "no", None: "—"}[r["available"]]
-        table.add_row(r["name"], avail, r["source"], str(r["input_size"] or ""))
-    console.print(table)
+    show.backbones(console, available_backbones())
 
 
 @app.command()
@@ -296,16 +286,7 @@ def demo(
         res = run_demo(out, per_class=per_class, curve=tuple(_floats(curve, "--curve")), progress=progress,
                        log=console.print)
     print_summary(res)
-    c = res["curve"]
-    counts = sorted({int(n) for p in c["points"].values() for n in p})
-    table = Table(title="digits: test accuracy by training labels (all 10 digits together)")
-    for h in ["strategy", *[f"{n} labels" for n in counts]]:
-        table.add_column(h)
-    for s, p in c["points"].items():
-        table.add_row(s, *[f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}%" if str(n) in p else "—"
-                           for n in counts])
-    console.print(table)
-
+    show.demo_curve(console, res)
 
 def main():
     app()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from headstart.core.config import RunConfig
 from headstart.core.errors import UserError
-from headstart.core.io import default_run_dir, ensure_writable, write_json, write_text
+from headstart.core.io import default_run_dir, ensure_writable, read_json, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
 from headstart.outputs.track import check_tracker, track
@@ -30,6 +30,7 @@ from headstart.pipeline.checks import pretraining_checks
 from headstart.pipeline.context import build_context
 from headstart.pipeline.grid import plan, run_grid
 from headstart.pipeline.summarize import summarize, summarize_curve
+from headstart.training.costs import backbone_cost
 from headstart.training.strategies import ORDER, TRANSFER
 
 
@@ -52,10 +53,11 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     if ctx.fabric.is_global_zero:
         export_recommended(ctx, results)
         results["plots"] = make_plots(results, ctx.run_dir)
-        write_json(ctx.run_dir / "results.json", results)
-        md = render_markdown(results)
-        write_text(ctx.run_dir / "report.md", md)
-        write_text(ctx.run_dir / "report.html", render_html(md, ctx.run_dir, f"headstart report: {ctx.ds.root}"))
+        for key in ("suggestions", "backbone_comparison"):       # written by `suggest` / `run --backbones`
+            old = read_json(ctx.run_dir / "results.json").get(key) if (ctx.run_dir / "results.json").exists() else None
+            if old:
+                results[key] = old
+        publish(results, ctx.run_dir)
         logged = track(results, ctx.run_dir, cfg.tracker)
         if logged:
             log(f"{cfg.tracker}: logged {len(logged)} unit(s)" + (f" under {ctx.run_dir / 'tensorboard'}"
@@ -63,8 +65,17 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     return results
 
 
-def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print) -> dict:
-    """`headstart assess`: every backbone that loads, ranked by LogME; written to <out>/assessment.{json,md}."""
+def publish(results: dict, run_dir: Path) -> None:
+    """results.json, report.md and report.html of a run folder (again after `suggest` adds its section)."""
+    write_json(run_dir / "results.json", results)
+    md = render_markdown(results)
+    write_text(run_dir / "report.md", md)
+    write_text(run_dir / "report.html", render_html(md, run_dir, f"headstart report: {results['data']['root']}"))
+
+
+def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, memory: bool = False) -> dict:
+    """`headstart assess`: every backbone that loads, ranked by LogME, with what each costs to run (FLOPs,
+    parameters, latency; memory=True: a training step's peak memory too); written to <out>/assessment.{json,md}."""
     if not cfg.out:
         cfg.out = default_run_dir(cfg.data, "assess")
     out = ensure_writable(Path(cfg.out))
@@ -80,7 +91,7 @@ def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print) -
             skipped.append({"backbone": b, "reason": str(e)})
             log(f"{b}: skipped ({e})")
             continue
-        rows.append(assess(ctx))
+        rows.append({**assess(ctx), "cost": backbone_cost(ctx, memory=memory)})
     if not rows:
         raise UserError("none of the backbones loaded: " + "; ".join(f"{s['backbone']}: {s['reason']}" for s in skipped))
     rows.sort(key=lambda r: -r["scores"]["logme"])

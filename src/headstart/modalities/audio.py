@@ -22,7 +22,8 @@ from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
 from headstart.models.device import to_device, to_numpy
-from headstart.modalities.base import IndexedItems, ModalityState, expand_inputs, standardised_logreg, top_k
+from headstart.modalities.base import (IndexedItems, ModalityState, add_unlabelled, expand_inputs,
+                                      standardised_logreg, top_k)
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 RATE = 16000
@@ -225,6 +226,18 @@ class AudioModality:
 
     def input_description(self, size: int) -> str:
         return "16 kHz log-mel frames, at most 30 s per clip"
+
+    def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
+        """Audio files or folders without labels (for `headstart suggest`), decoded like the training clips."""
+        ds = LabeledSet(root=Path("."), classes=[])
+        for f in expand_inputs(inputs, AUDIO_EXTS, "audio"):
+            try:
+                x, _ = decode_audio(f)
+            except Exception as e:  # listed, not fatal
+                ds.skipped.append({"path": display_name(str(f)), "reason": f"{type(e).__name__}: {e}"[:200]})
+                continue
+            add_unlabelled(ds, display_name(str(f)), x, hashlib.sha1(x.tobytes()).hexdigest())
+        return ds
 
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
         rows = []

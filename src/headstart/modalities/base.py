@@ -61,6 +61,7 @@ class Modality(Protocol):
     def input_description(self, size: int) -> str: ...
     def predict(self, model_dir, model, spec, classes: list[str], inputs: list[str], top: int, batch_size: int,
                 runtime: str) -> list[dict]: ...
+    def read_unlabelled(self, inputs: list[str], spec, size: int): ...   # LabeledSet without labels (suggest)
 
 
 class IndexedItems:
@@ -93,6 +94,15 @@ class InputItem(str):
         obj = super().__new__(cls, text)
         obj.origin, obj.piped = origin, piped
         return obj
+
+
+def add_unlabelled(ds, where: str, item, digest: str) -> None:
+    """One unlabelled item into a LabeledSet (label -1: no class), for the frozen pass of `headstart suggest`."""
+    ds.paths.append(where)
+    ds.items.append(item)
+    ds.labels.append(-1)
+    ds.sources.append("")
+    ds.hashes.append(digest)
 
 
 def top_k(probs, classes: list[str], top: int) -> dict:

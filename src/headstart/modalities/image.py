@@ -25,7 +25,7 @@ from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
-from headstart.modalities.base import ModalityState, expand_inputs, standardised_logreg, top_k
+from headstart.modalities.base import ModalityState, add_unlabelled, expand_inputs, standardised_logreg, top_k
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_ASPECT = 20          # longest side / shortest side of an image headstart decodes
@@ -276,6 +276,18 @@ class ImageModality:
 
     def input_description(self, size: int) -> str:
         return f"input {size} px"
+
+    def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
+        """Image files or folders without labels (for `headstart suggest`), decoded like the training images."""
+        ds = LabeledSet(root=Path("."), classes=[])
+        for f in expand_inputs(inputs, IMAGE_EXTS, "image"):
+            ok, reason = _load_one(f, spec.short_side(size))
+            if ok is None:
+                ds.skipped.append({"path": display_name(str(f)), "reason": reason})
+                continue
+            add_unlabelled(ds, display_name(str(f)), torch.from_numpy(np.ascontiguousarray(ok[0].transpose(2, 0, 1))),
+                           ok[1])
+        return ds
 
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
         from torchvision.transforms.v2.functional import center_crop

@@ -22,7 +22,7 @@ from headstart.core.tables import (LABEL_COLS, MISSING, TABLE_EXTS, check_column
                                    pick_column, read_rows)
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
-from headstart.modalities.base import IndexedItems, ModalityState, top_k
+from headstart.modalities.base import IndexedItems, ModalityState, add_unlabelled, top_k
 
 TEXT_EXTS = TABLE_EXTS
 TEXT_COLS = ("text", "sentence", "question", "review", "content", "body", "utterance", "comment")
@@ -195,6 +195,30 @@ def text_shift(stats: dict) -> dict:
     return {k: stats[k] for k in keys if k in stats}
 
 
+def read_texts(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """(texts, where each came from): CSV/TSV/JSONL tables (their text column), .txt files (one text each), piped
+    lines and literal strings."""
+    texts, where = [], []
+    for n, s in enumerate(inputs, 1):
+        p = Path(s)
+        if getattr(s, "piped", False):      # piped lines are texts, even when one looks like a file name
+            texts.append(str(s))
+            where.append(s.origin)
+        elif p.is_file() and p.suffix.lower() in TEXT_EXTS:
+            rows = read_rows(p, "utf-8")
+            col = pick_column([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
+            for r in rows:
+                texts.append(str(r.get(col) or ""))
+                where.append(f"{p.name}:{r['__line__']}")
+        elif p.is_file():
+            texts.append(p.read_text(errors="replace"))
+            where.append(str(p))
+        else:
+            texts.append(str(s))
+            where.append(getattr(s, "origin", f"arg {n}"))
+    return texts, where
+
+
 class TextModality:
     name = "text"
     default_backbone = "minilm_l6"
@@ -280,26 +304,21 @@ class TextModality:
     def input_description(self, size: int) -> str:
         return f"at most {size} tokens per text"
 
+    def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
+        """Texts without labels (for `headstart suggest`): tables, .txt files or folders of them; empty texts are
+        listed, not kept."""
+        ds = LabeledSet(root=Path("."), classes=[])
+        files = [str(f) for s in inputs for f in (sorted(Path(s).rglob("*.txt")) if Path(s).is_dir() else [s])]
+        for t, where in zip(*read_texts(files)):
+            if t.strip():
+                add_unlabelled(ds, where, t.strip(), hashlib.sha1(t.strip().encode()).hexdigest())
+            else:
+                ds.skipped.append({"path": where, "reason": "empty text"})
+        return ds
+
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
         """Inputs: CSV/TSV/JSONL tables (their text column), .txt files (one text each), or literal strings."""
-        texts, where = [], []
-        for n, s in enumerate(inputs, 1):
-            p = Path(s)
-            if getattr(s, "piped", False):      # piped lines are texts, even when one looks like a file name
-                texts.append(str(s))
-                where.append(s.origin)
-            elif p.is_file() and p.suffix.lower() in TEXT_EXTS:
-                rows = read_rows(p, "utf-8")
-                col = pick_column([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
-                for r in rows:
-                    texts.append(str(r.get(col) or ""))
-                    where.append(f"{p.name}:{r['__line__']}")
-            elif p.is_file():
-                texts.append(p.read_text(errors="replace"))
-                where.append(str(p))
-            else:
-                texts.append(str(s))
-                where.append(getattr(s, "origin", f"arg {n}"))
+        texts, where = read_texts(inputs)
         ids, stats = tokenize(spec.path, texts, spec.input_size)
         ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
         rows = []

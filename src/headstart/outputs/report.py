@@ -9,6 +9,7 @@ from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
 from headstart.core.results import best_arm
 from headstart.outputs.report_cost import curve_summary, labels_saved_cell, savings_lines
+from headstart.outputs.report_next import next_steps_lines
 from headstart.outputs.report_training import training_lines
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, STRATEGIES, TRANSFER
 
@@ -247,6 +248,7 @@ def render_markdown(results: dict) -> str:
         lines.append("")
     lines += training_lines(results)
     lines += ["", f"Recommendation basis: {results['recommendation_basis']}.", ""]
+    lines += next_steps_lines(results)
     cfg = results["config"]
     lines += ["## Reproduce", "", "Every setting is in this run's `config.json` (the split in `split.json`):", "",
               "```", f"headstart run {cfg['data']} --config {cfg['out']}/config.json --out <new folder>", "```",

@@ -53,7 +53,7 @@ def check_out_folder(out: Path, data: str) -> None:
         raise UserError(f"--out {out} lies inside the data folder {data}: its files would be read as data on the next "
                         "run; choose an output folder outside the data")
     if out.is_dir() and not (out / "config.json").exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in (".lock", "split.json"))  # split: --backbones
         if foreign:
             raise UserError(f"--out {out} is an existing folder that is not a headstart run (it holds "
                             f"{', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); headstart would write over "

@@ -13,7 +13,7 @@ from headstart.core.results import UnitResult, unit_result
 from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
-from headstart.stats.evaluate import metrics, paired_difference
+from headstart.stats.evaluate import metrics, paired_difference, validation_noise
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
 
 
@@ -90,8 +90,7 @@ def choose(per_strategy: dict, n_val: int) -> dict:
     ranked = sorted(per_strategy, key=key)
     deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
     top = per_strategy[deployable[0]]["val_acc"]
-    p = (top * n_val + 2) / (n_val + 4)
-    noise = 2 * float(np.sqrt(2 * p * (1 - p) / max(n_val, 1)))
+    noise = validation_noise(top, n_val)
     tied = [s for s in deployable if per_strategy[s]["val_acc"] >= top - noise]
     cheap = [s for s in ORDER if s in tied and STRATEGIES[s].transfer]
     pick = cheap[0] if cheap else tied[0]

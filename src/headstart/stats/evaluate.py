@@ -28,6 +28,13 @@ def bootstrap_ci(stat, n: int, reps: int, seed: int = 0, level: float = 0.95) ->
     return [float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))]
 
 
+def validation_noise(top: float, n_val: int) -> float:
+    """Two standard errors of the difference of two accuracies near `top`, each on n_val items (Agresti-Coull
+    adjusted, so 100% on a small set still has noise): below it, two arms or backbones are tied on validation."""
+    p = (top * n_val + 2) / (n_val + 4)
+    return 2 * float(np.sqrt(2 * p * (1 - p) / max(n_val, 1)))
+
+
 def wilson_ci(correct: float, n: int, level: float = 0.95) -> list[float]:
     """Wilson score interval for a proportion (correct may be fractional: the seed-averaged count)."""
     from scipy.stats import norm

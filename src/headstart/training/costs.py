@@ -119,3 +119,42 @@ def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 
     out.update(cost(out["wall_seconds"], device_kind(cfg.accelerator), cfg.devices, cfg.price_per_hour,
                     cfg.device_watts))
     return out
+
+
+def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
+    """What deploying and training ctx's backbone costs, measured on this machine: inference FLOPs per item,
+    parameters, weights size, predict latency (one item, median of `reps` after warm-up), and with memory=True the
+    peak resident memory of one training step at the run's batch size, in a fresh process (the run's own process
+    peak only grows, so it cannot tell backbones apart)."""
+    import torch
+    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)
+    model.eval()
+    params = sum(p.numel() for p in model.parameters())
+    one = to_device(sample_batch(ctx, ctx.split["val"], False, n=1), model)
+    times = []
+    with torch.inference_mode():
+        for k in range(reps + 3):
+            t0 = time.perf_counter()
+            model(one)
+            if k >= 3:
+                times.append(time.perf_counter() - t0)
+    out = {"flops_per_item": inference_flops(ctx), "params": int(params), "weights_mb": params * 4 / 2 ** 20,
+           "latency_ms": 1000 * sorted(times)[len(times) // 2], "latency_batch": 1,
+           "threads": torch.get_num_threads()}
+    if memory:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        batch = sample_batch(ctx, ctx.split["train"], True, n=ctx.cfg.batch_size)
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            out["train_step_peak_gib"] = pool.submit(_train_step_peak, ctx.cfg.backbone, len(ctx.ds.classes),
+                                                     batch).result()
+        out["train_step_batch"] = ctx.cfg.batch_size
+    return out
+
+
+def _train_step_peak(backbone: str, n_classes: int, x) -> float:
+    """Peak resident memory (GiB) of this fresh process after one forward + backward of the whole network on x."""
+    model, _ = create_backbone(backbone, n_classes, pretrained=False)
+    model.train()
+    model(x).float().sum().backward()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20

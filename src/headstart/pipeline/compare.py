@@ -1,0 +1,102 @@
+"""Which pretrained model to start from: the decisions of `headstart run --backbones a,b,c` (no training here).
+
+    trained = pick_backbones(ranking, cost, k=2)         # top-k by the assessment + the cheapest, in assessment order
+    tau = rank_agreement(["a", "b", "c"], {"a": .91, "b": .93, "c": .88})   # Kendall tau, with its meaning in words
+    rec = recommend_backbone(rows, n_val)                # the backbone to deploy: accuracy weighed against cost
+
+app/compare.py runs the experiment; these functions only decide, so tests can check them on hand-made numbers.
+The deploy decision uses validation only (the test split is reported, never chosen on): every backbone whose
+validation accuracy lies within the noise of the best (two standard errors of a difference of two proportions on
+n_val items, the rule summarize.choose uses for arms) is tied with it, and the cheapest of the tied is deployed,
+cheapest meaning the fewest inference FLOPs per item (then the lower measured latency, then fewer parameters).
+"""
+from __future__ import annotations
+
+from headstart.stats.evaluate import validation_noise
+
+
+def cost_key(c: dict) -> tuple:
+    return (c.get("flops_per_item") or float("inf"), c.get("latency_ms") or float("inf"), c.get("params") or 0)
+
+
+def pick_backbones(ranking: list[str], cost: dict[str, dict], k: int = 2) -> tuple[list[str], dict[str, str]]:
+    """(backbones to train, in assessment order; why each was chosen). ranking: best first by the assessment."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    why = {b: f"assessment rank {i + 1}" for i, b in enumerate(ranking[:k])}
+    priced = [b for b in ranking if b in cost]
+    if priced:
+        cheapest = min(priced, key=lambda b: cost_key(cost[b]))
+        why[cheapest] = (why[cheapest] + " and the cheapest") if cheapest in why else "the cheapest to run"
+    return [b for b in ranking if b in why], why
+
+
+def kendall_tau(predicted: list[str], measured: dict[str, float]) -> tuple[float | None, int, int, int]:
+    """(tau-b, concordant pairs, discordant pairs, tied pairs): predicted is an order (best first), measured a
+    score per backbone (higher is better). Ties in the measured scores count for neither side (tau-b)."""
+    items = [b for b in predicted if b in measured]
+    conc = disc = ties = 0
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):      # predicted: items[i] above items[j]
+            d = measured[items[i]] - measured[items[j]]
+            if abs(d) < 1e-12:
+                ties += 1
+            elif d > 0:
+                conc += 1
+            else:
+                disc += 1
+    n0 = len(items) * (len(items) - 1) // 2
+    denom = (n0 * (n0 - ties)) ** 0.5           # no ties in a predicted order; tau-b's correction for measured ones
+    return ((conc - disc) / denom if denom else None), conc, disc, ties
+
+
+def rank_agreement(predicted: list[str], measured: dict[str, float], noisy_pairs: int = 0) -> dict:
+    """Kendall tau between the assessment's order and the measured accuracies, said in words."""
+    tau, conc, disc, ties = kendall_tau(predicted, measured)
+    pairs = conc + disc + ties
+    if tau is None:
+        words = ("one backbone trained: no order to compare" if pairs == 0 else
+                 "every measured accuracy tied: the order cannot be checked")
+    else:
+        how = ("exactly the measured order" if tau == 1 else "exactly the reverse of the measured order"
+               if tau == -1 else "the measured order more often than not" if tau > 0 else
+               "the measured order no better than a coin" if tau == 0 else "mostly the reverse of the measured order")
+        words = (f"tau = {tau:+.2f}: the assessment predicted {how} ({conc} of {pairs} pair(s) in the right order"
+                 + (f", {disc} reversed" if disc else "") + (f", {ties} tied" if ties else "") + ")")
+        if noisy_pairs:
+            words += (f"; {noisy_pairs} of the {pairs} pair(s) differ by less than the test noise (their paired 95% "
+                      "CI spans 0), so their order is not settled by this data")
+        if pairs < 3:
+            words += "; with so few backbones tau can only be -1, 0 or +1, so read it as a check, not a statistic"
+    return {"tau": tau, "concordant": conc, "discordant": disc, "tied": ties, "pairs": pairs, "words": words}
+
+
+def recommend_backbone(rows: dict[str, dict], n_val: int) -> dict:
+    """rows: backbone -> {"val_acc", "cost": {...}} of its best transfer arm. The deployed backbone and why."""
+    ok = {b: r for b, r in rows.items() if r.get("val_acc") is not None}
+    if not ok:
+        return {"recommended": None, "why": "no backbone finished a transfer arm", "tied": []}
+    best = max(ok, key=lambda b: (ok[b]["val_acc"], [-x for x in cost_key(ok[b]["cost"])]))
+    top = ok[best]["val_acc"]
+    noise = validation_noise(top, n_val)
+    tied = [b for b in ok if ok[b]["val_acc"] >= top - noise]
+    pick = min(tied, key=lambda b: cost_key(ok[b]["cost"]))
+    ratio = lambda a, b, k: (ok[a]["cost"].get(k) or 0) / max(ok[b]["cost"].get(k) or 1e-30, 1e-30)  # noqa: E731
+    if pick == best and len(tied) == 1:
+        second = max((b for b in ok if b != best), key=lambda b: ok[b]["val_acc"], default=None)
+        why = (f"{best} is the most accurate on validation ({100 * top:.1f}%)" + (
+            f", {100 * (top - ok[second]['val_acc']):.1f} points above {second}: beyond the validation noise "
+            f"({100 * noise:.1f} points on {n_val} items)" if second else ""))
+        if second and ratio(best, second, "flops_per_item") > 1.05:
+            why += f", worth its {ratio(best, second, 'flops_per_item'):.1f}x the FLOPs per prediction"
+    elif pick == best:
+        why = (f"{best} is the most accurate on validation ({100 * top:.1f}%) and the cheapest of those within the "
+               f"validation noise ({100 * noise:.1f} points on {n_val} items)")
+    else:
+        why = (f"{pick} ({100 * ok[pick]['val_acc']:.1f}% on validation) is within the validation noise "
+               f"({100 * noise:.1f} points on {n_val} items) of the best, {best} ({100 * top:.1f}%), and cheaper: "
+               f"{ratio(best, pick, 'flops_per_item'):.1f}x fewer FLOPs per prediction"
+               + (f", {ratio(best, pick, 'latency_ms'):.1f}x lower latency" if ok[pick]["cost"].get("latency_ms")
+                  else ""))
+    return {"recommended": pick, "best_on_validation": best, "tied": sorted(tied, key=list(ok).index),
+            "validation_noise": noise, "why": why}
