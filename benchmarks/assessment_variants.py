@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bf16_parity import DATA  # noqa: E402
-from trec import to_csv  # noqa: E402
+from trec import per_class, to_csv  # noqa: E402
 
 
 def _images(dst: Path, transform=None, keep=1.0, flip=0.0, seed=0) -> Path:
@@ -88,22 +88,16 @@ def _digits(dst: Path, per_class: int) -> Path:
     return write_digits(dst, per_class)
 
 
-def _trec_shuffled(dst: Path, per_class: int = 20, seed: int = 0, shuffle_words: bool = True,
+def _trec_shuffled(dst: Path, per_class_n: int = 20, seed: int = 0, shuffle_words: bool = True,
                    flip: float = 0.0) -> list[str]:
     rng = random.Random(seed)
     dst.mkdir(parents=True, exist_ok=True)
     to_csv(DATA / "trec" / "train_5500.label", dst / "all.csv")
     to_csv(DATA / "trec" / "TREC_10.label", dst / "test.csv")
-    rows = list(csv.DictReader(open(dst / "all.csv")))
-    rng.shuffle(rows)
-    seen, keep = {}, []
-    for r in rows:
-        if seen.get(r["label"], 0) < per_class:
-            seen[r["label"]] = seen.get(r["label"], 0) + 1
-            keep.append(r)
-    labels = sorted(seen)
+    keep = per_class(list(csv.DictReader(open(dst / "all.csv"))), per_class_n, rng)
+    labels = sorted({r["label"] for r in keep})
     for r in keep:          # label noise on the training table only; the test table stays clean
-        if rng.random() < flip:
+        if flip and rng.random() < flip:     # no draw without noise: the batch-1 variants replay exactly
             r["label"] = rng.choice([x for x in labels if x != r["label"]])
     for name, rs in (("train.csv", keep), ("test.csv", list(csv.DictReader(open(dst / "test.csv"))))):
         for r in rs if shuffle_words else []:

@@ -19,20 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bf16_parity import DATA  # noqa: E402
-from trec import to_csv  # noqa: E402
+from trec import per_class, to_csv  # noqa: E402
 
 
-def trec_subset(dst: Path, per_class: int = 100, seed: int = 0) -> tuple[str, str]:
+def trec_subset(dst: Path, per_class_n: int = 100, seed: int = 0) -> tuple[str, str]:
     dst.mkdir(parents=True, exist_ok=True)
     to_csv(DATA / "trec" / "train_5500.label", dst / "all.csv")
     to_csv(DATA / "trec" / "TREC_10.label", dst / "test.csv")
-    rows = list(csv.DictReader(open(dst / "all.csv")))
-    random.Random(seed).shuffle(rows)
-    seen, keep = {}, []
-    for r in rows:
-        if seen.get(r["label"], 0) < per_class:
-            seen[r["label"]] = seen.get(r["label"], 0) + 1
-            keep.append(r)
+    keep = per_class(list(csv.DictReader(open(dst / "all.csv"))), per_class_n, random.Random(seed))
     with open(dst / "train.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["text", "label"])
         w.writeheader()

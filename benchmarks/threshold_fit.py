@@ -36,6 +36,7 @@ ROWS = [
     ("hym-50pct", "image", 49, 59.8, 34.4, True, True, "held out"),
     ("hym-texture", "image", 98, 57.8, 13.9, True, True, "held out"),
     ("trec-50-noise30", "text", 40, 35.7, 0.3, False, True, "held out"),
+    ("digits-100", "image", 80, 96.7, -12.9, False, False, "held out"),
 ]
 
 

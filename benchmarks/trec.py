@@ -25,6 +25,18 @@ def to_csv(src: Path, dst: Path) -> None:
             w.writerow([question, label.split(":")[0]])
 
 
+def per_class(rows: list[dict], k: int, rng) -> list[dict]:
+    """The first k rows of each label after shuffling with rng (a random.Random): a stratified subset."""
+    rows = list(rows)
+    rng.shuffle(rows)
+    seen, keep = {}, []
+    for r in rows:
+        if seen.get(r["label"], 0) < k:
+            seen[r["label"]] = seen.get(r["label"], 0) + 1
+            keep.append(r)
+    return keep
+
+
 def main():
     root = DATA / "trec"
     if not root.exists():

@@ -56,17 +56,26 @@ def test_kendall_tau_hand_computed_and_against_scipy():
 
 def test_recommendation_weighs_accuracy_against_cost():
     rows = {"big": {"val_acc": 0.92, "cost": {"flops_per_item": 4e9, "latency_ms": 40}},
-            "small": {"val_acc": 0.90, "cost": {"flops_per_item": 1e9, "latency_ms": 10}}}
-    # 50 validation items: p = (0.92*50 + 2) / 54; noise = 2 sqrt(2 p (1-p) / 50) = 12.6 points -> tied, the cheap one
+            "small": {"val_acc": 0.91, "cost": {"flops_per_item": 1e9, "latency_ms": 10}}}
+    # 50 validation items: p = (0.92*50 + 2) / 54; noise = 2 sqrt(2 p (1-p) / 50) = 12.6 points; 1 point apart
+    # (within the 2-point margin too): tied, so the cheap one
     p = (0.92 * 50 + 2) / 54
     rec = recommend_backbone(rows, 50)
     assert rec["validation_noise"] == pytest.approx(2 * math.sqrt(2 * p * (1 - p) / 50))
     assert rec["recommended"] == "small" and rec["best_on_validation"] == "big" and rec["tied"] == ["big", "small"]
     assert "4.0x fewer FLOPs" in rec["why"] and "4.0x lower latency" in rec["why"]
-    # 5000 validation items: noise 1.1 points, so 2 points is real -> the accurate one, and its price is said
+    # 5000 validation items: noise 1.1 points, so 3 points apart is beyond it: the accurate one, its price said
+    rows["small"]["val_acc"] = 0.89
     rec = recommend_backbone(rows, 5000)
-    assert rec["recommended"] == "big" and "beyond the validation noise" in rec["why"]
+    assert rec["recommended"] == "big" and "beyond the validation noise" in rec["why"] and rec["alternative"] is None
     assert "4.0x the FLOPs" in rec["why"]
+    # 6 points apart on 117 items (TREC-like): within the noise (9.9) but beyond the margin: the accurate one,
+    # with the cheap one named as the alternative
+    rows = {"big": {"val_acc": 0.838, "cost": {"flops_per_item": 3.2e8}},
+            "small": {"val_acc": 0.778, "cost": {"flops_per_item": 1.6e8}}}
+    rec = recommend_backbone(rows, 117)
+    assert rec["recommended"] == "big" and rec["alternative"] == "small"
+    assert "Alternative: small is 6.0 points lower" in rec["why"] and "2.0x fewer FLOPs" in rec["why"]
 
 
 # ---- which items to label: scores on a pool whose right answer is known ----

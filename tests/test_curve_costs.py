@@ -184,3 +184,18 @@ def test_a_target_the_measured_points_hit_counts_as_reached():
     noisy = {20: [0.57, 0.57], 50: [0.46, 0.47], 98: [0.50, 0.55], 195: [0.57, 0.63]}
     need = labels_needed(noisy, target=0.60)
     assert need["reached"] and need["labels"] == 195
+
+
+def test_a_spawned_worker_does_not_report_its_parents_memory():
+    """Linux keeps ru_maxrss across fork + exec, so a worker (--jobs, the backbone memory probe) measured with it
+    reports at least its parent's memory at the fork; VmHWM starts again at exec."""
+    import multiprocessing as mp
+    import resource
+    from concurrent.futures import ProcessPoolExecutor
+    from headstart.training.costs import peak_rss_gib_since_exec
+    ballast = np.ones(2 ** 28 // 8 * 5, dtype=np.float64)      # 1.25 GiB, touched
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        child = pool.submit(peak_rss_gib_since_exec).result()
+    assert ballast[-1] == 1 and parent > 1.25
+    assert child < parent - 1.0, (child, parent)

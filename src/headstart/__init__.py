@@ -7,7 +7,7 @@
 `import headstart` stays light: torch, timm and Lightning load on the first call.
 """
 __version__ = "0.1.0"
-__all__ = ["run", "predict", "Results", "Arm", "Difference"]
+__all__ = ["run", "predict", "compare", "suggest", "Results", "Arm", "Difference"]
 
 
 def __getattr__(name: str):

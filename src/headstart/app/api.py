@@ -6,6 +6,8 @@
     res.recommended, res.arms["linear-probe"].accuracy, res.arms["scratch"].bounded
     res.difference("linear-probe", "scratch")      # Difference(points=+31.4, ci=(22.9, 39.9), beyond_noise=True)
     rows = headstart.predict(res.model_dir, ["img.jpg"])
+    cmp = headstart.compare("data/xray", ["efficientnet_lite0", "efficientnet_lite2"])   # which backbone
+    picks = headstart.suggest(res.run_dir, ["data/unlabelled"], n=50)                     # which items to label
 
 A DataFrame is written once to the cache (content-addressed CSV), and config.json points at that file, so the run
 stays reproducible and resumable like any other. `results.json` stays the full record (`res.raw`).
@@ -17,7 +19,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headstart.app.compare import run_compare
 from headstart.app.run import run_experiment
+from headstart.app.suggest import run_suggest
 from headstart.core.config import RunConfig
 from headstart.core.io import write_text
 from headstart.outputs.common import bounded
@@ -91,6 +95,21 @@ def run(data, out: str = "", log=print, **options) -> Results:
     file-path column plus a label column). Keywords are RunConfig fields (seeds=3, strategies=[...], curve=[...])."""
     cfg = RunConfig(data=_as_path(data, options.get("cache_dir", "")), out=out, **options)
     return Results.from_dict(run_experiment(cfg, log=log or (lambda *a: None)))
+
+
+def compare(data, backbones: list[str], top_k: int = 2, out: str = "", log=print, **options) -> dict:
+    """`headstart run --backbones`: assess every backbone, train the top_k by the assessment and the cheapest on one
+    split, and recommend one (comparison.json as a dict: rows, agreement, recommendation, summary)."""
+    cfg = RunConfig(data=_as_path(data, options.get("cache_dir", "")), out=out, **options)
+    return run_compare(cfg, list(backbones), top_k, log=log or (lambda *a: None))
+
+
+def suggest(run_dir, unlabelled: list[str], n: int = 50, random_share: float = 0.2, kind: str = "margin",
+            log=print) -> list[dict]:
+    """`headstart suggest`: the unlabelled items to label first, [{"rank", "item", "score", "why", "predicted", ...}];
+    also written to <run_dir>/suggestions.csv and the run's report."""
+    return run_suggest(str(run_dir), [str(x) for x in unlabelled], n, kind, random_share,
+                       log=log or (lambda *a: None))["rows"]
 
 
 def predict(model_dir, inputs: list[str], top: int = 3) -> list[dict]:

@@ -24,7 +24,7 @@ from headstart.core.io import default_run_dir, ensure_writable, read_json, write
 from headstart.core.results import unit_result
 from headstart.outputs.report_compare import render_comparison
 from headstart.outputs.report_cost import render_html
-from headstart.pipeline.compare import pick_backbones, rank_agreement, recommend_backbone
+from headstart.pipeline.compare import cost_key, pick_backbones, rank_agreement, recommend_backbone
 from headstart.pipeline.summarize import choose
 from headstart.stats.evaluate import paired_difference
 from headstart.training.strategies import BASELINES, ORDER, STRATEGIES
@@ -93,6 +93,26 @@ def run_compare(cfg: RunConfig, backbones: list[str], top_k: int = 2, progress=N
     return result
 
 
+def larger_backbone(rows: dict, pairs: dict, pick: str | None) -> str:
+    """What the largest trained backbone bought over the deployed one (or the smallest cost it), on test."""
+    done = [b for b in rows if "accuracy" in rows[b]]
+    if not pick or len(done) < 2:
+        return ""
+    big = max(done, key=lambda b: cost_key(rows[b]["cost"]))
+    other = big if big != pick else min(done, key=lambda b: cost_key(rows[b]["cost"]))
+    d = pairs.get(f"{other} - {pick}")
+    sign = 1
+    if d is None:
+        d, sign = pairs.get(f"{pick} - {other}"), -1
+    if d is None:
+        return ""
+    lo, hi = sorted((sign * d["ci"][0], sign * d["ci"][1]))
+    x = (rows[other]["cost"].get("flops_per_item") or 0) / max(rows[pick]["cost"].get("flops_per_item") or 1, 1)
+    what = "the largest trained" if other == big else "the cheapest trained"
+    return (f" On test, {what}, {other}, scored {100 * sign * d['difference']:+.1f} points [{100 * lo:+.1f}, "
+            f"{100 * hi:+.1f}] against it, at {x:.1f}x its FLOPs per prediction.")
+
+
 def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: dict, runs: dict, names: dict,
                          primary: str) -> dict:
     split = read_json(out / names[primary] / "split.json")
@@ -133,6 +153,7 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
     pick = rec["recommended"]
     summary = (f"of {', '.join(trained)} (trained on this split), deploy **{pick}** (`{rows[pick]['arm']}`, "
                f"{100 * rows[pick]['accuracy']:.1f}% on test): {rec['why']}." if pick else rec["why"] + ".")
+    summary += larger_backbone(rows, pairs, pick)
     base_best = max(baselines, key=lambda s: baselines[s]["val_acc"], default=None)
     if pick and base_best and baselines[base_best]["val_acc"] > rows[pick]["val_acc"] + rec["validation_noise"]:
         summary += (f" But `{base_best}` (no pretraining) beat it on validation by more than the noise "

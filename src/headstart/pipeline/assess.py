@@ -9,7 +9,8 @@ Two questions, each with its own evidence:
 - transfer vs the same network trained from scratch: the labels per class (from-scratch networks need orders of
   magnitude more; measured here on every shared set), unless the raw inputs are so simple that they already
   separate the classes far better than the pretrained features (8x8 digits: scratch tied transfer at 16 per
-  class). Thresholds fitted on the nine shared-set tasks of docs/assessment.md (no held-out variants yet).
+  class). Thresholds fitted on nine shared-set tasks and seven controlled variants; a second batch of five
+  variants is held out (docs/assessment.md, benchmarks/threshold_fit.py).
 """
 from __future__ import annotations
 

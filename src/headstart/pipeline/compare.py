@@ -7,12 +7,15 @@
 app/compare.py runs the experiment; these functions only decide, so tests can check them on hand-made numbers.
 The deploy decision uses validation only (the test split is reported, never chosen on): every backbone whose
 validation accuracy lies within the noise of the best (two standard errors of a difference of two proportions on
-n_val items, the rule summarize.choose uses for arms) is tied with it, and the cheapest of the tied is deployed,
-cheapest meaning the fewest inference FLOPs per item (then the lower measured latency, then fewer parameters).
+n_val items, the rule summarize.choose uses for arms) and at most PRACTICAL_MARGIN below it is tied with it, and
+the cheapest of the tied is deployed, cheapest meaning the fewest inference FLOPs per item (then the lower measured
+latency, then fewer parameters). A cheaper backbone within the noise but further below is named as the alternative.
 """
 from __future__ import annotations
 
 from headstart.stats.evaluate import validation_noise
+
+PRACTICAL_MARGIN = 0.02     # a cheaper backbone may cost at most this much validation accuracy (point estimate)
 
 
 def cost_key(c: dict) -> tuple:
@@ -71,8 +74,13 @@ def rank_agreement(predicted: list[str], measured: dict[str, float], noisy_pairs
     return {"tau": tau, "concordant": conc, "discordant": disc, "tied": ties, "pairs": pairs, "words": words}
 
 
-def recommend_backbone(rows: dict[str, dict], n_val: int) -> dict:
-    """rows: backbone -> {"val_acc", "cost": {...}} of its best transfer arm. The deployed backbone and why."""
+def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTICAL_MARGIN) -> dict:
+    """rows: backbone -> {"val_acc", "cost": {...}} of its best transfer arm. The deployed backbone and why.
+
+    A cheaper backbone replaces the most accurate one when its validation accuracy is within the noise of the best
+    AND at most `margin` below it: validation noise on a small set is wide (10 points at ~100 items), and "not
+    distinguishable" is no reason to give up a large point estimate. A cheaper one within the noise but further
+    below is named as the alternative, with both numbers, so the reader can trade them."""
     ok = {b: r for b, r in rows.items() if r.get("val_acc") is not None}
     if not ok:
         return {"recommended": None, "why": "no backbone finished a transfer arm", "tied": []}
@@ -80,23 +88,30 @@ def recommend_backbone(rows: dict[str, dict], n_val: int) -> dict:
     top = ok[best]["val_acc"]
     noise = validation_noise(top, n_val)
     tied = [b for b in ok if ok[b]["val_acc"] >= top - noise]
-    pick = min(tied, key=lambda b: cost_key(ok[b]["cost"]))
+    close = [b for b in tied if ok[b]["val_acc"] >= top - margin - 1e-9]
+    pick = min(close, key=lambda b: cost_key(ok[b]["cost"]))
+    cheaper = min(tied, key=lambda b: cost_key(ok[b]["cost"]))
     ratio = lambda a, b, k: (ok[a]["cost"].get(k) or 0) / max(ok[b]["cost"].get(k) or 1e-30, 1e-30)  # noqa: E731
-    if pick == best and len(tied) == 1:
-        second = max((b for b in ok if b != best), key=lambda b: ok[b]["val_acc"], default=None)
-        why = (f"{best} is the most accurate on validation ({100 * top:.1f}%)" + (
-            f", {100 * (top - ok[second]['val_acc']):.1f} points above {second}: beyond the validation noise "
-            f"({100 * noise:.1f} points on {n_val} items)" if second else ""))
-        if second and ratio(best, second, "flops_per_item") > 1.05:
-            why += f", worth its {ratio(best, second, 'flops_per_item'):.1f}x the FLOPs per prediction"
-    elif pick == best:
-        why = (f"{best} is the most accurate on validation ({100 * top:.1f}%) and the cheapest of those within the "
-               f"validation noise ({100 * noise:.1f} points on {n_val} items)")
+    noise_words = f"the validation noise ({100 * noise:.1f} points on {n_val} items)"
+    saving = lambda a, b: (f"{ratio(a, b, 'flops_per_item'):.1f}x fewer FLOPs per prediction"  # noqa: E731
+                           + (f", {ratio(a, b, 'latency_ms'):.1f}x lower latency" if ok[b]["cost"].get("latency_ms")
+                              else ""))
+    if pick != best:
+        why = (f"{pick} ({100 * ok[pick]['val_acc']:.1f}% on validation) is within {noise_words} and "
+               f"{100 * margin:.0f} points of the best, {best} ({100 * top:.1f}%), and cheaper: {saving(best, pick)}")
     else:
-        why = (f"{pick} ({100 * ok[pick]['val_acc']:.1f}% on validation) is within the validation noise "
-               f"({100 * noise:.1f} points on {n_val} items) of the best, {best} ({100 * top:.1f}%), and cheaper: "
-               f"{ratio(best, pick, 'flops_per_item'):.1f}x fewer FLOPs per prediction"
-               + (f", {ratio(best, pick, 'latency_ms'):.1f}x lower latency" if ok[pick]["cost"].get("latency_ms")
-                  else ""))
+        second = max((b for b in ok if b != best), key=lambda b: ok[b]["val_acc"], default=None)
+        why = f"{best} is the most accurate on validation ({100 * top:.1f}%)"
+        if second and second not in tied:
+            why += (f", {100 * (top - ok[second]['val_acc']):.1f} points above {second}: beyond {noise_words}")
+        elif len(tied) > 1:
+            why += f"; the others are within {noise_words}"
+        if second and ratio(best, second, "flops_per_item") > 1.05:
+            why += f", at {ratio(best, second, 'flops_per_item'):.1f}x the FLOPs per prediction of {second}"
+        if cheaper != pick:
+            why += (f". Alternative: {cheaper} is {100 * (top - ok[cheaper]['val_acc']):.1f} points lower on "
+                    f"validation (within the noise, but more than {100 * margin:.0f} points) and needs "
+                    f"{saving(best, cheaper)}: deploy it if that cost matters more than those points")
     return {"recommended": pick, "best_on_validation": best, "tied": sorted(tied, key=list(ok).index),
-            "validation_noise": noise, "why": why}
+            "alternative": cheaper if cheaper != pick else None, "validation_noise": noise, "margin": margin,
+            "why": why}

@@ -34,9 +34,8 @@ class Meter:
         self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def stop(self) -> dict:
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss       # Linux: KiB
         return {"wall_seconds": time.perf_counter() - self.t0, "cpu_seconds": time.process_time() - self.c0,
-                "peak_rss_gib": peak_kib / 2 ** 20}
+                "peak_rss_gib": peak_rss_gib_since_exec()}
 
 
 def flops_per_item(model, x, train: bool) -> float:
@@ -157,4 +156,17 @@ def _train_step_peak(backbone: str, n_classes: int, x) -> float:
     model, _ = create_backbone(backbone, n_classes, pretrained=False)
     model.train()
     model(x).float().sum().backward()
+    return peak_rss_gib_since_exec()
+
+
+def peak_rss_gib_since_exec() -> float:
+    """This process's peak resident memory since it started its program (VmHWM). Not ru_maxrss: Linux carries the
+    high-water mark across fork + exec, so a spawned worker would report its parent's memory at the fork."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2 ** 20         # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
