@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def _load_one(path: Path, short_side: int):
         arr = decode_image(data, short_side)
         return (arr, hashlib.sha1(data).hexdigest()), None
     except Exception as e:  # any decoder failure: the file is skipped and listed, the run goes on
-        return None, f"{type(e).__name__}: {e}".strip()[:200]
+        why = re.sub(r"image file <_io\.BytesIO object at 0x[0-9a-f]+>", "this file as an image", str(e))
+        return None, f"{type(e).__name__}: {why}".strip()[:200]
 
 
 def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0, label_col: str = "",
