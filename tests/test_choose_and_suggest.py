@@ -222,3 +222,19 @@ def test_run_backbones_text_offline(tmp_path):
     assert r.returncode == 2 and "at least two different backbones" in r.stdout
     r = _hs("run", data, "--backbones", f"minilm_l6,hf:{tmp_path / 'minilm-l2'}", "--strategies", "scratch")
     assert r.returncode == 2 and "has none; add linear-probe or finetune" in r.stdout
+
+
+def test_next_steps_say_what_more_labels_buy_and_how_to_learn_the_rest():
+    from headstart.outputs.report_next import next_steps_lines
+    # error = 0.4 x n^-0.5 exactly: 100 labels -> 96.0%, so 200 labels -> 1 - 0.4 / sqrt(200) = 97.2%
+    pts = {str(n): [1 - 0.4 * n ** -0.5] * 2 for n in (25, 50, 100)}
+    res = {"recommended": "finetune", "curve": {"points": {"finetune": pts}},
+           "config": {"out": "runs/x", "data": "data/imgs", "backbone": "efficientnet_lite0"}}
+    text = "\n".join(next_steps_lines(res))
+    assert "near 97.2% at 200 labels" in text and "an extrapolation" in text
+    assert "headstart suggest runs/x" in text and "--backbones efficientnet_lite0,efficientnet_lite1" in text
+    flat = {"recommended": "finetune", "curve": {"points": {"finetune": {"25": [0.9], "50": [0.9]}}},
+            "config": {"out": "runs/x", "data": "d", "backbone": "minilm_l6"}}
+    assert "flat across the measured label counts" in "\n".join(next_steps_lines(flat))
+    res["backbone_comparison"] = {"summary": "deploy **b**"}
+    assert "**A larger backbone:** deploy **b**" in "\n".join(next_steps_lines(res))
