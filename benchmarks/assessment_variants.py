@@ -8,7 +8,8 @@ default `headstart run` (assessment, 4 strategies, racing on, seed 0) and prints
 transfer vs the classic baseline, the prediction, the measured paired difference on test and whether it held.
 Second batch: hymenoptera with 10% and 50% of its training labels, as texture-only crops (a random 1/16 of each
 image, scaled up); TREC at 50 per class with 30% of training labels flipped; sklearn digits at 100 per class
-(96 px), a case where scratch should be competitive.
+(96 px), a case where scratch should be competitive; FSDD at 30 clips per class with 30% of training labels
+flipped, read by the speech backbone.
 Variants: hymenoptera in grayscale and inverted (far from ImageNet photos), heavily blurred, with 25% of its
 training labels, with 30% of its training labels flipped; TREC at 20 questions per class with the words of every
 question shuffled (no syntax left); FSDD's spoken digits as spectrogram images (30 per class), read by the image
@@ -74,6 +75,30 @@ def _spectrograms(dst: Path, per_class: int = 30, seed: int = 0) -> Path:
     return dst
 
 
+def _fsdd_audio(dst: Path, per_class: int = 30, flip: float = 0.0, seed: int = 0) -> Path:
+    """FSDD clips as an audio folder (symlinks): recordings 0-4 as test, `per_class` for train, with `flip` of the
+    training labels moved to another digit's folder (the test clips keep their labels)."""
+    rng = random.Random(seed)
+    files = sorted((DATA / "fsdd" / "recordings").glob("*.wav"))
+    rng.shuffle(files)
+    seen: dict = {}
+    digits = sorted({f.stem.split("_")[0] for f in files})
+    for f in files:
+        digit, _, idx = f.stem.split("_")
+        role = "test" if int(idx) <= 4 else "train"
+        label = digit
+        if role == "train":
+            if seen.get(digit, 0) >= per_class:
+                continue
+            seen[digit] = seen.get(digit, 0) + 1
+            if rng.random() < flip:
+                label = rng.choice([d for d in digits if d != digit])
+        out = dst / role / label / f.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.symlink_to(f)
+    return dst
+
+
 def _texture_crop(img: Image.Image, rng=random.Random(0)) -> Image.Image:
     """A random patch of a quarter of each side (1/16 of the area), scaled back up: texture and colour stay, the
     object's shape is gone."""
@@ -126,6 +151,7 @@ VARIANTS = {
     "trec-50-noise30": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, 50, shuffle_words=False,
                                                                                 flip=0.3))),
     "digits-100": lambda t: {"data": str(_digits(t, 100)), "image_size": 96, "epochs": 15},
+    "fsdd-30-noise30": lambda t: {"data": str(_fsdd_audio(t, 30, flip=0.3))},
 }
 
 

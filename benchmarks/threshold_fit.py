@@ -37,6 +37,7 @@ ROWS = [
     ("hym-texture", "image", 98, 57.8, 13.9, True, True, "held out"),
     ("trec-50-noise30", "text", 40, 35.7, 0.3, False, True, "held out"),
     ("digits-100", "image", 80, 96.7, -12.9, False, False, "held out"),
+    ("fsdd-30-noise30", "audio", 24, 43.3, 18.4, True, True, "held out"),
 ]
 
 
