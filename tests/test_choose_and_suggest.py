@@ -238,3 +238,26 @@ def test_next_steps_say_what_more_labels_buy_and_how_to_learn_the_rest():
     assert "flat across the measured label counts" in "\n".join(next_steps_lines(flat))
     res["backbone_comparison"] = {"summary": "deploy **b**"}
     assert "**A larger backbone:** deploy **b**" in "\n".join(next_steps_lines(res))
+
+
+def test_validation_ties_are_paired_when_the_units_kept_their_validation_predictions():
+    from headstart.pipeline.summarize import choose
+    from headstart.stats.evaluate import paired_noise, validation_ties
+    n = 40
+    best = [1.0] * 36 + [0.0] * 4                           # 90%
+    five = [1.0] * 31 + [0.0] * 9                           # the same items, wrong on 5 more: 77.5%
+    three = [1.0] * 33 + [0.0] * 7                          # wrong on 3 more: 82.5%
+    # d = five 1s and 35 0s: mean 0.125, sd 0.335, 2 SE = 0.106 -> beyond noise; the unpaired rule on 40 items
+    # (15.3 points) would call it a tie
+    assert paired_noise(best, five) == pytest.approx(2 * np.std([1] * 5 + [0] * 35, ddof=1) / np.sqrt(n))
+    val = {"ft": {"val_acc": 0.9, "val_correct": best}, "lp": {"val_acc": 0.775, "val_correct": five}}
+    tied, noise, paired = validation_ties(val, "ft", n)
+    assert paired and tied == ["ft"] and noise["lp"] == pytest.approx(0.106, abs=1e-3)
+    assert validation_ties({k: {"val_acc": v["val_acc"]} for k, v in val.items()}, "ft", n)[0] == ["ft", "lp"]
+    # three one-sided disagreements (7.5 points, 2 SE = 8.4): a tie, which the cheaper transfer arm wins
+    c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
+                "linear-probe": {"val_acc": 0.825, "val_loss": 0.4, "val_correct": three}}, n)
+    assert c["recommended"] == "linear-probe" and c["paired"] and c["validation_noise"] == pytest.approx(0.0844, abs=1e-3)
+    c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
+                "linear-probe": {"val_acc": 0.775, "val_loss": 0.4, "val_correct": five}}, n)
+    assert c["recommended"] == "finetune" and c["tied_within_noise"] == []

@@ -38,6 +38,9 @@ def test_run_writes_the_run_folder(finished_run):
     assert set(res["strategies"]) == {"classic", "linear-probe", "finetune", "scratch"}
     assert res["strategies"]["scratch"]["epoch_budget"] >= res["strategies"]["finetune"]["epoch_budget"]
     assert "finetune - scratch" in res["paired_differences"]
+    n_val = len(json.loads((out / "split.json").read_text())["val"])
+    for s, m in res["strategies"].items():     # per-item validation record (paired choices) agrees with val_acc
+        assert len(m["val_correct"]) == n_val and abs(sum(m["val_correct"]) / n_val - m["val_acc"]) <= 1 / n_val, s
     report = (out / "report.md").read_text()
     assert "Deploy" in report and "broken.jpg" in report and "test accuracy (95% CI)" in report
     assert "strategy" in r.stdout and "stopped early?" in r.stdout

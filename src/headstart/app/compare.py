@@ -131,7 +131,8 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
                     for r in [unit_result(out / names[b], arm, s)] if r and r.ok]
         arms_seconds = sum((x.get("compute") or {}).get("wall_seconds", 0.0) for x in transfer.values())
         a = next(r for r in assessment["ranking"] if r["backbone"] == b)
-        rows[b] = {"arm": arm, "val_acc": m["val_acc"], "accuracy": m["accuracy"], "accuracy_ci": m["accuracy_ci"],
+        rows[b] = {"arm": arm, "val_acc": m["val_acc"], "val_correct": m.get("val_correct"),
+                   "accuracy": m["accuracy"], "accuracy_ci": m["accuracy_ci"],
                    "arm_seconds": (m.get("compute") or {}).get("wall_seconds"), "transfer_seconds": arms_seconds,
                    "flops_train": (m.get("compute") or {}).get("flops_train"), "cost": a["cost"],
                    "logme": a["scores"]["logme"], "knn": a["scores"]["knn"], "why_trained": why[b],

@@ -23,6 +23,8 @@ class UnitResult:
     val_loss: float | None = None
     val_acc: float | None = None
     test_probs: list = field(default_factory=list)     # (n_test, classes), read once after every choice is made
+    val_probs: list = field(default_factory=list)      # (n_val, classes) of the kept model: paired comparisons of arms
+                                                       # on validation ([] in units written before they were kept)
     history: list = field(default_factory=list)        # per epoch (trained arms) or per C (probe, classic)
     epochs_run: int = 0
     epoch_budget: int = 0

@@ -108,7 +108,8 @@ def _why(results: dict) -> str:
     if tied:
         text = (f"validation cannot separate it from {', '.join(f'`{s}`' for s in tied)} (validation accuracies "
                 f"{', '.join(f'{s} {_pct(val[s])}' for s in [rec, *tied])} lie within "
-                f"{100 * c['validation_noise']:.0f} points, the noise of {c['n_val']} validation items), so the "
+                f"{100 * c['validation_noise']:.0f} points, the {'paired ' if c.get('paired') else ''}noise of "
+                f"{c['n_val']} validation items), so the "
                 "cheapest transfer arm wins the tie; chosen without looking at the test set.")
     else:
         text = (f"it had the highest validation accuracy of the arms headstart exports ({_pct(val[rec])}; chosen "

@@ -27,7 +27,7 @@ def render_assessment(result: dict) -> str:
              table(SCORE_HEADER, score_rows(result["ranking"])), "",
              "Ranked by LogME. The scores rank backbones for this task; they do not promise an accuracy. "
              "k-NN accuracies are 5-fold cross-validated on the train+val items (the test split is not used). "
-             "Latency: one item through the network on this machine (median of 20).", "",
+             "Latency: one item through the network on this machine (best of 20, after 5 warm-up passes).", "",
              "Evidence:", *[f"- {e}" for e in v["evidence"]]]
     for s in result.get("skipped", []):
         lines.append(f"- {s['backbone']} not assessed: {s['reason']}")

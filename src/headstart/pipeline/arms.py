@@ -54,6 +54,7 @@ def run_probe(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_
     return UnitResult(
         val_loss=p.val_loss, val_acc=p.val_acc, test_probs=np.round(softmax(p.logits(feats[ctx.split["test"]])),
                                                                     6).tolist(),
+        val_probs=np.round(softmax(feats[ctx.split["val"]] @ p.train_weight.T + p.train_bias), 6).tolist(),
         history=p.sweep, train_seconds=t.features_seconds + t.probe_fit_seconds,
         trainable_params=int(n_feat + p.bias.size), total_params=int(n_feat + p.bias.size + _backbone_params(ctx)),
         policy={"strategy": strat.name, "C": p.C, "C_grid": ctx.cfg.probe_cs,
@@ -83,14 +84,14 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                "val_loss": float(log_loss(y[va], pv, labels=labels)), "val_acc": float((pv.argmax(1) == y[va]).mean())}
         sweep.append(row)
         if best is None or row["val_loss"] < best["val_loss"]:
-            best = row
+            best, best_pv = row, pv
     pipe = ctx.modality.classic_pipeline(best["C"], seed).fit(pick(tr + va), y[tr + va])
     test_probs = _full_probs(pipe, pick(te), len(labels))
     if ctx.fabric.is_global_zero:
         _write_csv(unit_dir / "metrics.csv", sweep)
     return UnitResult(
         val_loss=best["val_loss"], val_acc=best["val_acc"], test_probs=np.round(test_probs, 6).tolist(),
-        history=sweep, train_seconds=time.perf_counter() - t0, trainable_params=int(pipe[-1].coef_.size),
+        val_probs=np.round(best_pv, 6).tolist(), history=sweep, train_seconds=time.perf_counter() - t0, trainable_params=int(pipe[-1].coef_.size),
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
@@ -162,6 +163,7 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         best = res.best()
         size = best.get("input_size", sizes[0] if sizes else None)      # the size its kept weights trained at
         test_probs = predict_probs(model, ctx, ctx.split["test"], size)
+        val_probs = predict_probs(model, ctx, ctx.split["val"], size)    # the kept weights, for paired choices
     for e in res.events:
         ctx.log(f"{strat.name} seed {seed}: {e}")
     if res.stopped_by is not None:
@@ -169,7 +171,7 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                 "the whole budget)")
     return UnitResult(
         val_loss=best["val_loss"], val_acc=best["val_acc"], test_probs=np.round(test_probs, 6).tolist(),
-        history=res.history, best_epoch=res.best_epoch, start_val=res.start_val, epochs_run=res.epochs_run,
+        val_probs=np.round(val_probs, 6).tolist(), history=res.history, best_epoch=res.best_epoch, start_val=res.start_val, epochs_run=res.epochs_run,
         epoch_budget=strat.max_epochs(), stopped_early=res.stopped_early, overfit=res.overfit, events=res.events,
         train_seconds=train_seconds, trainable_params=int(trainable),
         total_params=int(sum(p.numel() for p in model.parameters())), policy=strat.describe(plan),

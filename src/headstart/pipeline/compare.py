@@ -6,14 +6,15 @@
 
 app/compare.py runs the experiment; these functions only decide, so tests can check them on hand-made numbers.
 The deploy decision uses validation only (the test split is reported, never chosen on): every backbone whose
-validation accuracy lies within the noise of the best (two standard errors of a difference of two proportions on
-n_val items, the rule summarize.choose uses for arms) and at most PRACTICAL_MARGIN below it is tied with it, and
+validation accuracy lies within the noise of the best (paired over the same validation items, or two standard errors
+of two proportions for older runs: stats/evaluate.validation_ties, the rule summarize.choose uses for arms) and at
+most PRACTICAL_MARGIN below it is tied with it, and
 the cheapest of the tied is deployed, cheapest meaning the fewest inference FLOPs per item (then the lower measured
 latency, then fewer parameters). A cheaper backbone within the noise but further below is named as the alternative.
 """
 from __future__ import annotations
 
-from headstart.stats.evaluate import validation_noise
+from headstart.stats.evaluate import validation_ties
 
 PRACTICAL_MARGIN = 0.02     # a cheaper backbone may cost at most this much validation accuracy (point estimate)
 
@@ -74,6 +75,13 @@ def rank_agreement(predicted: list[str], measured: dict[str, float], noisy_pairs
     return {"tau": tau, "concordant": conc, "discordant": disc, "tied": ties, "pairs": pairs, "words": words}
 
 
+def _latency_words(r: float | None) -> str:
+    if r is None:
+        return ""
+    return f", {r:.1f}x lower latency" if r >= 1.05 else (f", though its latency measured {1 / r:.1f}x higher"
+                                                          if r <= 0.95 else ", about the same latency")
+
+
 def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTICAL_MARGIN) -> dict:
     """rows: backbone -> {"val_acc", "cost": {...}} of its best transfer arm. The deployed backbone and why.
 
@@ -86,21 +94,22 @@ def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTI
         return {"recommended": None, "why": "no backbone finished a transfer arm", "tied": []}
     best = max(ok, key=lambda b: (ok[b]["val_acc"], [-x for x in cost_key(ok[b]["cost"])]))
     top = ok[best]["val_acc"]
-    noise = validation_noise(top, n_val)
-    tied = [b for b in ok if ok[b]["val_acc"] >= top - noise]
+    tied, noise_of, paired = validation_ties(ok, best, n_val)
     close = [b for b in tied if ok[b]["val_acc"] >= top - margin - 1e-9]
     pick = min(close, key=lambda b: cost_key(ok[b]["cost"]))
     cheaper = min(tied, key=lambda b: cost_key(ok[b]["cost"]))
+    second = max((b for b in ok if b != best), key=lambda b: ok[b]["val_acc"], default=None)
+    others = [b for b in tied if b != best] or [second or best]
+    noise = noise_of[pick] if pick != best else max(noise_of[b] for b in others)
     ratio = lambda a, b, k: (ok[a]["cost"].get(k) or 0) / max(ok[b]["cost"].get(k) or 1e-30, 1e-30)  # noqa: E731
-    noise_words = f"the validation noise ({100 * noise:.1f} points on {n_val} items)"
+    noise_words = (f"the validation noise ({100 * noise:.1f} points, {'paired over' if paired else 'on'} {n_val} "
+                   "items)")
     saving = lambda a, b: (f"{ratio(a, b, 'flops_per_item'):.1f}x fewer FLOPs per prediction"  # noqa: E731
-                           + (f", {ratio(a, b, 'latency_ms'):.1f}x lower latency" if ok[b]["cost"].get("latency_ms")
-                              else ""))
+                           + _latency_words(ratio(a, b, "latency_ms") if ok[b]["cost"].get("latency_ms") else None))
     if pick != best:
         why = (f"{pick} ({100 * ok[pick]['val_acc']:.1f}% on validation) is within {noise_words} and "
                f"{100 * margin:.0f} points of the best, {best} ({100 * top:.1f}%), and cheaper: {saving(best, pick)}")
     else:
-        second = max((b for b in ok if b != best), key=lambda b: ok[b]["val_acc"], default=None)
         why = f"{best} is the most accurate on validation ({100 * top:.1f}%)"
         if second and second not in tied:
             why += (f", {100 * (top - ok[second]['val_acc']):.1f} points above {second}: beyond {noise_words}")
@@ -113,5 +122,6 @@ def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTI
                     f"validation (within the noise, but more than {100 * margin:.0f} points) and needs "
                     f"{saving(best, cheaper)}: deploy it if that cost matters more than those points")
     return {"recommended": pick, "best_on_validation": best, "tied": sorted(tied, key=list(ok).index),
-            "alternative": cheaper if cheaper != pick else None, "validation_noise": noise, "margin": margin,
+            "alternative": cheaper if cheaper != pick else None, "validation_noise": noise, "paired": paired,
+            "margin": margin,
             "why": why}

@@ -13,7 +13,7 @@ from headstart.core.results import UnitResult, unit_result
 from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
-from headstart.stats.evaluate import metrics, paired_difference, validation_noise
+from headstart.stats.evaluate import metrics, paired_difference, validation_ties
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
 
 
@@ -33,6 +33,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
         per_strategy[s] = {
             **m,
             "val_acc": float(np.mean([r.val_acc for r in ok])),
+            "val_correct": _val_correct(ok, np.asarray(ds.labels)[split["val"]]),
             "val_loss": float(np.mean([r.val_loss for r in ok])),
             "train_seconds": float(np.mean([r.train_seconds for r in ok])),
             "epochs_run": [r.epochs_run for r in ok], "epoch_budget": ok[0].epoch_budget,
@@ -81,23 +82,32 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
 
 def choose(per_strategy: dict, n_val: int) -> dict:
     """The arm to deploy, from validation only. The best exportable arm by validation accuracy (then loss, then the
-    cheaper strategy); every arm within two standard errors of a difference of two validation accuracies (n_val
-    items, Agresti-Coull) of it is tied with it, and the cheapest transfer arm among the tied wins. Also says which
+    cheaper strategy); every arm within the validation noise of it is tied with it (paired over the same validation
+    items when the units recorded their validation predictions, else two standard errors of a difference of two
+    accuracies on n_val items: stats/evaluate.validation_ties), and the cheapest transfer arm among the tied wins. Also says which
     arm was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
     starting weights (fine-tuning that never improved on the probe it began from)."""
     per_strategy = {s: m for s, m in per_strategy.items() if "failed" not in m}      # a failed arm is no candidate
     key = lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa
     ranked = sorted(per_strategy, key=key)
     deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
-    top = per_strategy[deployable[0]]["val_acc"]
-    noise = validation_noise(top, n_val)
-    tied = [s for s in deployable if per_strategy[s]["val_acc"] >= top - noise]
+    tied, noise, paired = validation_ties({s: per_strategy[s] for s in deployable}, deployable[0], n_val)
     cheap = [s for s in ORDER if s in tied and STRATEGIES[s].transfer]
     pick = cheap[0] if cheap else tied[0]
+    others = [s for s in (tied if len(tied) > 1 else deployable) if s != deployable[0]]
     return {"recommended": pick, "best_on_validation": ranked[0], "tied_within_noise": tied if len(tied) > 1 else [],
-            "validation_noise": noise, "n_val": n_val,
+            "validation_noise": max((noise[s] for s in others), default=noise[deployable[0]]), "paired": paired,
+            "n_val": n_val,
             "kept_starting_weights": [s for s in ranked if STRATEGIES[s].trains_network and STRATEGIES[s].pretrained
                                       and all(b == -1 for b in per_strategy[s].get("best_epochs", [0]))]}
+
+
+def _val_correct(units: list[UnitResult], y_val: np.ndarray) -> list[float] | None:
+    """Per validation item, the share of seeds whose kept model got it right (None: a unit without val_probs)."""
+    if not all(len(r.val_probs) == len(y_val) for r in units):
+        return None
+    right = np.mean([np.asarray(r.val_probs).argmax(1) == y_val for r in units], axis=0)
+    return np.round(right, 4).tolist()
 
 
 def provenance(units_ok: list[UnitResult]) -> dict:

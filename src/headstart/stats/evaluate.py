@@ -35,6 +35,30 @@ def validation_noise(top: float, n_val: int) -> float:
     return 2 * float(np.sqrt(2 * p * (1 - p) / max(n_val, 1)))
 
 
+def paired_noise(a_correct, b_correct) -> float:
+    """Two standard errors of the mean per-item difference between two models' correctness (0/1, or the share of
+    seeds right) on the same validation items: the paired counterpart of validation_noise. Models that agree on
+    most items are separated by fewer disagreements (k one-sided disagreements: separated from k = 5, like a sign
+    test), models that disagree often need more."""
+    d = np.asarray(a_correct, dtype=np.float64) - np.asarray(b_correct, dtype=np.float64)
+    return 2 * float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 1.0
+
+
+def validation_ties(val: dict[str, dict], best: str, n_val: int) -> tuple[list[str], dict[str, float], bool]:
+    """The candidates tied with `best` on validation: (names, the noise each was judged with, paired?). Paired over
+    the same items when every candidate has "val_correct" (per-item correctness, seeds averaged): tied when the mean
+    difference is within paired_noise. Otherwise (runs from before the per-item record) two accuracies on n_val
+    items are compared with validation_noise."""
+    if all(v.get("val_correct") for v in val.values()):
+        ref = val[best]["val_correct"]
+        noise = {s: paired_noise(ref, v["val_correct"]) for s, v in val.items()}
+        gap = {s: float(np.mean(ref) - np.mean(v["val_correct"])) for s, v in val.items()}
+        return [s for s in val if gap[s] <= noise[s] + 1e-12], noise, True
+    top = val[best]["val_acc"]
+    noise = validation_noise(top, n_val)
+    return [s for s in val if val[s]["val_acc"] >= top - noise], {s: noise for s in val}, False
+
+
 def wilson_ci(correct: float, n: int, level: float = 0.95) -> list[float]:
     """Wilson score interval for a proportion (correct may be fractional: the seed-averaged count)."""
     from scipy.stats import norm

@@ -122,7 +122,8 @@ def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 
 
 def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
     """What deploying and training ctx's backbone costs, measured on this machine: inference FLOPs per item,
-    parameters, weights size, predict latency (one item, median of `reps` after warm-up), and with memory=True the
+    parameters, weights size, predict latency (one item, the best of `reps` after warm-up: on a shared machine the
+    slower repetitions measure the neighbours, not the model), and with memory=True the
     peak resident memory of one training step at the run's batch size, in a fresh process (the run's own process
     peak only grows, so it cannot tell backbones apart)."""
     import torch
@@ -132,13 +133,13 @@ def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
     one = to_device(sample_batch(ctx, ctx.split["val"], False, n=1), model)
     times = []
     with torch.inference_mode():
-        for k in range(reps + 3):
+        for k in range(reps + 5):
             t0 = time.perf_counter()
             model(one)
-            if k >= 3:
+            if k >= 5:
                 times.append(time.perf_counter() - t0)
     out = {"flops_per_item": inference_flops(ctx), "params": int(params), "weights_mb": params * 4 / 2 ** 20,
-           "latency_ms": 1000 * sorted(times)[len(times) // 2], "latency_batch": 1,
+           "latency_ms": 1000 * min(times), "latency_batch": 1,
            "threads": torch.get_num_threads()}
     if memory:
         import multiprocessing as mp
