@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bf16_parity import DATA  # noqa: E402
+from fsdd import official_split  # noqa: E402
 from trec import to_csv  # noqa: E402
 
 RULES = ("suggest", "suggest-uncapped", "margin", "random")
@@ -38,12 +39,7 @@ def context(name: str, tmp: Path):
         to_csv(DATA / "trec" / "TREC_10.label", tmp / "test.csv")
         cfg = RunConfig(data=str(tmp / "train.csv"), test_file=str(tmp / "test.csv"), out=str(tmp / "run"))
     elif name == "fsdd":            # the official split: recordings 0-4 of every speaker are test
-        for f in (DATA / "fsdd" / "recordings").glob("*.wav"):
-            digit, _, idx = f.stem.split("_")
-            d = tmp / "fsdd" / ("test" if int(idx) <= 4 else "train") / digit
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f.name).symlink_to(f)
-        cfg = RunConfig(data=str(tmp / "fsdd"), out=str(tmp / "run"))
+        cfg = RunConfig(data=str(official_split(tmp / "fsdd")), out=str(tmp / "run"))
     else:
         cfg = RunConfig(data=str(DATA / name), out=str(tmp / "run"))
     return build_context(cfg, log=lambda *a: None)
@@ -98,7 +94,8 @@ def table(ctx, sims: dict, reps: int = 2000) -> str:
         boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(reps)]
         lo, hi = np.percentile(boot, [2.5, 97.5])
         cells = [f"{100 * right[r].mean():.1f}%" for r in rules]
-        rows.append(f"| {n} | " + " | ".join(cells) + f" | {100 * diff.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |")
+        rows.append(f"| {n} | " + " | ".join(cells)
+                    + f" | {100 * diff.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |")
     return "\n".join(rows)
 
 

@@ -16,6 +16,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hymenoptera import DATA, run  # noqa: E402
 
 
+def official_split(dst: Path) -> Path:
+    """FSDD as train/<digit>/ and test/<digit>/ symlinks: recordings 0-4 of every speaker are test."""
+    for f in (DATA / "fsdd" / "recordings").glob("*.wav"):
+        digit, _, idx = f.stem.split("_")
+        d = dst / ("test" if int(idx) <= 4 else "train") / digit
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f.name).symlink_to(f)
+    return dst
+
+
 def main():
     src = DATA / "fsdd" / "recordings"
     if not src.exists():
@@ -23,11 +33,7 @@ def main():
         return
     print(f"{'arm':<34}{'wall s':>8}{'train s':>9}{'peak GiB':>10}{'test acc':>10}  95% CI")
     with tempfile.TemporaryDirectory() as tmp:
-        for f in src.glob("*.wav"):
-            digit, _, idx = f.stem.split("_")
-            d = Path(tmp) / "fsdd" / ("test" if int(idx) <= 4 else "train") / digit
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f.name).symlink_to(f)
+        official_split(Path(tmp) / "fsdd")
         (Path(tmp) / "pad30.json").write_text(json.dumps({"pad_to_30s": True}))
         arms = [("classic", []), ("linear-probe", [])]
         if "--pad30" in sys.argv:

@@ -69,7 +69,8 @@ def main():
     lost = [r[4] for r in fit if r[6] is False]
     won = [r[4] for r in fit if r[6] is True]
     print(f"GAIN_HELPS {100 * GAIN_HELPS:+.1f}: no wrong call for any value above {max(lost):+.1f} (the best gain "
-          f"where transfer did not beat classic); lower values call more tasks (won ones reach down to {min(won):+.1f})")
+          f"where transfer did not beat classic); lower values call more tasks (won ones reach down to "
+          f"{min(won):+.1f})")
     lost_img = [r[4] for r in fit if r[6] is False and r[1] != "text"]
     won_img = [r[4] for r in fit if r[6] is True and r[1] != "text"]
     print(f"GAIN_LITTLE {100 * GAIN_LITTLE:+.1f}: no wrong call in [{max(lost_img):+.1f},"

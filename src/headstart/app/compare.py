@@ -121,8 +121,10 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
     rows, probs = {}, {}
     for b, res in runs.items():
         transfer = {s: m for s, m in res["strategies"].items() if STRATEGIES[s].transfer and "failed" not in m}
+        a = next(r for r in assessment["ranking"] if r["backbone"] == b)
         if not transfer:
-            rows[b] = {"failed": "every transfer arm failed", "cost": {}}
+            rows[b] = {"failed": "every transfer arm failed", "cost": a["cost"], "why_trained": why[b],
+                       "run": str(out / names[b])}
             continue
         arm = choose(transfer, n_val)["recommended"]
         m = transfer[arm]
@@ -130,13 +132,11 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
         probs[b] = [np.asarray(r.test_probs) for s in range(seeds)
                     for r in [unit_result(out / names[b], arm, s)] if r and r.ok]
         arms_seconds = sum((x.get("compute") or {}).get("wall_seconds", 0.0) for x in transfer.values())
-        a = next(r for r in assessment["ranking"] if r["backbone"] == b)
         rows[b] = {"arm": arm, "val_acc": m["val_acc"], "val_correct": m.get("val_correct"),
                    "accuracy": m["accuracy"], "accuracy_ci": m["accuracy_ci"],
                    "arm_seconds": (m.get("compute") or {}).get("wall_seconds"), "transfer_seconds": arms_seconds,
                    "flops_train": (m.get("compute") or {}).get("flops_train"), "cost": a["cost"],
-                   "logme": a["scores"]["logme"], "knn": a["scores"]["knn"], "why_trained": why[b],
-                   "run": str(out / names[b]), "input_size": res.get("image_size")}
+                   "why_trained": why[b], "run": str(out / names[b]), "input_size": res.get("image_size")}
     pairs = {}
     order = [b for b in assessment["ranking"] if b["backbone"] in probs]
     for i, a in enumerate(order):
@@ -160,10 +160,10 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
         summary += (f" But `{base_best}` (no pretraining) beat it on validation by more than the noise "
                     f"({100 * baselines[base_best]['val_acc']:.1f}%): no starting point paid off here; see "
                     f"{primary}'s report.")
-    return {"data": runs[primary]["config"]["data"], "assessed": [r["backbone"] for r in assessment["ranking"]],
+    return {"data": runs[primary]["config"]["data"], "out": str(out),
+            "assessed": [r["backbone"] for r in assessment["ranking"]],
             "skipped": assessment["skipped"], "trained": trained, "primary": primary, "rows": rows,
             "pairs": pairs, "agreement": agreement, "recommendation": rec, "baselines": baselines,
             "n_val": n_val, "n_test": int(len(y)), "summary": summary,
-            "not_trained": {r["backbone"]: {"logme": r["scores"]["logme"], "knn": r["scores"]["knn"],
-                                            "cost": r["cost"]} for r in assessment["ranking"]
-                            if r["backbone"] not in trained}}
+            "not_trained": {r["backbone"]: {"cost": r["cost"]} for r in assessment["ranking"]
+                            if r["backbone"] not in trained}}   # scores of every backbone: assessment/assessment.json

@@ -53,10 +53,10 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     if ctx.fabric.is_global_zero:
         export_recommended(ctx, results)
         results["plots"] = make_plots(results, ctx.run_dir)
+        before = read_json(ctx.run_dir / "results.json") if (ctx.run_dir / "results.json").exists() else {}
         for key in ("suggestions", "backbone_comparison"):       # written by `suggest` / `run --backbones`
-            old = read_json(ctx.run_dir / "results.json").get(key) if (ctx.run_dir / "results.json").exists() else None
-            if old:
-                results[key] = old
+            if before.get(key):
+                results[key] = before[key]
         publish(results, ctx.run_dir)
         logged = track(results, ctx.run_dir, cfg.tracker)
         if logged:

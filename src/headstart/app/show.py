@@ -40,7 +40,7 @@ def comparison(console, res: dict) -> None:
     console.print(table)
     console.print(res["agreement"]["words"] + ".", highlight=False)
     console.print(Markdown("**Recommendation:** " + res["summary"]))
-    console.print(f"report: {Path(res['rows'][res['primary']]['run']).parent / 'report.md'} (and report.html)")
+    console.print(f"report: {Path(res['out']) / 'report.md'} (and report.html)")
 
 
 def assessment(console, res: dict) -> None:

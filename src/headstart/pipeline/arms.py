@@ -91,7 +91,8 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         _write_csv(unit_dir / "metrics.csv", sweep)
     return UnitResult(
         val_loss=best["val_loss"], val_acc=best["val_acc"], test_probs=np.round(test_probs, 6).tolist(),
-        val_probs=np.round(best_pv, 6).tolist(), history=sweep, train_seconds=time.perf_counter() - t0, trainable_params=int(pipe[-1].coef_.size),
+        val_probs=np.round(best_pv, 6).tolist(), history=sweep, train_seconds=time.perf_counter() - t0,
+        trainable_params=int(pipe[-1].coef_.size),
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
@@ -171,7 +172,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                 "the whole budget)")
     return UnitResult(
         val_loss=best["val_loss"], val_acc=best["val_acc"], test_probs=np.round(test_probs, 6).tolist(),
-        val_probs=np.round(val_probs, 6).tolist(), history=res.history, best_epoch=res.best_epoch, start_val=res.start_val, epochs_run=res.epochs_run,
+        val_probs=np.round(val_probs, 6).tolist(), history=res.history, best_epoch=res.best_epoch,
+        start_val=res.start_val, epochs_run=res.epochs_run,
         epoch_budget=strat.max_epochs(), stopped_early=res.stopped_early, overfit=res.overfit, events=res.events,
         train_seconds=train_seconds, trainable_params=int(trainable),
         total_params=int(sum(p.numel() for p in model.parameters())), policy=strat.describe(plan),

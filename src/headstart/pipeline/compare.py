@@ -8,9 +8,9 @@ app/compare.py runs the experiment; these functions only decide, so tests can ch
 The deploy decision uses validation only (the test split is reported, never chosen on): every backbone whose
 validation accuracy lies within the noise of the best (paired over the same validation items, or two standard errors
 of two proportions for older runs: stats/evaluate.validation_ties, the rule summarize.choose uses for arms) and at
-most PRACTICAL_MARGIN below it is tied with it, and
-the cheapest of the tied is deployed, cheapest meaning the fewest inference FLOPs per item (then the lower measured
-latency, then fewer parameters). A cheaper backbone within the noise but further below is named as the alternative.
+most PRACTICAL_MARGIN below it is tied with it, and the cheapest of the tied is deployed, cheapest meaning the fewest
+inference FLOPs per item (then the lower measured latency, then fewer parameters). A cheaper backbone within the
+noise but further below is named as the alternative.
 """
 from __future__ import annotations
 
@@ -123,5 +123,4 @@ def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTI
                     f"{saving(best, cheaper)}: deploy it if that cost matters more than those points")
     return {"recommended": pick, "best_on_validation": best, "tied": sorted(tied, key=list(ok).index),
             "alternative": cheaper if cheaper != pick else None, "validation_noise": noise, "paired": paired,
-            "margin": margin,
-            "why": why}
+            "margin": margin, "why": why}

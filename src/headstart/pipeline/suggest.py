@@ -56,7 +56,7 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
     if not pool.paths:
         raise UserError(f"no usable unlabelled items in {', '.join(inputs)}"
                         + (f" ({len(skipped)} skipped; first: {skipped[0]['path']}: {skipped[0]['reason']})"
-                           if skipped else ""))
+                           if skipped else "") + f"; pass {ctx.modality.name} items this run has not labelled yet")
     sub = dataclasses.replace(ctx, ds=pool, state=ctx.modality.prepare(pool, ctx.spec, ctx.size, ctx.cfg),
                               features=None, probe=None, timings=Timings())
     feats_u = features(sub)

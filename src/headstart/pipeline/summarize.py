@@ -84,9 +84,9 @@ def choose(per_strategy: dict, n_val: int) -> dict:
     """The arm to deploy, from validation only. The best exportable arm by validation accuracy (then loss, then the
     cheaper strategy); every arm within the validation noise of it is tied with it (paired over the same validation
     items when the units recorded their validation predictions, else two standard errors of a difference of two
-    accuracies on n_val items: stats/evaluate.validation_ties), and the cheapest transfer arm among the tied wins. Also says which
-    arm was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
-    starting weights (fine-tuning that never improved on the probe it began from)."""
+    accuracies on n_val items: stats/evaluate.validation_ties), and the cheapest transfer arm among the tied wins.
+    Also says which arm was best overall when that one is not exportable (the classic baseline), and which trained
+    arms kept their starting weights (fine-tuning that never improved on the probe it began from)."""
     per_strategy = {s: m for s, m in per_strategy.items() if "failed" not in m}      # a failed arm is no candidate
     key = lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa
     ranked = sorted(per_strategy, key=key)

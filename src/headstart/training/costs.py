@@ -83,10 +83,11 @@ def cost(wall_seconds: float, kind: str, devices: int = 1, price_per_hour: float
             "price_per_hour": price, "watts": power}
 
 
-def inference_flops(ctx) -> float:
-    """FLOPs per item of the deployed network's forward pass (every network arm shares the architecture)."""
+def inference_flops(ctx, model=None) -> float:
+    """FLOPs per item of the deployed network's forward pass (every network arm shares the architecture); model:
+    an instance of ctx's backbone already built, else one is."""
     if ctx.timings.inference_flops is None:
-        model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)
+        model = model or create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)[0]
         ctx.timings.inference_flops = flops_per_item(model, sample_batch(ctx, ctx.split["val"], False), False)
     return ctx.timings.inference_flops
 
@@ -123,9 +124,9 @@ def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 
 def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
     """What deploying and training ctx's backbone costs, measured on this machine: inference FLOPs per item,
     parameters, weights size, predict latency (one item, the best of `reps` after warm-up: on a shared machine the
-    slower repetitions measure the neighbours, not the model), and with memory=True the
-    peak resident memory of one training step at the run's batch size, in a fresh process (the run's own process
-    peak only grows, so it cannot tell backbones apart)."""
+    slower repetitions measure the neighbours, not the model), and with memory=True the peak resident memory of one
+    training step at the run's batch size, in a fresh process (the run's own process peak only grows, so it cannot
+    tell backbones apart)."""
     import torch
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)
     model.eval()
@@ -138,7 +139,7 @@ def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
             model(one)
             if k >= 5:
                 times.append(time.perf_counter() - t0)
-    out = {"flops_per_item": inference_flops(ctx), "params": int(params), "weights_mb": params * 4 / 2 ** 20,
+    out = {"flops_per_item": inference_flops(ctx, model), "params": int(params), "weights_mb": params * 4 / 2 ** 20,
            "latency_ms": 1000 * min(times), "latency_batch": 1,
            "threads": torch.get_num_threads()}
     if memory:
