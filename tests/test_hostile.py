@@ -554,3 +554,22 @@ def test_hub_backbones_offline_fail_fast_with_one_line(tmp_path, backbone, data)
     check(cli("run", src, "--backbone", backbone, "--out", tmp_path / "o", "--strategies", "linear-probe",
               "--no-assess"), 2, backbone.split(":")[1], "offline")
     assert time.perf_counter() - t0 < 30
+
+
+def test_workers_probing_the_same_output_folder_do_not_collide(tmp_path):
+    """Worker processes all check the run folder is writable as they start; with one shared probe file name one
+    worker's clean-up removed the other's probe and the run failed with 'No such file or directory' (seen in CI)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from headstart.core.io import ensure_writable
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: ensure_writable(tmp_path / "out"), range(2000)))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unwritable_output_folder_is_a_user_error(tmp_path):
+    from headstart.core.errors import UserError
+    from headstart.core.io import ensure_writable
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UserError, match="choose another with --out"):
+        ensure_writable(tmp_path / "file" / "run")

@@ -78,9 +78,8 @@ def default_run_dir(data: str, kind: str = "") -> str:
 def ensure_writable(run_dir: Path) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass          # a name of its own: worker processes probe the same folder at the same time
     except OSError as e:
         raise UserError(f"cannot write to the output folder {run_dir} ({e.strerror}); choose another with --out") \
             from None
