@@ -10,6 +10,8 @@ Second batch: hymenoptera with 10% and 50% of its training labels, as texture-on
 image, scaled up); TREC at 50 per class with 30% of training labels flipped; sklearn digits at 100 per class
 (96 px), a case where scratch should be competitive; FSDD at 30 clips per class with 30% of training labels
 flipped, read by the speech backbone.
+Third batch: TREC with 10% and 25% of each class's training questions (class balance kept), FSDD with 10% and 25%
+of each digit's training clips (official test split).
 Variants: hymenoptera in grayscale and inverted (far from ImageNet photos), heavily blurred, with 25% of its
 training labels, with 30% of its training labels flipped; TREC at 20 questions per class with the words of every
 question shuffled (no syntax left); FSDD's spoken digits as spectrogram images (30 per class), read by the image
@@ -75,10 +77,14 @@ def _spectrograms(dst: Path, per_class: int = 30, seed: int = 0) -> Path:
     return dst
 
 
-def _fsdd_audio(dst: Path, per_class: int = 30, flip: float = 0.0, seed: int = 0) -> Path:
-    """FSDD clips as an audio folder (symlinks): recordings 0-4 as test, `per_class` for train, with `flip` of the
-    training labels moved to another digit's folder (the test clips keep their labels)."""
+def _fsdd_audio(dst: Path, per_class: int = 30, flip: float = 0.0, seed: int = 0, keep: float = 0.0) -> Path:
+    """FSDD clips as an audio folder (symlinks): recordings 0-4 as test, `per_class` for train (or the fraction
+    `keep` of each digit's training clips), with `flip` of the training labels moved to another digit's folder (the
+    test clips keep their labels)."""
     rng = random.Random(seed)
+    if keep:
+        per_class = round(keep * sum(1 for f in (DATA / "fsdd" / "recordings").glob("0_*.wav")
+                                     if int(f.stem.split("_")[2]) > 4))
     files = sorted((DATA / "fsdd" / "recordings").glob("*.wav"))
     rng.shuffle(files)
     seen: dict = {}
@@ -114,12 +120,22 @@ def _digits(dst: Path, per_class: int) -> Path:
 
 
 def _trec_shuffled(dst: Path, per_class_n: int = 20, seed: int = 0, shuffle_words: bool = True,
-                   flip: float = 0.0) -> list[str]:
+                   flip: float = 0.0, fraction: float = 0.0) -> list[str]:
+    """TREC train/test tables: `per_class_n` questions per class (or the fraction `fraction` of every class, the
+    class balance kept), words shuffled and training labels flipped as asked."""
     rng = random.Random(seed)
     dst.mkdir(parents=True, exist_ok=True)
     to_csv(DATA / "trec" / "train_5500.label", dst / "all.csv")
     to_csv(DATA / "trec" / "TREC_10.label", dst / "test.csv")
-    keep = per_class(list(csv.DictReader(open(dst / "all.csv"))), per_class_n, rng)
+    rows = list(csv.DictReader(open(dst / "all.csv")))
+    if fraction:
+        rng.shuffle(rows)
+        keep = []
+        for c in sorted({r["label"] for r in rows}):
+            of_c = [r for r in rows if r["label"] == c]
+            keep += of_c[: max(3, round(fraction * len(of_c)))]
+    else:
+        keep = per_class(rows, per_class_n, rng)
     labels = sorted({r["label"] for r in keep})
     for r in keep:          # label noise on the training table only; the test table stays clean
         if flip and rng.random() < flip:     # no draw without noise: the batch-1 variants replay exactly
@@ -152,6 +168,11 @@ VARIANTS = {
                                                                                 flip=0.3))),
     "digits-100": lambda t: {"data": str(_digits(t, 100)), "image_size": 96, "epochs": 15},
     "fsdd-30-noise30": lambda t: {"data": str(_fsdd_audio(t, 30, flip=0.3))},
+    # third batch (session 8): label fractions of the text and speech sets, as asked by the issue
+    "trec-10pct": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, shuffle_words=False, fraction=0.10))),
+    "trec-25pct": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, shuffle_words=False, fraction=0.25))),
+    "fsdd-10pct": lambda t: {"data": str(_fsdd_audio(t, keep=0.10))},
+    "fsdd-25pct": lambda t: {"data": str(_fsdd_audio(t, keep=0.25))},
 }
 
 

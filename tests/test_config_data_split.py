@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from headstart.core.config import RunConfig
-from headstart.modalities.image import decode_image, load_image_folder, scan_image_folder
+from headstart.modalities.image_files import decode_image, load_image_folder, scan_image_folder
 from headstart.core.errors import UserError
 from headstart.stats.split import load_split, make_split, save_split
 

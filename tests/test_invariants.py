@@ -254,7 +254,7 @@ def test_text_duplicates_exact_and_normalised_are_judged_near_ones_only_reported
     import hashlib
     from pathlib import Path
     from headstart.core.dataset import LabeledSet
-    from headstart.modalities.text import normalised
+    from headstart.modalities.text_files import normalised
     from headstart.stats.leakage import dedupe_train, find_duplicates
     texts = ["Who invented the telephone ?", "When was the telephone invented ?", "What are the Twin Cities ?",
              "what are the twin cities?", "How far is the moon ?", "How far is the moon ?"]

@@ -185,7 +185,7 @@ def test_exported_image_model_loads_in_timm_with_its_own_preprocessing(tiny_fold
     mean 0.498 / std 0.502, not timm's ImageNet defaults: with those the two disagreed by up to 0.2)."""
     import timm
     from PIL import Image
-    from headstart.modalities.image import to_rgb       # the same RGB image (RGBA composited on white)
+    from headstart.modalities.image_files import to_rgb       # the same RGB image (RGBA composited on white)
     from headstart.models.factory import create_backbone
     from headstart.outputs.export import save_model
     from headstart.outputs.predict import predict

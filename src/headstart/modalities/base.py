@@ -108,7 +108,8 @@ def add_unlabelled(ds, where: str, item, digest: str) -> None:
 def top_k(probs, classes: list[str], top: int) -> dict:
     """One prediction row from a probability vector: label, its probability, and the top classes."""
     vals, idx = probs.topk(min(top, len(classes)))
-    return {"label": classes[idx[0]], "prob": float(vals[0]), "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]}
+    return {"label": classes[idx[0]], "prob": float(vals[0]),
+            "top": [[classes[i], float(v)] for v, i in zip(vals, idx)]}
 
 
 def expand_inputs(inputs: list[str], exts: set[str], what: str) -> list:

@@ -1,35 +1,23 @@
-"""Images: folder loading (decode once, bad files listed), crops and normalisation, the frozen feature pass,
-the pixel baseline, and prediction from files.
+"""Images: crops and normalisation, the frozen feature pass, the pixel baseline, and prediction from files;
+reading and decoding the files is modalities/image_files.py.
 
-    ds = load_image_folder("path/to/images", short_side=256)
     x = preprocess(batch_uint8, spec)                      # float, normalised, channels-last
     ImageModality()                                        # the Modality (modalities/base.py) for images
-
-Layouts: folder-per-class (`root/<class>/*.jpg`), or user splits `root/{train,val,test}/<class>/*`.
-Every image becomes 3-channel RGB: grayscale, palette, RGBA/LA (composited on white), CMYK and 16-bit
-inputs are converted. A file that cannot be decoded is skipped, counted and listed, never silently dropped.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headstart.core.dataset import LabeledSet, display_name, not_regular, scan_folder
+from headstart.core.dataset import LabeledSet, display_name
 from headstart.core.errors import UserError
-from headstart.core.tables import rel_name, scan_media
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
 from headstart.modalities.base import ModalityState, add_unlabelled, expand_inputs, standardised_logreg, top_k
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-MAX_ASPECT = 20          # longest side / shortest side of an image headstart decodes
+from headstart.modalities.image_files import IMAGE_EXTS, load_image_folder, read_image_file
 
 
 def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
@@ -96,96 +84,6 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
         if progress:
             progress(len(x))
     return np.concatenate(out).astype(np.float32)
-
-
-def decode_image(data: bytes, short_side: int) -> np.ndarray:
-    """Decode bytes to an RGB uint8 HWC array whose shorter side is `short_side` (raises on bad data)."""
-    import io
-
-    from PIL import Image, ImageOps
-
-    img = Image.open(io.BytesIO(data))       # Pillow refuses > 2 x MAX_IMAGE_PIXELS here; we refuse > 1 x
-    if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
-        raise ValueError(f"image is {img.size[0]}x{img.size[1]} pixels, above the {Image.MAX_IMAGE_PIXELS:,}-pixel "
-                         "limit (decompression-bomb guard); downscale it")
-    if max(img.size) > MAX_ASPECT * min(img.size):   # resized to the short side, 1x4000 px would take GiBs
-        raise ValueError(f"image is {img.size[0]}x{img.size[1]} pixels: aspect ratio above {MAX_ASPECT}:1, not a photo "
-                         "headstart can crop from; crop or pad it")
-    if img.format == "JPEG":
-        img.draft("RGB", (short_side, short_side))    # DCT-domain downscale: decode only what we need
-    img.load()
-    img = ImageOps.exif_transpose(img)
-    img = to_rgb(img)
-    w, h = img.size
-    scale = short_side / min(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size != img.size:
-        img = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
-    return np.asarray(img, dtype=np.uint8)
-
-
-def to_rgb(img):
-    """Any PIL mode -> RGB: 16-bit and float scaled to 8 bits, alpha composited on white, CMYK converted."""
-    from PIL import Image
-
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8))
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img.convert("RGBA"))
-    return img.convert("RGB")
-
-
-def _load_one(path: Path, short_side: int):
-    odd = not_regular(path)
-    if odd:
-        return None, odd
-    try:
-        data = path.read_bytes()
-        if not data:
-            return None, "empty file (0 bytes)"
-        arr = decode_image(data, short_side)
-        return (arr, hashlib.sha1(data).hexdigest()), None
-    except Exception as e:  # any decoder failure: the file is skipped and listed, the run goes on
-        why = re.sub(r"image file <_io\.BytesIO object at 0x[0-9a-f]+>", "this file as an image", str(e))
-        return None, f"{type(e).__name__}: {why}".strip()[:200]
-
-
-def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0, label_col: str = "",
-                      group_col: str = "") -> LabeledSet:
-    """Scan and decode every image once; bad files end up in `skipped` with the reason. root: a folder of class
-    subfolders (or train/ val/ test/), a table of image paths and labels, or an HF imagefolder (metadata.csv)."""
-    import torch
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = 200_000_000  # keep Pillow's decompression-bomb guard, at ~14k x 14k
-    root, classes, entries, skipped, groups = scan_media(root, IMAGE_EXTS, "images", label_col, group_col)
-    index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=root, classes=classes, skipped=skipped)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        results = list(pool.map(lambda e: _load_one(e[0], short_side), entries))
-    for (path, cname, source), (ok, reason) in zip(entries, results):
-        rel = rel_name(path, root)
-        if ok is None:
-            ds.skipped.append({"path": rel, "reason": reason})
-            continue
-        arr, digest = ok
-        ds.paths.append(rel)
-        ds.labels.append(index[cname])
-        ds.sources.append(source)
-        if groups:
-            ds.groups.append(groups[path])
-        ds.items.append(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
-        ds.hashes.append(digest)
-    if not ds.paths:
-        raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "
-                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
-    return ds
 
 
 class ImageModality:
@@ -283,7 +181,7 @@ class ImageModality:
         """Image files or folders without labels (for `headstart suggest`), decoded like the training images."""
         ds = LabeledSet(root=Path("."), classes=[])
         for f in expand_inputs(inputs, IMAGE_EXTS, "image"):
-            ok, reason = _load_one(f, spec.short_side(size))
+            ok, reason = read_image_file(f, spec.short_side(size))
             if ok is None:
                 ds.skipped.append({"path": display_name(str(f)), "reason": reason})
                 continue
@@ -307,7 +205,7 @@ class ImageModality:
             batch.clear()
 
         for k, f in enumerate(files):
-            ok, reason = _load_one(f, spec.short_side())
+            ok, reason = read_image_file(f, spec.short_side())
             if ok is None:
                 rows[k] = {"path": display_name(str(f)), "error": reason}
                 continue
@@ -338,7 +236,3 @@ def image_runner(model_dir: str | Path, model, runtime: str = "auto"):
         with torch.inference_mode(), folded_batchnorm(model):
             return model(x)
     return "pytorch", eager
-
-
-def scan_image_folder(root: str | Path):
-    return scan_folder(root, IMAGE_EXTS, "images")
