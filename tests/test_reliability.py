@@ -201,6 +201,24 @@ def test_config_paths_cannot_escape_the_run_folder(tmp_path):
     assert not (tmp_path / "escaped").exists()
 
 
+def _proc_text(pid: int, name: str) -> str:
+    """/proc/PID/NAME, or "" when the process ended meanwhile (a child may exit between listing and reading)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    return _proc_text(pid, "cmdline")
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (state field after the command name in /proc/PID/stat)."""
+    state = _proc_text(pid, "stat").rsplit(")", 1)[-1].split()
+    return bool(state) and state[0] != "Z"
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -223,8 +241,7 @@ def test_jobs_workers_die_with_a_killed_parent(tmp_path):
                                     "--no-assess", "--jobs", "2"])
     t0, workers = time.time(), []
     while time.time() - t0 < 120 and proc.poll() is None:
-        workers = [c for c in _children(proc.pid) if "spawn" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")
-                   or "multiprocessing" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+        workers = [c for c in _children(proc.pid) if "spawn" in _cmdline(c) or "multiprocessing" in _cmdline(c)]
         if len(workers) >= 2 and any((out / "curve").rglob("seed0")):
             break
         time.sleep(0.2)
@@ -234,6 +251,5 @@ def test_jobs_workers_die_with_a_killed_parent(tmp_path):
     deadline = time.time() + 20
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.2)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in
-             Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    alive = [w for w in workers if _running(w)]
     assert not alive, f"workers {alive} outlived their parent"
