@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,9 @@ def test_run_writes_the_run_folder(finished_run):
     assert "Deploy" in report and "broken.jpg" in report and "test accuracy (95% CI)" in report
     assert "strategy" in r.stdout and "stopped early?" in r.stdout
     # a pipe is no terminal: one line per phase and per epoch instead of a live progress bar
-    assert "frozen features: computed in" in r.stdout and "finetune seed 0: started" in r.stdout
+    # (read from the session's cache when an earlier test embedded the same synthetic images: order-dependent)
+    assert re.search(r"frozen features: (computed|read from the cache) in", r.stdout)
+    assert "finetune seed 0: started" in r.stdout
     assert "scratch seed 0: epoch 1/" in r.stdout and "| val loss" in r.stdout
 
 

@@ -573,3 +573,27 @@ def test_unwritable_output_folder_is_a_user_error(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(UserError, match="choose another with --out"):
         ensure_writable(tmp_path / "file" / "run")
+
+
+def test_a_refused_run_leaves_no_empty_run_folder(tmp_path, monkeypatch):
+    """A mistyped data path (or data refused on loading) used to leave runs/<name>-<time>/ with a lock and a
+    config.json behind, one per attempt; now only what existed before, or holds more than bookkeeping, stays."""
+    monkeypatch.chdir(tmp_path)
+    one_class = make_image_folder(tmp_path / "one", per_class=4)
+    import shutil
+    shutil.rmtree(one_class / "dogs")
+    for args in (("run", tmp_path / "nope"), ("assess", tmp_path / "nope"), ("run", one_class),
+                 ("run", tmp_path / "nope", "--backbones", "efficientnet_lite0,efficientnet_lite1"),
+                 ("run", one_class, "--out", tmp_path / "new" / "deeper")):
+        r = cli(*args)
+        assert r.exit_code == 2, (args, r.output)
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "new" / "deeper").exists()
+    # a folder that was there before is the user's: kept, with what it held
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert cli("run", one_class, "--out", tmp_path / "mine").exit_code == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    (tmp_path / "empty").mkdir()
+    assert cli("run", one_class, "--out", tmp_path / "empty").exit_code == 2
+    assert (tmp_path / "empty").is_dir()

@@ -25,6 +25,7 @@ from headstart.core.results import unit_result
 from headstart.outputs.report_compare import render_comparison
 from headstart.outputs.report_cost import render_html
 from headstart.pipeline.compare import cost_key, pick_backbones, rank_agreement, recommend_backbone
+from headstart.pipeline.context import removed_on_user_error
 from headstart.pipeline.summarize import choose
 from headstart.stats.evaluate import paired_difference
 from headstart.training.strategies import BASELINES, ORDER, STRATEGIES
@@ -53,13 +54,14 @@ def run_compare(cfg: RunConfig, backbones: list[str], top_k: int = 2, progress=N
     if out.is_dir() and any(out.iterdir()) and not (out / "assessment").is_dir():
         raise UserError(f"--out {out} is an existing folder that is not a headstart backbone comparison; choose a "
                         "new or empty folder")
-    ensure_writable(out)
     names = {b: folder_name(b) for b in backbones}
     if len(set(names.values())) < len(names):
         raise UserError(f"--backbones {','.join(backbones)} lists the same backbone twice")
-    log(f"assessing {len(backbones)} backbones: {', '.join(backbones)}")
-    assessment = run_assess(dataclasses.replace(cfg, out=str(out / "assessment")), backbones, progress, log,
-                            memory=True)
+    with removed_on_user_error(out):            # e.g. a mistyped data path: no empty comparison folder left
+        ensure_writable(out)
+        log(f"assessing {len(backbones)} backbones: {', '.join(backbones)}")
+        assessment = run_assess(dataclasses.replace(cfg, out=str(out / "assessment")), backbones, progress, log,
+                                memory=True)
     ranking = [r["backbone"] for r in assessment["ranking"]]
     cost = {r["backbone"]: r["cost"] for r in assessment["ranking"]}
     trained, why = pick_backbones(ranking, cost, top_k)

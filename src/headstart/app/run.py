@@ -27,7 +27,7 @@ from headstart.outputs.report_assess import render_assessment
 from headstart.outputs.report_cost import render_html
 from headstart.pipeline.assess import assess, predicted_vs_measured
 from headstart.pipeline.checks import pretraining_checks
-from headstart.pipeline.context import build_context
+from headstart.pipeline.context import build_context, removed_on_user_error
 from headstart.pipeline.grid import plan, run_grid
 from headstart.pipeline.summarize import summarize, summarize_curve
 from headstart.training.costs import backbone_cost
@@ -78,7 +78,11 @@ def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, m
     parameters, latency; memory=True: a training step's peak memory too); written to <out>/assessment.{json,md}."""
     if not cfg.out:
         cfg.out = default_run_dir(cfg.data, "assess")
-    out = ensure_writable(Path(cfg.out))
+    with removed_on_user_error(Path(cfg.out)):
+        return _assess_backbones(cfg, backbones, ensure_writable(Path(cfg.out)), progress, log, memory)
+
+
+def _assess_backbones(cfg: RunConfig, backbones: list[str], out: Path, progress, log, memory: bool) -> dict:
     backbones = backbones or [MODALITIES[detect_modality(cfg.data, cfg.modality)].default_backbone]
     rows, skipped = [], []
     for b in backbones:
@@ -93,7 +97,8 @@ def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, m
             continue
         rows.append({**assess(ctx), "cost": backbone_cost(ctx, memory=memory)})
     if not rows:
-        raise UserError("none of the backbones loaded: " + "; ".join(f"{s['backbone']}: {s['reason']}" for s in skipped))
+        raise UserError("none of the backbones loaded: "
+                        + "; ".join(f"{s['backbone']}: {s['reason']}" for s in skipped))
     rows.sort(key=lambda r: -r["scores"]["logme"])
     result = {"data": cfg.data, "ranking": rows, "skipped": skipped, "ranked_by": "LogME (higher is better)"}
     write_json(out / "assessment.json", result)

@@ -7,6 +7,7 @@ Under DDP every rank builds the same context; only rank 0 writes.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -43,6 +44,29 @@ def lock_run_dir(run_dir: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _LOCKS[key] = fd
+
+
+BOOKKEEPING = (".lock", "config.json", "split.json")    # what headstart writes before it reads the data
+
+
+@contextlib.contextmanager
+def removed_on_user_error(folder: Path | None):
+    """Run the block; when a UserError stops it and `folder` did not exist before, remove the folder again if it
+    holds nothing but headstart's bookkeeping: a mistyped data path or a bad option leaves no empty
+    runs/<name>-<time>/ behind. A folder that existed, or that holds anything else by then, stays."""
+    new = folder is not None and not Path(folder).exists()
+    try:
+        yield
+    except UserError:
+        if new:
+            key = str(Path(folder).resolve())
+            if key in _LOCKS:
+                os.close(_LOCKS.pop(key))
+            for name in BOOKKEEPING:
+                (Path(folder) / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(folder).rmdir()
+        raise
 
 
 def check_out_folder(out: Path, data: str) -> None:
@@ -139,14 +163,26 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     cfg.data = str(Path(cfg.data).resolve())
     cfg.test_file = str(Path(cfg.test_file).resolve()) if cfg.test_file else ""
     fabric = make_fabric(cfg)       # first: under DDP every rank runs what follows, and only rank 0 writes
-    if lock and fabric.is_global_zero:
-        target = run_dir or Path(cfg.out or default_run_dir(cfg.data))
-        cfg.out = str(Path(cfg.out or target).resolve())
-        if run_dir is None:
-            check_out_folder(target, cfg.data)
-        ensure_writable(target)
-        lock_run_dir(target)
-    run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
+    owner = lock and fabric.is_global_zero
+    target = (run_dir or Path(cfg.out or default_run_dir(cfg.data))) if owner else None
+    with removed_on_user_error(target):
+        if owner:
+            cfg.out = str(Path(cfg.out or target).resolve())
+            if run_dir is None:
+                check_out_folder(target, cfg.data)
+            ensure_writable(target)
+            lock_run_dir(target)
+        run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
+        ds, split = _data_and_split(cfg, modality, spec, size, run_dir, fabric.is_global_zero, log)
+    return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
+                      precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
+                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
+                      state=modality.prepare(ds, spec, size, cfg))
+
+
+def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, writer: bool, log):
+    """The data, loaded once, and the run's split: reloaded from split.json (checked against the data), else made
+    and saved (by rank 0)."""
     ds = modality.load(cfg, spec, size)
     if ds.skipped:
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
@@ -157,10 +193,7 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     else:
         split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed,
                            groups=ds.groups or None)
-        if fabric.is_global_zero:
+        if writer:
             save_split(split_path, split, ds.paths, ds.labels, ds.classes, ds.hashes)
     warn_thin_validation(ds, split, log)
-    return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
-                      precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
-                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
-                      state=modality.prepare(ds, spec, size, cfg))
+    return ds, split
