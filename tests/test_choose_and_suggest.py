@@ -177,6 +177,16 @@ def test_suggest_cli_ranks_skips_and_feeds_the_report(tmp_path):
     assert skipped["broken.jpg"].startswith("skipped:")
     report = (out / "report.md").read_text()
     assert "## Next steps" in report and "Which items to label first" in report and ranked[0]["item"] in report
+    # oracle: the deployed columns are what `headstart predict` says of the same files (the ranking probe is
+    # refitted on train + val, so its own column may differ)
+    r = _hs("predict", out / "model", *[x["item"] for x in ranked], "--format", "jsonl")
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(said) == 4
+    for x, y in zip(ranked, said):
+        assert abs(float(x["deployed_probability"]) - y["prob"]) < 2e-3, (x, y)
+        assert x["deployed_predicted"] == y["label"] or abs(y["prob"] - 0.5) < 2e-3
+    assert "the deployed linear-probe model says" in report
     r = _hs("suggest", tmp_path / "nope", pool)
     assert r.returncode == 2 and "not a headstart run folder" in r.stdout
     r = _hs("suggest", out, tmp_path / "missing")

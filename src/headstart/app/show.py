@@ -61,10 +61,12 @@ def assessment(console, res: dict) -> None:
 
 def suggestions(console, res: dict) -> None:
     table = Table(title=f"label these first ({len(res['rows'])} of {res['pool']} unlabelled items)")
-    for h in ("rank", "item", "why", "predicted", "score"):
+    deployed = bool(res.get("deployed"))
+    for h in ("rank", "item", "why", "predicted") + ((f"deployed {res['deployed']}",) if deployed else ()) + ("score",):
         table.add_column(h, no_wrap=h == "rank")
     for r in res["rows"][:15]:
         table.add_row(str(r["rank"]), r["item"], r["why"], f"{r['predicted']} {r['probability']:.2f}",
+                      *([f"{r['deployed_predicted']} {r['deployed_probability']:.2f}"] if deployed else []),
                       f"{r['score']:.3f}")
     console.print(table)
     for s in res["skipped"][:5]:

@@ -47,7 +47,9 @@ def label_first(results: dict) -> list[str]:
              f"{s['kind']} uncertainty x coverage, {100 * s['random_share']:.0f}% random; "
              f"{s['model']}){' — ' + s['validated'] if s.get('validated') else ''}:", ""]
     lines += [f"{r['rank']}. `{r['item']}`: {r['why']} (predicted {r['predicted']} {r['probability']:.2f}, "
-              f"runner-up {r['runner_up']} {r['runner_up_probability']:.2f})" for r in s["rows"][:5]]
+              f"runner-up {r['runner_up']} {r['runner_up_probability']:.2f}"
+              + (f"; the deployed {s['deployed']} model says {r['deployed_predicted']} {r['deployed_probability']:.2f}"
+                 if r.get("deployed_predicted") else "") + ")" for r in s["rows"][:5]]
     return lines
 
 

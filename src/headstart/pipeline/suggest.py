@@ -5,7 +5,8 @@
 The run's labelled data and saved split are reloaded (the same checks as a resumed run), its backbone embeds the
 unlabelled items through the same frozen pass (disk-cached, so a second call is quick), and the run's linear probe
 (train + val head) gives each item's class probabilities. stats/active.select ranks them. Items whose content
-equals a labelled item, or an earlier unlabelled one, are listed as skipped, never suggested twice.
+equals a labelled item, or an earlier unlabelled one, are listed as skipped, never suggested twice. The ranked
+items also get the exported model's prediction (deployed_predicted), which is what `headstart predict` says.
 """
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ import numpy as np
 from headstart.core.config import RunConfig
 from headstart.core.context import Timings
 from headstart.core.errors import UserError
+from headstart.models.factory import load_folder
+from headstart.models.weights import META
+from headstart.pipeline.arms import predict_probs
 from headstart.pipeline.context import build_context
 from headstart.pipeline.frozen import features, probe
 from headstart.stats.active import KINDS, select
 from headstart.stats.evaluate import softmax
 
 COLUMNS = ["rank", "item", "score", "why", "predicted", "probability", "runner_up", "runner_up_probability",
-           "uncertainty", "gap"]
+           "uncertainty", "gap", "deployed_predicted", "deployed_probability"]
 
 
 def load_run(run_dir: str | Path, progress=None, log=print):
@@ -63,6 +67,7 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
     probs = softmax(p.logits(feats_u))
     picks = select(feats_u, probs, feats_l, n, random_share, kind, seed=seed)
     classes = ctx.ds.classes
+    deployed = deployed_predictions(ctx, sub, [pk.index for pk in picks])
     rows = []
     for rank, pk in enumerate(picks, 1):
         order = np.argsort(-probs[pk.index])
@@ -71,10 +76,26 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
                      "predicted": classes[top], "probability": round(float(probs[pk.index, top]), 4),
                      "runner_up": classes[second], "runner_up_probability": round(float(probs[pk.index, second]), 4),
                      "uncertainty": round(pk.uncertainty, 4), "gap": round(pk.gap, 4)})
+        if deployed:
+            rows[-1]["deployed_predicted"], rows[-1]["deployed_probability"] = deployed[1][rank - 1]
     return {"rows": rows, "pool": len(pool.paths), "skipped": skipped, "labelled": len(labelled), "kind": kind,
             "random_share": random_share, "seed": seed, "inputs": [str(Path(s).resolve()) for s in inputs],
             "model": f"linear probe (C={p.C:g}, fitted on the run's train + val labels) on frozen "
-                     f"{ctx.cfg.backbone} features"}
+                     f"{ctx.cfg.backbone} features",
+            "deployed": deployed[0] if deployed else None}
+
+
+def deployed_predictions(ctx, sub, indices: list[int]) -> tuple[str, list[tuple[str, float]]] | None:
+    """(strategy, [(label, probability)]) of the run's exported model/ on the ranked items: what `headstart predict`
+    says of them, which can differ from the probe that ranks them (a fine-tuned model deployed, or the probe's C and
+    labels). None when the run exported no model."""
+    folder = ctx.run_dir / "model"
+    if not (folder / META).is_file() or not indices:
+        return None
+    model, spec, classes, meta = load_folder(folder)
+    probs = predict_probs(model, sub, indices, size=spec.input_size)
+    top = probs.argmax(1)
+    return meta.get("strategy", "exported model"), [(classes[k], round(float(p[k]), 4)) for p, k in zip(probs, top)]
 
 
 def _drop_known(pool, labelled):
