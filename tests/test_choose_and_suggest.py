@@ -187,6 +187,10 @@ def test_suggest_cli_ranks_skips_and_feeds_the_report(tmp_path):
         assert abs(float(x["deployed_probability"]) - y["prob"]) < 2e-3, (x, y)
         assert x["deployed_predicted"] == y["label"] or abs(y["prob"] - 0.5) < 2e-3
     assert "the deployed linear-probe model says" in report
+    (out / "model" / "model.safetensors").write_bytes(b"damaged")        # the ranking does not need the model
+    r = _hs("suggest", out, pool, "--n", 4)
+    assert r.returncode == 0 and "deployed columns stay empty" in r.stdout and "safetensors" in r.stdout, r.stdout
+    assert all(not x["deployed_predicted"] for x in csv.DictReader(open(out / "suggestions.csv")))
     r = _hs("suggest", tmp_path / "nope", pool)
     assert r.returncode == 2 and "not a headstart run folder" in r.stdout
     r = _hs("suggest", out, tmp_path / "missing")

@@ -114,3 +114,9 @@ def test_suggest_on_trec_ranks_unlabelled_questions(tmp_path):
     assert np.mean(rule) > 0.5 and min(r["uncertainty"] for r in res["rows"][:5]) > 0.5
     assert (tmp_path / "run" / "suggestions.csv").exists()
     assert "Which items to label first" in (tmp_path / "run" / "report.md").read_text()
+    # the deployed columns are `headstart predict` on the same table rows (text: the item names a table line)
+    from headstart.outputs.predict import predict
+    said = {r["path"]: r for r in predict(tmp_path / "run" / "model", [str(tmp_path / "pool.csv")])}
+    for r in res["rows"]:
+        assert r["deployed_predicted"] == said[r["item"]]["label"], r
+        assert abs(r["deployed_probability"] - said[r["item"]]["prob"]) < 2e-3, r
