@@ -597,3 +597,33 @@ def test_a_refused_run_leaves_no_empty_run_folder(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     assert cli("run", one_class, "--out", tmp_path / "empty").exit_code == 2
     assert (tmp_path / "empty").is_dir()
+
+
+def test_losing_the_race_for_a_new_run_folder_deletes_nothing(tmp_path, monkeypatch):
+    """Two runs started at once with the same new --out: the one that fails to lock must not clean up the
+    winner's lock and config (it would let a third process in)."""
+    import fcntl
+
+    import headstart.pipeline.context as context
+    from headstart.core.config import RunConfig
+    from headstart.core.errors import UserError
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    out = tmp_path / "out"
+    winner = []
+    real = context.ensure_writable
+
+    def winner_gets_there_first(folder):         # between our "is it new?" and our lock, the winner locks it
+        real(folder)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (folder / "config.json").write_text("{}")
+        winner.append(fd)
+        return folder
+    monkeypatch.setattr(context, "ensure_writable", winner_gets_there_first)
+    try:
+        with pytest.raises(UserError, match="another headstart process"):
+            context.build_context(RunConfig(data=str(data), out=str(out), image_size=32), log=lambda *a: None)
+        assert (out / ".lock").exists() and (out / "config.json").exists()
+    finally:
+        for fd in winner:
+            os.close(fd)

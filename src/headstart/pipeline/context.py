@@ -53,7 +53,9 @@ BOOKKEEPING = (".lock", "config.json", "split.json")    # what headstart writes 
 def removed_on_user_error(folder: Path | None):
     """Run the block; when a UserError stops it and `folder` did not exist before, remove the folder again if it
     holds nothing but headstart's bookkeeping: a mistyped data path or a bad option leaves no empty
-    runs/<name>-<time>/ behind. A folder that existed, or that holds anything else by then, stays."""
+    runs/<name>-<time>/ behind. A folder that existed, or that holds anything else by then, stays; the bookkeeping
+    files go only while this process holds the folder's lock (a second process that lost the race for a new folder
+    must not delete the winner's lock and config)."""
     new = folder is not None and not Path(folder).exists()
     try:
         yield
@@ -61,11 +63,11 @@ def removed_on_user_error(folder: Path | None):
         if new:
             key = str(Path(folder).resolve())
             if key in _LOCKS:
+                for name in BOOKKEEPING:
+                    (Path(folder) / name).unlink(missing_ok=True)
                 os.close(_LOCKS.pop(key))
-            for name in BOOKKEEPING:
-                (Path(folder) / name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
-                Path(folder).rmdir()
+                Path(folder).rmdir()        # only if empty by now
         raise
 
 
