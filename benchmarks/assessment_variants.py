@@ -10,8 +10,8 @@ Second batch: hymenoptera with 10% and 50% of its training labels, as texture-on
 image, scaled up); TREC at 50 per class with 30% of training labels flipped; sklearn digits at 100 per class
 (96 px), a case where scratch should be competitive; FSDD at 30 clips per class with 30% of training labels
 flipped, read by the speech backbone.
-Third batch: TREC with 10% and 25% of each class's training questions (class balance kept), FSDD with 10% and 25%
-of each digit's training clips (official test split).
+Third batch: TREC with 10%, 25% and 50% of each class's training questions (class balance kept), FSDD with 10%,
+25% and 50% of each digit's training clips (official test split).
 Variants: hymenoptera in grayscale and inverted (far from ImageNet photos), heavily blurred, with 25% of its
 training labels, with 30% of its training labels flipped; TREC at 20 questions per class with the words of every
 question shuffled (no syntax left); FSDD's spoken digits as spectrogram images (30 per class), read by the image
@@ -171,8 +171,10 @@ VARIANTS = {
     # third batch (session 8): label fractions of the text and speech sets, as asked by the issue
     "trec-10pct": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, shuffle_words=False, fraction=0.10))),
     "trec-25pct": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, shuffle_words=False, fraction=0.25))),
+    "trec-50pct": lambda t: dict(zip(("data", "test_file"), _trec_shuffled(t, shuffle_words=False, fraction=0.50))),
     "fsdd-10pct": lambda t: {"data": str(_fsdd_audio(t, keep=0.10))},
     "fsdd-25pct": lambda t: {"data": str(_fsdd_audio(t, keep=0.25))},
+    "fsdd-50pct": lambda t: {"data": str(_fsdd_audio(t, keep=0.50))},
 }
 
 

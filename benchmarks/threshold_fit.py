@@ -42,8 +42,10 @@ ROWS = [
     # third batch (session 8): label fractions of the text and speech sets, thresholds still unchanged
     ("trec-10pct", "text", 82, 70.2, -9.2, True, True, "held out, batch 3"),
     ("trec-25pct", "text", 206, 70.7, -7.5, True, True, "held out, batch 3"),
+    ("trec-50pct", "text", 412, 72.0, -5.4, True, True, "held out, batch 3"),
     ("fsdd-10pct", "audio", 22, 74.4, 22.6, True, True, "held out, batch 3"),
     ("fsdd-25pct", "audio", 54, 90.1, 8.4, True, True, "held out, batch 3"),
+    ("fsdd-50pct", "audio", 108, 94.1, 4.3, True, True, "held out, batch 3"),
 ]
 
 
