@@ -52,15 +52,15 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
     if missing:
         raise UserError(f"unlabelled input {missing[0]!r} does not exist; pass a folder or file of unlabelled items")
     ctx = load_run(run_dir, progress, log)
-    labelled = ctx.split["train"] + ctx.split["val"]          # what the probe learned from (test stays out)
-    feats_l = features(ctx)[labelled]
-    p = probe(ctx)
     pool = ctx.modality.read_unlabelled(inputs, ctx.spec, ctx.size)
     pool, skipped = _drop_known(pool, ctx.ds)
-    if not pool.paths:
+    if not pool.paths:      # said before any feature pass
         raise UserError(f"no usable unlabelled items in {', '.join(inputs)}"
                         + (f" ({len(skipped)} skipped; first: {skipped[0]['path']}: {skipped[0]['reason']})"
                            if skipped else "") + f"; pass {ctx.modality.name} items this run has not labelled yet")
+    labelled = ctx.split["train"] + ctx.split["val"]          # what the probe learned from (test stays out)
+    feats_l = features(ctx)[labelled]
+    p = probe(ctx)
     sub = dataclasses.replace(ctx, ds=pool, state=ctx.modality.prepare(pool, ctx.spec, ctx.size, ctx.cfg),
                               features=None, probe=None, timings=Timings())
     feats_u = features(sub)
