@@ -17,7 +17,7 @@ from headstart.core.errors import UserError
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
 from headstart.modalities.base import ModalityState, add_unlabelled, expand_inputs, standardised_logreg, top_k
-from headstart.modalities.image_files import IMAGE_EXTS, load_image_folder, read_image_file
+from headstart.modalities.image_files import IMAGE_EXTS, chw_tensor, load_image_folder, read_image_file
 
 
 def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
@@ -185,8 +185,7 @@ class ImageModality:
             if ok is None:
                 ds.skipped.append({"path": display_name(str(f)), "reason": reason})
                 continue
-            add_unlabelled(ds, display_name(str(f)), torch.from_numpy(np.ascontiguousarray(ok[0].transpose(2, 0, 1))),
-                           ok[1])
+            add_unlabelled(ds, display_name(str(f)), chw_tensor(ok[0]), ok[1])
         return ds
 
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:

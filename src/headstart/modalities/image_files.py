@@ -66,6 +66,12 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
+def chw_tensor(arr: np.ndarray):
+    """A decoded HWC uint8 array as the CHW tensor every image item is kept as."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
 def read_image_file(path: Path, short_side: int):
     """((RGB uint8 HWC array, sha1 of the bytes), None), or (None, why it could not be read)."""
     odd = not_regular(path)
@@ -86,7 +92,6 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0,
                       group_col: str = "") -> LabeledSet:
     """Scan and decode every image once; bad files end up in `skipped` with the reason. root: a folder of class
     subfolders (or train/ val/ test/), a table of image paths and labels, or an HF imagefolder (metadata.csv)."""
-    import torch
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = 200_000_000  # keep Pillow's decompression-bomb guard, at ~14k x 14k
@@ -107,7 +112,7 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0,
         ds.sources.append(source)
         if groups:
             ds.groups.append(groups[path])
-        ds.items.append(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
+        ds.items.append(chw_tensor(arr))
         ds.hashes.append(digest)
     if not ds.paths:
         raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "

@@ -10,7 +10,6 @@ The encoder (models/bert.py) exposes timm's contract, so strategies, the trainin
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from headstart.core.errors import UserError, first_line
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.modalities.base import IndexedItems, ModalityState, add_unlabelled, top_k
-from headstart.modalities.text_files import TEXT_EXTS, load_text, read_texts
+from headstart.modalities.text_files import TEXT_EXTS, digest, load_text, read_texts
 
 
 class TokenBatches(IndexedItems):
@@ -188,8 +187,9 @@ class TextModality:
         ds = LabeledSet(root=Path("."), classes=[])
         files = [str(f) for s in inputs for f in (sorted(Path(s).rglob("*.txt")) if Path(s).is_dir() else [s])]
         for t, where in zip(*read_texts(files)):
-            if t.strip():
-                add_unlabelled(ds, where, t.strip(), hashlib.sha1(t.strip().encode()).hexdigest())
+            t = t.strip()
+            if t:
+                add_unlabelled(ds, where, t, digest(t))
             else:
                 ds.skipped.append({"path": where, "reason": "empty text"})
         return ds

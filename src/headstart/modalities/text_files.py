@@ -85,7 +85,7 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
         ds.items.append(t)
         ds.labels.append(index[y])
         ds.sources.append(role)
-        ds.hashes.append(hashlib.sha1(t.encode()).hexdigest())
+        ds.hashes.append(digest(t))
         ds.match_keys.append(normalised(t))
     ds.groups = [group[w] for w in ds.paths] if group_col else []
     return ds
@@ -104,6 +104,11 @@ def _refuse_paths(rows: list[dict], col: str, src: Path) -> None:
     if vals and sum(map(is_file, vals)) >= 0.8 * len(vals):
         raise UserError(f"{src}: column {col!r} holds file paths, not texts (e.g. {vals[0]!r}); headstart trains on "
                         "the image or audio files a table names (leave out --modality text), never on their paths")
+
+
+def digest(text: str) -> str:
+    """A text's content hash: labelled and unlabelled texts must hash alike (suggest skips known texts by it)."""
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def normalised(text: str) -> str:

@@ -67,7 +67,7 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
     probs = softmax(p.logits(feats_u))
     picks = select(feats_u, probs, feats_l, n, random_share, kind, seed=seed)
     classes = ctx.ds.classes
-    deployed = deployed_predictions(ctx, sub, [pk.index for pk in picks])
+    strategy, said = deployed_predictions(ctx, sub, [pk.index for pk in picks]) or (None, [])
     rows = []
     for rank, pk in enumerate(picks, 1):
         order = np.argsort(-probs[pk.index])
@@ -76,13 +76,13 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
                      "predicted": classes[top], "probability": round(float(probs[pk.index, top]), 4),
                      "runner_up": classes[second], "runner_up_probability": round(float(probs[pk.index, second]), 4),
                      "uncertainty": round(pk.uncertainty, 4), "gap": round(pk.gap, 4)})
-        if deployed:
-            rows[-1]["deployed_predicted"], rows[-1]["deployed_probability"] = deployed[1][rank - 1]
+        if said:
+            rows[-1]["deployed_predicted"], rows[-1]["deployed_probability"] = said[rank - 1]
     return {"rows": rows, "pool": len(pool.paths), "skipped": skipped, "labelled": len(labelled), "kind": kind,
             "random_share": random_share, "seed": seed, "inputs": [str(Path(s).resolve()) for s in inputs],
             "model": f"linear probe (C={p.C:g}, fitted on the run's train + val labels) on frozen "
                      f"{ctx.cfg.backbone} features",
-            "deployed": deployed[0] if deployed else None}
+            "deployed": strategy}
 
 
 def deployed_predictions(ctx, sub, indices: list[int]) -> tuple[str, list[tuple[str, float]]] | None:
