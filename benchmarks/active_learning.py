@@ -51,6 +51,7 @@ def simulate(ctx, rules=RULES, seeds: int = 3, rounds: int = 5, step: float = 0.
     from headstart.stats.active import select
     from headstart.stats.curve import nested_subset
     from headstart.stats.evaluate import softmax
+    from headstart.stats.metrics import class_weights
     from headstart.stats.probe import fit_probe
     feats, y = features(ctx), np.asarray(ctx.ds.labels)
     pool, val, test = ctx.split["train"], ctx.split["val"], ctx.split["test"]
@@ -61,8 +62,9 @@ def simulate(ctx, rules=RULES, seeds: int = 3, rounds: int = 5, step: float = 0.
             labelled = nested_subset(pool, ctx.ds.labels, step, seed)
             curve = []
             for k in range(rounds):
+                cw = class_weights(y[labelled], n_classes) if ctx.decision.weighted else None   # as in a run
                 p = fit_probe(feats, y, {"train": labelled, "val": val}, ctx.cfg.probe_cs, n_classes, seed,
-                              refit_on_val=False)
+                              refit_on_val=False, class_weight=cw)
                 curve.append((len(labelled), softmax(p.logits(feats[test]))))
                 if k == rounds - 1:
                     break
@@ -82,13 +84,17 @@ def simulate(ctx, rules=RULES, seeds: int = 3, rounds: int = 5, step: float = 0.
 
 
 def table(ctx, sims: dict, reps: int = 2000) -> str:
+    from headstart.stats.metrics import item_weights
     y = np.asarray(ctx.ds.labels)[ctx.split["test"]]
     rules = list(sims)
     seeds = sorted(sims[rules[0]])
     rows = ["| labels | " + " | ".join(rules) + " | suggest − random (95% CI) |", "|" + "---|" * (len(rules) + 2)]
     rng = np.random.default_rng(0)
     for k in range(len(sims[rules[0]][seeds[0]])):
-        right = {r: np.stack([(sims[r][s][k][1].argmax(1) == y) for s in seeds]).astype(float) for r in rules}
+        # per-item credit in the run's decision metric (balanced accuracy on imbalanced data: n / (k n_c) x right)
+        w = item_weights(ctx.decision.metric, y, len(ctx.ds.classes))
+        w = np.ones(len(y)) if w is None else w
+        right = {r: np.stack([(sims[r][s][k][1].argmax(1) == y) * w for s in seeds]).astype(float) for r in rules}
         n = sims[rules[0]][seeds[0]][k][0]
         diff = (right["suggest"] - right["random"]).mean(0)     # per test item, averaged over seeds
         boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(reps)]

@@ -268,10 +268,20 @@ def test_validation_ties_are_paired_when_the_units_kept_their_validation_predict
     tied, noise, paired = validation_ties(val, "ft", n)
     assert paired and tied == ["ft"] and noise["lp"] == pytest.approx(0.106, abs=1e-3)
     assert validation_ties({k: {"val_acc": v["val_acc"]} for k, v in val.items()}, "ft", n)[0] == ["ft", "lp"]
-    # three one-sided disagreements (7.5 points, 2 SE = 8.4): a tie, which the cheaper transfer arm wins
+    # three one-sided disagreements (7.5 points, 2 SE = 8.4): a tie, reported; the arms share one network, so the
+    # better validation score is deployed
     c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
                 "linear-probe": {"val_acc": 0.825, "val_loss": 0.4, "val_correct": three}}, n)
-    assert c["recommended"] == "linear-probe" and c["paired"] and c["validation_noise"] == pytest.approx(0.0844, abs=1e-3)
+    assert c["recommended"] == "finetune" and c["tied_within_noise"] == ["finetune", "linear-probe"]
+    assert c["paired"] and c["validation_noise"] == pytest.approx(0.0844, abs=1e-3)
+    # balanced accuracy: per-item credits (weight n / (k n_class) x correct) are paired the same way, and preferred
+    y = np.array([0] * 36 + [1] * 4)
+    w = np.where(y == 1, 40 / (2 * 4), 40 / (2 * 36))
+    right_a, right_b = (y == y).astype(float), (y == 0).astype(float)        # b never recalls class 1
+    tied, noise, paired = validation_ties({"a": {"val_credit": list(right_a * w), "val_correct": list(right_a)},
+                                           "b": {"val_credit": list(right_b * w), "val_correct": list(right_b)}},
+                                          "a", n)
+    assert paired and tied == ["a"] and np.mean(right_b * w) == pytest.approx(0.5)
     c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
                 "linear-probe": {"val_acc": 0.775, "val_loss": 0.4, "val_correct": five}}, n)
     assert c["recommended"] == "finetune" and c["tied_within_noise"] == []

@@ -278,7 +278,7 @@ def test_racing_wants_twice_the_margin_on_small_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr(units, "decide", record)
     race = units._Race.__new__(units._Race)
     race.ctx = type("C", (), {"size": 224, "cfg": type("G", (), {"race_margin": 0.05})()})()
-    race.budget, race.seed, race.n_val, race.chance, race.last = 20, 0, 50, 0.5, None
+    race.budget, race.seed, race.n_val, race.chance, race.last, race.metric = 20, 0, 50, 0.5, None, "accuracy"
     race.rival = lambda: (0.9, "linear-probe")
     race([{"val_acc": 0.5, "input_size": 128}])
     race([{"val_acc": 0.5, "input_size": 224}])

@@ -111,7 +111,7 @@ def test_finetune_layerwise_lrs_and_frozen_layers(tmp_path):
     cfg = RunConfig(data=str(data), out=str(tmp_path / "run"), epochs=1, batch_size=8, unfreeze_groups=2,
                     lr_body=1e-4, lr_decay=0.5, probe_cs=[1.0])
     ctx = prepare(cfg, log=lambda *a: None)
-    assert cfg.modality == "text" and cfg.backbone == "minilm_l6"
+    assert ctx.cfg.modality == "text" and ctx.cfg.backbone == "minilm_l6" and cfg.modality == ""
     strat = STRATEGIES["finetune"](ctx.cfg)
     model = arms.build_model(ctx, strat)
     pr = frozen.probe(ctx)

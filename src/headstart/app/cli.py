@@ -115,8 +115,13 @@ def run(
                                            "bf16-mixed on a GPU, and on a CPU with native bf16 for networks "
                                            "where it measured faster (text, speech); else 32-true")] = "auto",
     curve: Annotated[str, typer.Option(help="label fractions for learning curves, e.g. 0.05,0.1,0.25,0.5,1.0")] = "",
-    target_metric: Annotated[float, typer.Option(help="accuracy whose label cost is compared (0 = best scratch)")]
-    = 0.0,
+    metric: Annotated[str, typer.Option(help="decision metric for every choice: accuracy | balanced_accuracy | "
+                                        "macro_f1 (default: balanced_accuracy when the training classes are "
+                                        "imbalanced beyond 3:1, else accuracy)")] = "",
+    class_weight: Annotated[str, typer.Option(help="auto | balanced | none: class-weighted loss in every arm "
+                                              "(auto: on when the classes are imbalanced beyond 3:1)")] = "auto",
+    target_metric: Annotated[float, typer.Option(help="score (in the decision metric) whose label cost is compared "
+                                                 "(0 = best scratch)")] = 0.0,
     cost_per_label: Annotated[str, typer.Option(help="$ per label, a value or a low,high range")] = "5,20",
     price_per_hour: Annotated[float, typer.Option(help="$ per device hour (0 = $0.10 CPU, $2.50 GPU)")] = 0.0,
     device_watts: Annotated[float, typer.Option(help="device power for energy (0 = 65 W CPU, 700 W GPU)")] = 0.0,
@@ -153,6 +158,7 @@ def run(
                                       devices=devices, accelerator=accelerator, precision=precision,
                                       assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
+                                      metric=metric, class_weight=class_weight,
                                       device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
                                       progressive_resize=progressive_resize, tracker=tracker,
                                       executor="process" if jobs > 1 and executor == "local" else executor,

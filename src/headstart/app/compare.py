@@ -49,7 +49,7 @@ def run_compare(cfg: RunConfig, backbones: list[str], top_k: int = 2, progress=N
     if cfg.strategies and not any(s in STRATEGIES and STRATEGIES[s].transfer for s in cfg.strategies):
         raise UserError(f"--backbones compares transfer arms, but --strategies {','.join(cfg.strategies)} has none; "
                         f"add {' or '.join(s for s in ORDER if STRATEGIES[s].transfer)}")
-    cfg.out = cfg.out or default_run_dir(cfg.data, "backbones")
+    cfg = dataclasses.replace(cfg, out=cfg.out or default_run_dir(cfg.data, "backbones"))
     out = Path(cfg.out).resolve()
     if out.is_dir() and any(out.iterdir()) and not (out / "assessment").is_dir():
         raise UserError(f"--out {out} is an existing folder that is not a headstart backbone comparison; choose a "
@@ -120,6 +120,7 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
     split = read_json(out / names[primary] / "split.json")
     y = np.asarray([split["classes"].index(c) for _, c in split["test"]])
     n_val = len(split["val"])
+    metric = (runs[primary].get("metric") or {}).get("name", "accuracy")   # the primary run's decision metric
     rows, probs = {}, {}
     for b, res in runs.items():
         transfer = {s: m for s, m in res["strategies"].items() if STRATEGIES[s].transfer and "failed" not in m}
@@ -135,7 +136,9 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
                     for r in [unit_result(out / names[b], arm, s)] if r and r.ok]
         arms_seconds = sum((x.get("compute") or {}).get("wall_seconds", 0.0) for x in transfer.values())
         rows[b] = {"arm": arm, "val_acc": m["val_acc"], "val_correct": m.get("val_correct"),
+                   "val_score": m.get("val_score", m["val_acc"]), "val_credit": m.get("val_credit"),
                    "accuracy": m["accuracy"], "accuracy_ci": m["accuracy_ci"],
+                   "score": m.get("score", m["accuracy"]), "score_ci": m.get("score_ci", m["accuracy_ci"]),
                    "arm_seconds": (m.get("compute") or {}).get("wall_seconds"), "transfer_seconds": arms_seconds,
                    "flops_train": (m.get("compute") or {}).get("flops_train"), "cost": a["cost"],
                    "why_trained": why[b], "run": str(out / names[b]), "input_size": res.get("image_size")}
@@ -143,22 +146,22 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
     order = [b for b in assessment["ranking"] if b["backbone"] in probs]
     for i, a in enumerate(order):
         for b in order[i + 1:]:
-            d = paired_difference(y, probs[a["backbone"]], probs[b["backbone"]])
+            d = paired_difference(y, probs[a["backbone"]], probs[b["backbone"]], metric=metric)
             pairs[f"{a['backbone']} - {b['backbone']}"] = d
-    measured = {b: r["accuracy"] for b, r in rows.items() if "accuracy" in r}
+    measured = {b: r["score"] for b, r in rows.items() if "score" in r}
     agreement = rank_agreement([r["backbone"] for r in assessment["ranking"]], measured,
                                noisy_pairs=sum(1 for d in pairs.values() if not d["significant"]))
     rec = recommend_backbone({b: r for b, r in rows.items() if "failed" not in r}, n_val)
     base = runs[primary]["strategies"]
     baselines = {s: {"accuracy": base[s]["accuracy"], "accuracy_ci": base[s]["accuracy_ci"],
-                     "val_acc": base[s]["val_acc"], "provenance": base[s].get("provenance")}
+                     "val_acc": base[s].get("val_score", base[s]["val_acc"]), "provenance": base[s].get("provenance")}
                  for s in BASELINES if s in base and "failed" not in base[s]}
     pick = rec["recommended"]
     summary = (f"of {', '.join(trained)} (trained on this split), deploy **{pick}** (`{rows[pick]['arm']}`, "
                f"{100 * rows[pick]['accuracy']:.1f}% on test): {rec['why']}." if pick else rec["why"] + ".")
     summary += larger_backbone(rows, pairs, pick)
     base_best = max(baselines, key=lambda s: baselines[s]["val_acc"], default=None)
-    if pick and base_best and baselines[base_best]["val_acc"] > rows[pick]["val_acc"] + rec["validation_noise"]:
+    if pick and base_best and baselines[base_best]["val_acc"] > rows[pick]["val_score"] + rec["validation_noise"]:
         summary += (f" But `{base_best}` (no pretraining) beat it on validation by more than the noise "
                     f"({100 * baselines[base_best]['val_acc']:.1f}%): no starting point paid off here; see "
                     f"{primary}'s report.")
@@ -166,6 +169,6 @@ def summarize_comparison(out: Path, assessment: dict, trained: list[str], why: d
             "assessed": [r["backbone"] for r in assessment["ranking"]],
             "skipped": assessment["skipped"], "trained": trained, "primary": primary, "rows": rows,
             "pairs": pairs, "agreement": agreement, "recommendation": rec, "baselines": baselines,
-            "n_val": n_val, "n_test": int(len(y)), "summary": summary,
+            "n_val": n_val, "n_test": int(len(y)), "summary": summary, "metric": metric,
             "not_trained": {r["backbone"]: {"cost": r["cost"]} for r in assessment["ranking"]
                             if r["backbone"] not in trained}}   # scores of every backbone: assessment/assessment.json

@@ -38,6 +38,7 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     """Run (or resume) the experiment described by cfg and return the results dict."""
     t_start = time.perf_counter()
     ctx = build_context(cfg, progress, log)
+    cfg = ctx.cfg                   # the resolved copy (modality, backbone, defaults, strategies, paths)
     check_tracker(cfg.tracker)
     strategies = [s for s in ORDER if s in cfg.strategies]
     assessment, leakage = pretraining_checks(ctx)
@@ -77,7 +78,7 @@ def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, m
     """`headstart assess`: every backbone that loads, ranked by LogME, with what each costs to run (FLOPs,
     parameters, latency; memory=True: a training step's peak memory too); written to <out>/assessment.{json,md}."""
     if not cfg.out:
-        cfg.out = default_run_dir(cfg.data, "assess")
+        cfg = dataclasses.replace(cfg, out=default_run_dir(cfg.data, "assess"))
     with removed_on_user_error(Path(cfg.out)):
         return _assess_backbones(cfg, backbones, ensure_writable(Path(cfg.out)), progress, log, memory)
 

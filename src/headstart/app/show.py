@@ -7,7 +7,8 @@ from pathlib import Path
 from rich.markdown import Markdown
 from rich.table import Table
 
-from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_rows
+from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_header, summary_rows
+from headstart.outputs.report_metric import collapsed, metric_label, metric_name
 from headstart.outputs.report_assess import SCORE_HEADER, score_rows
 from headstart.outputs.report_compare import HEADER, comparison_rows
 
@@ -15,19 +16,32 @@ NARROW_DROPS = ("macro-F1", "stopped early?", "overfitting?")    # left out belo
 
 
 def summary(console, results: dict) -> None:
-    keep = [i for i, h in enumerate(SUMMARY_HEADER) if console.width >= 110 or h not in NARROW_DROPS]
-    table = Table(title="headstart summary (test split)", caption=None if len(keep) == len(SUMMARY_HEADER) else
+    header = summary_header(results)
+    keep = [i for i, h in enumerate(header) if console.width >= 110 or h not in NARROW_DROPS]
+    table = Table(title="headstart summary (test split)", caption=None if len(keep) == len(header) else
                   "narrow terminal: macro-F1 and the early-stopping / overfitting flags are in report.md")
-    for i in keep:     # names and accuracies never wrap or truncate
-        table.add_column(SUMMARY_HEADER[i], no_wrap=i < 2)
+    for i in keep:     # names and scores never wrap or truncate
+        table.add_column(header[i], no_wrap=i < 2 + (len(header) > len(SUMMARY_HEADER)))
     for row in summary_rows(results):
         table.add_row(*[row[i] for i in keep])
     console.print(table)
+    met = results.get("metric") or {}
+    if met.get("name", "accuracy") != "accuracy" or met.get("class_weight") == "balanced":
+        console.print(f"decision metric: {met['label']} ({met['why']})"
+                      + ("; class-weighted losses in every arm" if met.get("class_weight") == "balanced" else ""),
+                      highlight=False, markup=False)
+    for s, m in results["strategies"].items():
+        if "failed" not in m and collapsed(m):
+            console.print(f"collapsed: {s} {collapsed(m)}", style="bold yellow", highlight=False, markup=False)
     for k, v in results.get("paired_differences", {}).items():
-        console.print(f"{k}: {100 * v['difference']:+.1f} pts, paired 95% CI "
+        console.print(f"{k}: {100 * v['difference']:+.1f} pts{_of(results)}, paired 95% CI "
                       f"[{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]")
     console.print(Markdown(recommendation(results)))
     console.print(f"report: {Path(results['config']['out']) / 'report.md'} (and report.html)")
+
+
+def _of(results: dict) -> str:
+    return "" if metric_name(results) == "accuracy" else f" of {metric_label(results)}"
 
 
 def comparison(console, res: dict) -> None:
@@ -86,6 +100,10 @@ def predictions(console, rows: list[dict]) -> None:
             table.add_row(*lead, "[red]skipped[/]", "", r["error"])
         else:
             table.add_row(*lead, r["label"], f"{r['prob']:.3f}", ", ".join(f"{c} {p:.2f}" for c, p in r["top"]))
+    rule = next((r for r in rows if "threshold" in r), None)
+    if rule:
+        table.caption = (f"operating point: the positive class when its probability reaches {rule['threshold']:.3f} "
+                         "(chosen on validation for the run's decision metric)")
     console.print(table)
 
 

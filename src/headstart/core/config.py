@@ -25,7 +25,8 @@ RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpoi
              "tracker")
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
-           "tracker": ("", "tensorboard", "mlflow")}
+           "tracker": ("", "tensorboard", "mlflow"), "metric": ("", "accuracy", "balanced_accuracy", "macro_f1"),
+           "class_weight": ("auto", "balanced", "none")}
 
 
 @dataclass
@@ -45,7 +46,12 @@ class RunConfig:
     dedupe: bool = False                # drop train items that duplicate val/test items or conflict in label
     near_dup_threshold: float = 0.9     # floor of the near-duplicate cosine (data-relative above it); >= 1 disables
     curve: list[float] = field(default_factory=list)   # label fractions for learning curves, e.g. [0.1, 0.25, 0.5, 1.0]
-    target_metric: float = 0.0          # accuracy whose label cost is compared; 0 -> the best scratch score
+    metric: str = ""                    # the decision metric every choice runs on: accuracy | balanced_accuracy |
+                                        # macro_f1; "" -> balanced_accuracy when the training classes are imbalanced
+                                        # beyond 3:1 (stats/metrics.py says why), else accuracy
+    class_weight: str = "auto"          # auto | balanced | none: class-weighted loss in every arm (probe, classic,
+                                        # fine-tune, scratch alike); auto: on when the training classes are imbalanced
+    target_metric: float = 0.0          # score (decision metric) whose label cost is compared; 0 -> best scratch score
     cost_per_label: list[float] = field(default_factory=lambda: [5.0, 20.0])   # $ per label (range)
     price_per_hour: float = 0.0         # $ per device hour; 0 -> costs.DEFAULTS for the device
     device_watts: float = 0.0           # device power for energy; 0 -> costs.DEFAULTS

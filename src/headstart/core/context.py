@@ -35,6 +35,21 @@ class Timings:
     inference_flops: float | None = None   # per item, of the deployed network's forward pass
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What every choice of the run is scored on (stats/metrics.py), decided once from the training labels."""
+    metric: str = "accuracy"             # accuracy | balanced_accuracy | macro_f1
+    why: str = ""
+    weighted: bool = False               # class-weighted losses in every arm
+    positive: int | None = None          # binary tasks: the rarer training class (precision/recall/threshold)
+    ratio: float = 1.0                   # largest / smallest training class
+
+    def to_dict(self, classes: list[str]) -> dict:
+        return {"name": self.metric, "why": self.why, "class_weight": "balanced" if self.weighted else "none",
+                "imbalance_ratio": round(self.ratio, 2),
+                "positive_class": classes[self.positive] if self.positive is not None else None}
+
+
 @dataclass
 class RunContext:
     cfg: RunConfig
@@ -53,6 +68,7 @@ class RunContext:
     features: np.ndarray | None = None   # frozen features of every item, once computed (shared by grid units)
     probe: Probe | None = None           # the probe fitted on this context's split
     timings: Timings = field(default_factory=Timings)
+    decision: Decision = field(default_factory=lambda: Decision())   # the metric and class weighting of this run
 
     def note(self, msg: str) -> None:
         """A progress line for logs and pipes (one per phase or epoch); silent while a live progress bar shows it."""

@@ -22,6 +22,7 @@ class UnitResult:
     failed: str | None = None            # a one-line reason when the arm failed (the others go on)
     val_loss: float | None = None
     val_acc: float | None = None
+    val_score: float | None = None       # the run's decision metric on validation (argmax of val_probs)
     test_probs: list = field(default_factory=list)     # (n_test, classes), read once after every choice is made
     val_probs: list = field(default_factory=list)      # (n_val, classes) of the kept model: paired comparisons of arms
                                                        # on validation ([] in units written before they were kept)
@@ -82,7 +83,7 @@ def write_unit_result(folder: Path, r: UnitResult) -> None:
 
 
 def best_arm(results: dict, names) -> str | None:
-    """The arm among `names` with the best validation accuracy in a results.json dict (first listed wins a tie);
-    None if none of them finished."""
+    """The arm among `names` with the best validation score (the run's decision metric; accuracy in runs from
+    before it) in a results.json dict (first listed wins a tie); None if none of them finished."""
     ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
-    return max((s for s in names if s in ok), key=lambda s: ok[s]["val_acc"], default=None)
+    return max((s for s in names if s in ok), key=lambda s: ok[s].get("val_score", ok[s]["val_acc"]), default=None)

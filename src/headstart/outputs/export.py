@@ -72,9 +72,15 @@ def export_recommended(ctx: RunContext, results: dict) -> None:
             head.bias.copy_(state["bias"])
     else:
         model.load_state_dict(state)
+    ops = ((results.get("strategies") or {}).get(s) or {}).get("operating_point", [])
+    op = next((o for o in ops if o["seed"] == seed), None)
+    rule = ({"positive": ctx.ds.classes[ctx.decision.positive], "threshold": op["threshold"], "why": op["why"],
+             "metric": ctx.decision.metric} if op and op["threshold"] is not None else None)
     why = save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, size,
-                     extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir)})
+                     extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir),
+                            **({"operating_point": rule} if rule else {})})
     results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed,
+                        **({"operating_point": rule} if rule else {}),
                         **({"onnx_skipped": why} if why else {})}
     if why:
         ctx.log(why)

@@ -17,7 +17,7 @@ from headstart.modalities.base import InputItem
 from headstart.models.factory import load_folder
 
 FORMATS = ("table", "jsonl", "csv")
-CSV_COLUMNS = ["path", "label", "prob", "top", "error", "text"]
+CSV_COLUMNS = ["path", "label", "prob", "top", "error", "text", "p_positive", "threshold"]
 
 
 def load_model(folder: str | Path):
@@ -45,7 +45,23 @@ def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top:
             runtime: str = "auto", stdin=None) -> list[dict]:
     model, spec, classes, meta = load_folder(model_dir)
     inputs = with_stdin(list(inputs), stdin)
-    return MODALITIES[spec.modality]().predict(model_dir, model, spec, classes, inputs, top, batch_size, runtime)
+    rows = MODALITIES[spec.modality]().predict(model_dir, model, spec, classes, inputs, max(top, len(classes))
+                                               if meta.get("operating_point") else top, batch_size, runtime)
+    return [apply_operating_point(r, meta.get("operating_point"), classes, top) for r in rows]
+
+
+def apply_operating_point(row: dict, rule: dict | None, classes: list[str], top: int) -> dict:
+    """A binary model exported with a threshold (chosen on validation for the run's decision metric): the label is
+    the positive class iff its probability reaches the threshold; `prob` stays the probability of the label given,
+    and `p_positive` says the positive class's own."""
+    if not rule or "error" in row or len(classes) != 2:
+        return row
+    probs = dict((c, p) for c, p in row["top"])
+    pos = rule["positive"]
+    p_pos = probs[pos]
+    label = pos if p_pos >= rule["threshold"] else next(c for c in classes if c != pos)
+    return {**row, "label": label, "prob": probs[label], "top": row["top"][:top], "p_positive": p_pos,
+            "threshold": rule["threshold"]}
 
 
 def write_rows(rows: list[dict], fmt: str, out) -> None:

@@ -9,7 +9,10 @@ from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
 from headstart.core.results import best_arm
 from headstart.outputs.report_cost import curve_summary, labels_saved_cell, savings_lines
+from headstart.outputs.report_metric import (collapsed, metric_label, metric_lines, metric_name, score_cells,
+                                             score_of, val_score)
 from headstart.outputs.report_next import next_steps_lines
+from headstart.stats.metrics import collapse_words
 from headstart.outputs.report_training import training_lines
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, STRATEGIES, TRANSFER
 
@@ -19,12 +22,15 @@ def summary_rows(results: dict) -> list[list[str]]:
     rows = []
     for s, m in results["strategies"].items():
         if "failed" in m:
-            rows.append([s, "failed: " + m["failed"], "", "", "", "", "", ""])
+            rows.append([s, "failed: " + m["failed"]] + [""] * (len(summary_header(results)) - 2))
             continue
         epochs = "/".join(str(e) for e in m["epochs_run"]) if m["epoch_budget"] else "—"
         budget = f" of {m['epoch_budget']}" if m["epoch_budget"] else ""
         bounded = _bounded(m)
-        rows.append([s, f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}" + (" (bounded)" if bounded else ""),
+        sc, sc_ci = score_of(m)
+        rows.append([s + (" (collapsed)" if collapsed(m) else ""),
+                     f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}" + (" (bounded)" if bounded else ""),
+                     *([f"{_pct(sc)} {_ci(sc_ci)}"] if metric_name(results) != "accuracy" else []),
                      f"{m['macro_f1']:.3f}", f"{m['train_seconds']:.1f} s",
                      epochs + budget + (" (raced)" if bounded else ""),
                      "yes" if m["stopped_early"] else "no", "yes" if m["overfit"] else "no",
@@ -47,33 +53,40 @@ SUMMARY_HEADER = ["strategy", "test accuracy (95% CI)", "macro-F1", "train time"
                   "stopped early?", "overfitting?", "trainable / total params"]
 
 
+def summary_header(results: dict) -> list[str]:
+    """SUMMARY_HEADER, with the decision metric's column after accuracy when it is another metric."""
+    if metric_name(results) == "accuracy":
+        return SUMMARY_HEADER
+    return SUMMARY_HEADER[:2] + [f"test {metric_label(results)} (95% CI)"] + SUMMARY_HEADER[2:]
+
+
 def recommendation(results: dict) -> str:
     rec = results["recommended"]
     m = results["strategies"][rec]
     ok = {s: v for s, v in results["strategies"].items() if "failed" not in v}
     text = f"**Deploy `{rec}`** ({STRATEGIES[rec].label if rec in STRATEGIES else rec}): " + _why(results) + (
-        f" It scores {_pct(m['accuracy'])} on the held-out test set (95% CI {_ci(m['accuracy_ci'])}, "
-        f"n={m['n_test']}). ")
+        f" It scores {score_cells(results, m)} on the held-out test set (95% CIs, n={m['n_test']}). ")
     deltas = results.get("paired_differences", {})
-    best_t = rec if rec in TRANSFER else max((s for s in ok if s in TRANSFER), key=lambda s: ok[s]["val_acc"],
-                                             default=None)
+    best_t = rec if rec in TRANSFER else best_arm(results, TRANSFER)
+    pts = "points" if metric_name(results) == "accuracy" else f"points of {metric_label(results)}"
     base = NETWORK_BASELINE
     if base in ok and deltas:
         if best_t and f"{best_t} - {base}" in deltas:
             d = deltas[f"{best_t} - {base}"]
             if d["significant"] and d["difference"] > 0:
                 text += (f"Transfer pays off here: `{best_t}` beats training from scratch by "
-                         f"{100 * d['difference']:+.1f} points (paired 95% CI {_ci(d['ci'])}"
+                         f"{100 * d['difference']:+.1f} {pts} (paired 95% CI {_ci(d['ci'])}"
                          + ("; scratch was stopped by racing once its optimistic extrapolation could not catch up"
                             if _bounded(ok[base]) else "") + ") ")
                 text += f"while training {_secs(ok[best_t]):.0f} s vs {_secs(ok[base]):.0f} s. "
             elif d["significant"]:
                 text += (f"Transfer did **not** help: scratch beats `{best_t}` by {100 * -d['difference']:.1f} "
-                         f"points (paired 95% CI {_ci([-d['ci'][1], -d['ci'][0]])}); the target domain may be "
+                         f"{pts} (paired 95% CI {_ci([-d['ci'][1], -d['ci'][0]])}); the target domain may be "
                          "far from the pretraining data, or there are enough labels to learn from scratch. ")
             else:
                 text += (f"Transfer vs scratch is within noise on this test set ({100 * d['difference']:+.1f} "
-                         f"points, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on accuracy; "
+                         f"{pts}, paired 95% CI {_ci(d['ci'])}): transfer did not measurably win on "
+                         f"{metric_label(results)}; "
                          f"its gain here is cost ({_secs(ok[best_t]):.0f} s vs {_secs(ok[base]):.0f} s of "
                          "training). ")
     for other in BASELINES[1:]:         # the baselines practitioners use without a network (classic)
@@ -81,7 +94,7 @@ def recommendation(results: dict) -> str:
         if d:
             verdict = ("beats" if d["difference"] > 0 else "loses to") if d["significant"] else "is within noise of"
             text += (f"Against the classic baseline practitioners use, `{best_t}` {verdict} it "
-                     f"({100 * d['difference']:+.1f} points, paired 95% CI {_ci(d['ci'])}). ")
+                     f"({100 * d['difference']:+.1f} {pts}, paired 95% CI {_ci(d['ci'])}). ")
     text += curve_summary(results)
     if m.get("compute"):
         text += (f"Training it took {m['compute']['wall_seconds']:.0f} s ({_money(m['compute']['money'])} at "
@@ -103,17 +116,21 @@ def _why(results: dict) -> str:
     """Why this arm: the best deployable one on validation, a tie within validation noise, or the best network when
     the best arm is a baseline headstart does not export; and which fine-tuned arm never left its start."""
     c, rec = results.get("recommendation") or {}, results["recommended"]
-    val = {s: v["val_acc"] for s, v in results["strategies"].items() if "failed" not in v}
+    val = {s: val_score(v) for s, v in results["strategies"].items() if "failed" not in v}
     tied = [s for s in c.get("tied_within_noise", []) if s != rec]
+    words = metric_label(results)
     if tied:
-        text = (f"validation cannot separate it from {', '.join(f'`{s}`' for s in tied)} (validation accuracies "
+        text = (f"validation cannot separate it from {', '.join(f'`{s}`' for s in tied)} (validation {words} "
                 f"{', '.join(f'{s} {_pct(val[s])}' for s in [rec, *tied])} lie within "
                 f"{100 * c['validation_noise']:.0f} points, the {'paired ' if c.get('paired') else ''}noise of "
-                f"{c['n_val']} validation items), so the "
-                "cheapest transfer arm wins the tie; chosen without looking at the test set.")
+                f"{c['n_val']} validation items); they share one network and cost the same to serve, so the better "
+                "validation score decides; chosen without looking at the test set.")
     else:
-        text = (f"it had the highest validation accuracy of the arms headstart exports ({_pct(val[rec])}; chosen "
+        text = (f"it had the highest validation {words} of the arms headstart exports ({_pct(val[rec])}; chosen "
                 "without looking at the test set).")
+    for s in c.get("passed_over_collapsed", []):
+        text += (f" `{s}` ({_pct(val[s])} on validation) was passed over: it ignores a class on validation "
+                 f"({collapse_words(results['strategies'][s].get('val_collapse') or {}, 'validation')}).")
     best = c.get("best_on_validation", rec)
     if best != rec and best not in c.get("tied_within_noise", []):
         text += (f" `{best}` scored higher on validation ({_pct(val[best])}), but it is a baseline headstart does not "
@@ -194,12 +211,19 @@ def verdict_card(results: dict) -> list[str]:
     deltas = results.get("paired_differences", {})
     t = rec if rec in TRANSFER else best_arm(results, TRANSFER)
     rows = [["deploy", f"**`{rec}`** ({STRATEGIES[rec].label})"],
-            ["test accuracy", f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}, n={m['n_test']}"]]
+            ["test " + ("accuracy" if metric_name(results) == "accuracy" else metric_label(results)),
+             f"{_pct(score_of(m)[0])} {_ci(score_of(m)[1])}, n={m['n_test']}"]]
+    if metric_name(results) != "accuracy":
+        rows.append(["test accuracy", f"{_pct(m['accuracy'])} {_ci(m['accuracy_ci'])}"])
+    for s, v in ok.items():
+        if collapsed(v):
+            rows.append([f"`{s}` collapsed", collapsed(v)])
     for base in BASELINES:
         d = deltas.get(f"{t} - {base}") if t else None
         if d and base in ok:
             word = ("wins" if d["difference"] > 0 else "loses") if d["significant"] else "within noise"
             rows.append([f"`{t}` vs {base}", f"{100 * d['difference']:+.1f} points {_ci(d['ci'])}: {word}"
+                         + ("" if metric_name(results) == "accuracy" else f" ({metric_label(results)})")
                          + (" (scratch stopped by racing: a bound)" if _bounded(ok[base]) else "")])
     saved = labels_saved_cell(results)
     if saved:
@@ -213,19 +237,20 @@ def verdict_card(results: dict) -> list[str]:
 def render_markdown(results: dict) -> str:
     d = results["data"]
     lines = [f"# headstart report: {d['root']}", "", *verdict_card(results), recommendation(results), "",
-             "## Results (test split, used once)", "", _table(SUMMARY_HEADER, summary_rows(results)), "",
+             *metric_lines(results),
+             "## Results (test split, used once)", "", _table(summary_header(results), summary_rows(results)), "",
              *racing_lines(results)]
     deltas = results.get("paired_differences", {})
     if deltas:
         lines += ["### Transfer − scratch (paired over the same test images)", "",
-                  _table(["comparison", "accuracy difference", "95% CI", "beyond noise?"],
+                  _table(["comparison", f"{metric_label(results)} difference", "95% CI", "beyond noise?"],
                          [[k + (f" ({NETWORK_BASELINE} bounded)" if k.endswith(NETWORK_BASELINE) and _bounded(
                              results["strategies"].get(NETWORK_BASELINE, {})) else ""), f"{100 * v['difference']:+.1f} pts",
                            _ci(v["ci"]), "yes" if v["significant"] else "no"] for k, v in deltas.items()]), ""]
     lines += assessment_lines(results)
     lines += savings_lines(results, results.get("plots", {}))
     lines += ["### Per-class recall", "",
-              _table(["strategy"] + d["classes"],
+              _table(["strategy"] + [f"{c} (n={n})" for c, n in d["counts"]["test"].items()],
                      [[s] + [_pct(m["per_class_recall"][c]) for c in d["classes"]]
                       for s, m in results["strategies"].items() if "failed" not in m]), ""]
     rec = results["recommended"]

@@ -23,7 +23,7 @@ from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import available_gib, to_device, to_numpy, unit_fabric
 from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
-from headstart.pipeline.frozen import features, probe
+from headstart.pipeline.frozen import features, probe, train_class_weights
 from headstart.stats.evaluate import softmax
 from headstart.training.loop import fit
 from headstart.training.strategies import Strategy
@@ -59,6 +59,7 @@ def run_probe(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_
         trainable_params=int(n_feat + p.bias.size), total_params=int(n_feat + p.bias.size + _backbone_params(ctx)),
         policy={"strategy": strat.name, "C": p.C, "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "bn_policy": "frozen (eval-mode backbone)",
+                "class_weight": "balanced" if ctx.decision.weighted else "none",
                 "features": f"centre crop, {t.features_dtype}, cached"},
         details={"features_seconds": t.features_seconds, "features_cached": t.features_cached}), None
 
@@ -76,16 +77,24 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     pick = lambda idx: [items[i] for i in idx]  # noqa: E731
     tr, va, te = ctx.split["train"], ctx.split["val"], ctx.split["test"]
     labels = list(range(len(ctx.ds.classes)))
+    cw = train_class_weights(ctx)           # the same class weighting as every other arm (None: unweighted)
+    sw = (lambda idx: {} if cw is None else  # noqa: E731
+          {"sample_weight": cw[y[idx]]})
+
+    def fitted(C, idx):                      # sample weights reach the pipeline's last step (the classifier)
+        pipe = ctx.modality.classic_pipeline(C, seed)
+        return pipe.fit(pick(idx), y[idx], **{f"{pipe.steps[-1][0]}__{k}": v for k, v in sw(idx).items()})
     sweep, best = [], None
     for C in ctx.cfg.probe_cs:
-        pipe = ctx.modality.classic_pipeline(C, seed).fit(pick(tr), y[tr])
+        pipe = fitted(C, tr)
         pv = _full_probs(pipe, pick(va), len(labels))
         row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()),
-               "val_loss": float(log_loss(y[va], pv, labels=labels)), "val_acc": float((pv.argmax(1) == y[va]).mean())}
+               "val_loss": float(log_loss(y[va], pv, labels=labels, **sw(va))),
+               "val_acc": float((pv.argmax(1) == y[va]).mean())}
         sweep.append(row)
         if best is None or row["val_loss"] < best["val_loss"]:
             best, best_pv = row, pv
-    pipe = ctx.modality.classic_pipeline(best["C"], seed).fit(pick(tr + va), y[tr + va])
+    pipe = fitted(best["C"], tr + va)
     test_probs = _full_probs(pipe, pick(te), len(labels))
     if ctx.fabric.is_global_zero:
         _write_csv(unit_dir / "metrics.csv", sweep)
@@ -96,6 +105,7 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
+                "class_weight": "balanced" if cw is not None else "none",
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
 
 
@@ -153,7 +163,7 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                       num_workers=cfg.num_workers, progress=ctx.progress, label=f"{strat.name} (seed {seed})",
                       stop_check=_EpochLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}",
                                          note=ctx.note),
-                      plan=plan, sizes=sizes)
+                      plan=plan, sizes=sizes, class_weights=train_class_weights(ctx), metric=ctx.decision.metric)
             if ct is not None:
                 cached["flops_train"] = ct.flops(res.epochs_run)
         train_seconds = time.perf_counter() - t0
@@ -176,7 +186,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         start_val=res.start_val, epochs_run=res.epochs_run,
         epoch_budget=strat.max_epochs(), stopped_early=res.stopped_early, overfit=res.overfit, events=res.events,
         train_seconds=train_seconds, trainable_params=int(trainable),
-        total_params=int(sum(p.numel() for p in model.parameters())), policy=strat.describe(plan),
+        total_params=int(sum(p.numel() for p in model.parameters())),
+        policy={**strat.describe(plan), "class_weight": "balanced" if ctx.decision.weighted else "none"},
         trunk_cache=cached if cache is not None else None, precision=precision,
         racing=stop_check.last if stop_check is not None else None,
         details={"augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),

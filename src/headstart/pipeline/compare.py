@@ -83,13 +83,15 @@ def _latency_words(r: float | None) -> str:
 
 
 def recommend_backbone(rows: dict[str, dict], n_val: int, margin: float = PRACTICAL_MARGIN) -> dict:
-    """rows: backbone -> {"val_acc", "cost": {...}} of its best transfer arm. The deployed backbone and why.
+    """rows: backbone -> {"val_score" (the run's decision metric; "val_acc" in older runs), "cost": {...}} of its
+    best transfer arm. The deployed backbone and why.
 
     A cheaper backbone replaces the most accurate one when its validation accuracy is within the noise of the best
     AND at most `margin` below it: validation noise on a small set is wide (10 points at ~100 items), and "not
     distinguishable" is no reason to give up a large point estimate. A cheaper one within the noise but further
     below is named as the alternative, with both numbers, so the reader can trade them."""
-    ok = {b: r for b, r in rows.items() if r.get("val_acc") is not None}
+    ok = {b: {**r, "val_acc": r.get("val_score", r.get("val_acc"))} for b, r in rows.items()
+          if r.get("val_score", r.get("val_acc")) is not None}      # the decision metric, where the runs have it
     if not ok:
         return {"recommended": None, "why": "no backbone finished a transfer arm", "tied": []}
     best = max(ok, key=lambda b: (ok[b]["val_acc"], [-x for x in cost_key(ok[b]["cost"])]))

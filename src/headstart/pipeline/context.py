@@ -8,17 +8,20 @@ Under DDP every rank builds the same context; only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 from pathlib import Path
 
 from headstart.core.config import RESUMABLE, RunConfig
-from headstart.core.context import RunContext
+from headstart.core.context import Decision, RunContext
 from headstart.core.errors import UserError, first_line
 from headstart.core.io import default_run_dir, ensure_writable
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.models.device import resolve_precision
 from headstart.models.factory import resolve_spec
+from headstart.stats.evaluate import wilson_ci
+from headstart.stats.metrics import LABELS, choose_metric, imbalance_ratio, positive_class, use_class_weights
 from headstart.stats.split import load_split, make_split, save_split
 from headstart.training.strategies import ORDER
 
@@ -143,11 +146,35 @@ def warn_thin_validation(ds, split: dict, log) -> None:
             "folder (or --test-file for text) with every class")
 
 
+def warn_rare_classes(ds, split: dict, log, few: int = 10) -> None:
+    """Say before training which classes the test split holds too few of for their recall to mean much."""
+    rare = [(c, sum(1 for i in split["test"] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)]
+    rare = sorted((n, c) for c, n in rare if 0 < n < few)
+    if rare:
+        n, c = rare[0]
+        lo, hi = wilson_ci(0, n)
+        log(f"warning: the test split holds only {n} item(s) of {c!r}" + (f" (and fewer than {few} of "
+            f"{len(rare) - 1} more class(es))" if len(rare) > 1 else "") + f": its recall is known only roughly "
+            f"(even 0 of {n} recalled has a 95% interval of {100 * lo:.0f}-{100 * hi:.0f}%); more labelled items of "
+            "it, or a test/ folder with more, make the per-class numbers worth reading")
+
+
+def decide_metric(cfg: RunConfig, ds, split: dict) -> Decision:
+    """The run's decision metric and class weighting, from the training split's labels (stats/metrics.py)."""
+    y, k = [ds.labels[i] for i in split["train"]], len(ds.classes)
+    name, why = choose_metric(y, k, cfg.metric)
+    return Decision(metric=name, why=why, weighted=use_class_weights(cfg.class_weight, y, k),
+                    positive=positive_class(y, k), ratio=imbalance_ratio(y, k))
+
+
 def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None = None,
                   lock: bool = True) -> RunContext:
     """Validate cfg, load the data, make or reload the saved split: the shared context of every unit.
+    The caller's cfg is never changed: the context holds a resolved copy (modality, backbone, defaults, paths,
+    strategies), which is what config.json records.
     run_dir given: use it as is (assessment folders hold several backbones, so no config.json check).
     lock: hold the run folder against other headstart processes (grid workers run inside their parent's lock)."""
+    cfg = dataclasses.replace(cfg)
     cfg.validate()
     check_strategies(cfg)
     modality = MODALITIES[detect_modality(cfg.data, cfg.modality)]()
@@ -176,10 +203,14 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
             lock_run_dir(target)
         run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
         ds, split = _data_and_split(cfg, modality, spec, size, run_dir, fabric.is_global_zero, log)
+    decision = decide_metric(cfg, ds, split)
+    if decision.metric != "accuracy" or decision.weighted:
+        log(f"decision metric: {LABELS[decision.metric]} ({decision.why})"
+            + ("; class-weighted losses in every arm" if decision.weighted else ""))
     return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
                       precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
                       cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
-                      state=modality.prepare(ds, spec, size, cfg))
+                      state=modality.prepare(ds, spec, size, cfg), decision=decision)
 
 
 def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, writer: bool, log):
@@ -198,4 +229,5 @@ def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, wr
         if writer:
             save_split(split_path, split, ds.paths, ds.labels, ds.classes, ds.hashes)
     warn_thin_validation(ds, split, log)
+    warn_rare_classes(ds, split, log)
     return ds, split

@@ -13,6 +13,7 @@ import numpy as np
 from headstart.core.context import RunContext
 from headstart.models.bnfold import fold_pairs, folded_batchnorm
 from headstart.models.factory import create_backbone
+from headstart.stats.metrics import class_weights
 from headstart.stats.probe import Probe, fit_probe
 from headstart.training.features import cached_features
 
@@ -48,9 +49,17 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
     return ctx.features
 
 
+def train_class_weights(ctx: RunContext) -> np.ndarray | None:
+    """The per-class weights of this context's training split when the run weights classes, else None."""
+    if not ctx.decision.weighted:
+        return None
+    return class_weights([ctx.ds.labels[i] for i in ctx.split["train"]], len(ctx.ds.classes))
+
+
 def probe(ctx: RunContext) -> Probe:
     if ctx.probe is None:
         t0 = time.perf_counter()
-        ctx.probe = fit_probe(features(ctx), ctx.ds.labels, ctx.split, ctx.cfg.probe_cs, len(ctx.ds.classes))
+        ctx.probe = fit_probe(features(ctx), ctx.ds.labels, ctx.split, ctx.cfg.probe_cs, len(ctx.ds.classes),
+                              class_weight=train_class_weights(ctx))
         ctx.timings.probe_fit_seconds = time.perf_counter() - t0
     return ctx.probe

@@ -14,26 +14,31 @@ from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
 from headstart.stats.evaluate import metrics, paired_difference, validation_ties
+from headstart.stats.metrics import LABELS, collapse, item_weights, operating_threshold, predict, score
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
 
 
 def summarize(ctx: RunContext, strategies: list[str]) -> dict:
-    cfg, ds, split = ctx.cfg, ctx.ds, ctx.split
+    cfg, ds, split, dec = ctx.cfg, ctx.ds, ctx.split, ctx.decision
     y_test = np.asarray(ds.labels)[split["test"]]
-    per_strategy, probs = {}, {}
+    y_val = np.asarray(ds.labels)[split["val"]]
+    per_strategy, probs, preds = {}, {}, {}
     for s in strategies:
         res = [unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
         failed = [r for r in res if r and not r.ok]
         ok = [r for r in res if r and r.ok]
         if not ok:
-            per_strategy[s] = {"failed": failed[0].failed if failed else "not run"}
+            per_strategy[s] = {"failed": "not run" if not failed else failed[0].failed}
             continue
         probs[s] = [np.asarray(r.test_probs, dtype=np.float64) for r in ok]
-        m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap)
+        ops = [operating_point(r, y_val, dec) for r in ok]
+        preds[s] = [predict(p, op["threshold"], dec.positive) for p, op in zip(probs[s], ops)]
+        m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap, metric=dec.metric, preds=preds[s],
+                    positive=dec.positive)
         per_strategy[s] = {
             **m,
             "val_acc": float(np.mean([r.val_acc for r in ok])),
-            "val_correct": _val_correct(ok, np.asarray(ds.labels)[split["val"]]),
+            **_validation(ok, ops, y_val, dec, ds.classes),
             "val_loss": float(np.mean([r.val_loss for r in ok])),
             "train_seconds": float(np.mean([r.train_seconds for r in ok])),
             "epochs_run": [r.epochs_run for r in ok], "epoch_budget": ok[0].epoch_budget,
@@ -45,6 +50,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
             "compute": _mean_compute([r.compute for r in ok]), "trunk_cache": ok[0].trunk_cache,
             "precision": ok[0].precision or resolve_precision(cfg),
             "provenance": provenance(ok),
+            **({"operating_point": ops} if dec.positive is not None else {}),
             **({"input_sizes": [{"seed": r.seed, "epochs_at_size": r.details["progressive_sizes"],
                                  "eval_size": r.details["eval_size"]} for r in ok]}
                if ok[0].details.get("progressive_sizes") else {}),
@@ -53,15 +59,18 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
     for base in BASELINES:             # every transfer arm against every from-scratch baseline
         for s in probs:
             if base in probs and s in TRANSFER:
-                deltas[f"{s} - {base}"] = paired_difference(y_test, probs[s], probs[base], cfg.bootstrap)
+                deltas[f"{s} - {base}"] = paired_difference(y_test, probs[s], probs[base], cfg.bootstrap,
+                                                            dec.metric, preds[s], preds[base])
     if not probs:
         raise UserError("every strategy failed; see the 'failed' entries in the unit result.json files")
     choice = choose(per_strategy, len(split["val"]))
     counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
               for r in ("train", "val", "test")}
+    words = LABELS[dec.metric]
     return {
         "headstart_version": _version(),
         "config": cfg.to_dict(),
+        "metric": {**dec.to_dict(ds.classes), "label": words},
         "precision": resolve_precision(cfg), "device": str(ctx.fabric.device),
         "backbone": ctx.spec.to_dict(),
         "image_size": ctx.size,
@@ -74,40 +83,59 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
         "paired_differences": deltas,
         "recommended": choice["recommended"],
         "recommendation": choice,
-        "recommendation_basis": "the deployable arm (one headstart exports) with the highest mean validation "
-                                "accuracy; arms within validation noise of it count as a tie, won by the cheapest "
-                                "transfer arm; the test split was not used for this choice",
+        "recommendation_basis": f"the deployable arm (one headstart exports) with the highest mean validation {words}"
+                                ", passing over an arm that ignores a class on validation when another does not; "
+                                "the deployable arms share one network, so a tie within validation noise goes to the"
+                                " better score too; the test split was not used for this choice",
     }
 
 
+def operating_point(r: UnitResult, y_val: np.ndarray, dec) -> dict:
+    """A unit's decision rule: argmax, or for a binary task scored on another metric than accuracy, the threshold
+    on p(positive) that maximises it on validation (stats/metrics.operating_threshold)."""
+    if dec.positive is None or dec.metric == "accuracy" or len(r.val_probs) != len(y_val):
+        return {"seed": r.seed, "threshold": None, "why": "argmax"}
+    t, why = operating_threshold(y_val, np.asarray(r.val_probs)[:, dec.positive], dec.metric, dec.positive)
+    return {"seed": r.seed, "threshold": t, "why": why}
+
+
+def _validation(units: list[UnitResult], ops: list[dict], y_val: np.ndarray, dec, classes: list[str]) -> dict:
+    """Validation score in the decision metric, the per-item credits ties are judged on, and the collapse flag."""
+    if not all(len(r.val_probs) == len(y_val) for r in units):     # units from before val_probs were kept
+        return {"val_score": float(np.mean([r.val_acc for r in units]))}
+    k = len(classes)
+    vp = [predict(np.asarray(r.val_probs), op["threshold"], dec.positive) for r, op in zip(units, ops)]
+    w = item_weights(dec.metric, y_val, k)
+    right = np.mean([p == y_val for p in vp], axis=0)
+    return {"val_score": float(np.mean([score(dec.metric, y_val, p, k) for p in vp])),
+            "val_correct": np.round(right, 4).tolist(),
+            **({"val_credit": np.round(right * w, 4).tolist()} if w is not None else {}),
+            "val_collapse": collapse(y_val, vp, classes)}
+
+
 def choose(per_strategy: dict, n_val: int) -> dict:
-    """The arm to deploy, from validation only. The best exportable arm by validation accuracy (then loss, then the
-    cheaper strategy); every arm within the validation noise of it is tied with it (paired over the same validation
-    items when the units recorded their validation predictions, else two standard errors of a difference of two
-    accuracies on n_val items: stats/evaluate.validation_ties), and the cheapest transfer arm among the tied wins.
-    Also says which arm was best overall when that one is not exportable (the classic baseline), and which trained
-    arms kept their starting weights (fine-tuning that never improved on the probe it began from)."""
+    """The arm to deploy, from validation only: the best exportable arm by validation score (the decision metric;
+    then loss, then registry order), passing over arms that ignore a class on validation (collapse) while another
+    does not. Arms within the validation noise of it are reported as tied (paired over the same validation items
+    when the units recorded their validation predictions: stats/evaluate.validation_ties); the deployable arms share
+    one network and cost the same to serve, so a tie still goes to the better validation score. Also says which arm
+    was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
+    starting weights (fine-tuning that never improved on the probe it began from)."""
     per_strategy = {s: m for s, m in per_strategy.items() if "failed" not in m}      # a failed arm is no candidate
-    key = lambda s: (-round(per_strategy[s]["val_acc"], 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa
+    val = lambda s: per_strategy[s].get("val_score", per_strategy[s]["val_acc"])  # noqa: E731
+    key = lambda s: (-round(val(s), 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa: E731
     ranked = sorted(per_strategy, key=key)
     deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
-    tied, noise, paired = validation_ties({s: per_strategy[s] for s in deployable}, deployable[0], n_val)
-    cheap = [s for s in ORDER if s in tied and STRATEGIES[s].transfer]
-    pick = cheap[0] if cheap else tied[0]
-    others = [s for s in (tied if len(tied) > 1 else deployable) if s != deployable[0]]
-    return {"recommended": pick, "best_on_validation": ranked[0], "tied_within_noise": tied if len(tied) > 1 else [],
-            "validation_noise": max((noise[s] for s in others), default=noise[deployable[0]]), "paired": paired,
-            "n_val": n_val,
+    collapsed = [s for s in deployable if (per_strategy[s].get("val_collapse") or {}).get("collapsed")]
+    healthy = [s for s in deployable if s not in collapsed] or deployable
+    tied, noise, paired = validation_ties({s: per_strategy[s] for s in healthy}, healthy[0], n_val)
+    others = [s for s in (tied if len(tied) > 1 else healthy) if s != healthy[0]]
+    return {"recommended": healthy[0], "best_on_validation": ranked[0],
+            "tied_within_noise": tied if len(tied) > 1 else [],
+            "validation_noise": max((noise[s] for s in others), default=noise[healthy[0]]), "paired": paired,
+            "n_val": n_val, "passed_over_collapsed": [s for s in collapsed if healthy != deployable],
             "kept_starting_weights": [s for s in ranked if STRATEGIES[s].trains_network and STRATEGIES[s].pretrained
                                       and all(b == -1 for b in per_strategy[s].get("best_epochs", [0]))]}
-
-
-def _val_correct(units: list[UnitResult], y_val: np.ndarray) -> list[float] | None:
-    """Per validation item, the share of seeds whose kept model got it right (None: a unit without val_probs)."""
-    if not all(len(r.val_probs) == len(y_val) for r in units):
-        return None
-    right = np.mean([np.asarray(r.val_probs).argmax(1) == y_val for r in units], axis=0)
-    return np.round(right, 4).tolist()
 
 
 def provenance(units_ok: list[UnitResult]) -> dict:
@@ -134,7 +162,7 @@ def _version() -> str:
 
 
 def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
-    """Accuracy per (strategy, label count) over seeds, a power-law fit, labels needed for the target and saved."""
+    """Test score (the decision metric) per (strategy, label count) over seeds, a power-law fit, labels needed for the target and saved."""
     cfg = ctx.cfg
     if not cfg.curve:
         return None
@@ -142,18 +170,20 @@ def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
     y_test = y[ctx.split["test"]]
     points: dict[str, dict[int, list[float]]] = {}
     bounded = []                  # units that racing stopped: their points are bounds, not final values
+    y_val, dec, k = y[ctx.split["val"]], ctx.decision, len(ctx.ds.classes)
     for f, s, seed in plan(cfg, strategies):
         r = unit_result(unit_root(ctx.run_dir, f), s, seed)
         if r is None or not r.ok:
             continue
-        acc = float((np.asarray(r.test_probs).argmax(1) == y_test).mean())
+        op = operating_point(r, y_val, dec)           # points in the decision metric, at each unit's own rule
+        acc = score(dec.metric, y_test, predict(np.asarray(r.test_probs), op["threshold"], dec.positive), k)
         points.setdefault(s, {}).setdefault(int(r.n_train), []).append(acc)
         if r.raced:
             bounded.append({"strategy": s, "labels": int(r.n_train), "seed": seed, "epoch": r.racing["epoch"],
                             "budget": r.racing["budget"], "bound": r.racing["bound"]})
     best_scratch = max((np.mean(v) for v in points.get(NETWORK_BASELINE, {}).values()), default=None)
     target = cfg.target_metric or best_scratch
-    out = {"fractions": fractions(cfg), "target": target,
+    out = {"fractions": fractions(cfg), "target": target, "metric": dec.metric,
            "target_source": "--target-metric" if cfg.target_metric else "best scratch score",
            "points": {s: {str(n): v for n, v in sorted(p.items())} for s, p in points.items()},
            "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {},

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import traceback
 
+import numpy as np
+
 from headstart.core.context import RunContext
 from headstart.core.errors import UserError, one_line
 from headstart.core.io import write_text
 from headstart.core.results import UnitResult, unit_dir, unit_result, write_unit_result
 from headstart.pipeline.arms import RUNNERS
+from headstart.stats.metrics import LABELS, score
 from headstart.stats.racing import decide
 from headstart.training.costs import Meter, unit_compute
 from headstart.training.loop import TrainingDiverged
@@ -49,11 +52,20 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     res.strategy, res.seed, res.wall_seconds = strategy, seed, usage["wall_seconds"]
     res.n_train = len(ctx.split["train"])
     if res.ok:
-        ctx.note(f"{strategy} seed {seed}: done in {res.wall_seconds:.0f} s (validation accuracy "
-                 f"{100 * res.val_acc:.1f}%)")
+        res.val_score = val_score(ctx, res)
+        ctx.note(f"{strategy} seed {seed}: done in {res.wall_seconds:.0f} s (validation {LABELS[ctx.decision.metric]} "
+                 f"{100 * res.val_score:.1f}%)")
     if ctx.fabric.is_global_zero:
         write_unit_result(folder, res)
     return res
+
+
+def val_score(ctx: RunContext, res: UnitResult) -> float:
+    """The unit's validation score in the run's decision metric (accuracy where the unit kept no val_probs)."""
+    y = [ctx.ds.labels[i] for i in ctx.split["val"]]
+    if len(res.val_probs) != len(y):
+        return float(res.val_acc)
+    return score(ctx.decision.metric, y, np.asarray(res.val_probs).argmax(1), len(ctx.ds.classes))
 
 
 class _Race:
@@ -63,11 +75,13 @@ class _Race:
     def __init__(self, ctx: RunContext, budget: int, seed: int):
         self.ctx, self.budget, self.seed, self.last = ctx, budget, seed, None
         val = [ctx.ds.labels[i] for i in ctx.split["val"]]
-        self.n_val, self.chance = len(val), max(val.count(c) for c in set(val)) / len(val)   # majority-class rate
+        # chance level: what answering the majority class for every item scores in the decision metric
+        self.n_val, self.metric = len(val), LABELS[ctx.decision.metric]
+        self.chance = score(ctx.decision.metric, val, [max(set(val), key=val.count)] * len(val), len(ctx.ds.classes))
 
     def rival(self):
-        done = [(r.val_acc, s) for s, cls in STRATEGIES.items() if cls.transfer
-                for r in [unit_result(self.ctx.run_dir, s, self.seed)] if r and r.ok]
+        done = [(r.val_score if r.val_score is not None else r.val_acc, s) for s, cls in STRATEGIES.items()
+                if cls.transfer for r in [unit_result(self.ctx.run_dir, s, self.seed)] if r and r.ok]
         return max(done) if done else (None, None)
 
     def __call__(self, history: list[dict]):
@@ -75,8 +89,8 @@ class _Race:
         margin = self.ctx.cfg.race_margin
         if history and history[-1].get("input_size", self.ctx.size) < self.ctx.size:
             margin *= 2     # small-input epochs understate what the full-size half of the budget would reach
-        d = decide([h["val_acc"] for h in history], self.budget, acc, margin, name,
-                   chance=self.chance, n_val=self.n_val)
+        d = decide([h.get("val_score", h["val_acc"]) for h in history], self.budget, acc, margin, name,
+                   chance=self.chance, n_val=self.n_val, metric=self.metric)
         self.last = d.to_dict()
         return self.last if d.stop else None
 

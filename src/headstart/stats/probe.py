@@ -8,6 +8,8 @@ The chosen C is refit on train + val for the deployed probe (as GridSearchCV's r
 reported and used for choosing a strategy are those of the train-only fit, and LP-FT starts from the train-only
 head, so fine-tuning's early stopping never sees a head that was fit on validation data. The test split is never
 touched before evaluation.
+With class weights (imbalanced data, stats/metrics.class_weights), every item counts with its class's weight: in
+the fits and in the validation log-loss that picks C, so the choice rewards the rare classes too.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Probe:
         return feats @ self.weight.T + self.bias
 
 
-def _fit(x, y, C, n_classes, seed, clf=None):
+def _fit(x, y, C, n_classes, seed, clf=None, class_weight=None):
     """Standardised logistic regression folded into a raw-feature head. Passing the previous C's `clf` warm-starts
     the solver from its solution (the C path is swept from strong to weak regularisation)."""
     from sklearn.linear_model import LogisticRegression
@@ -42,7 +44,7 @@ def _fit(x, y, C, n_classes, seed, clf=None):
     scale = np.maximum(x.std(0), 0.01 * np.median(x.std(0)) + 1e-12)
     clf = clf.set_params(C=C) if clf is not None else LogisticRegression(C=C, max_iter=3000, random_state=seed,
                                                                          warm_start=True)
-    clf.fit((x - mean) / scale, y)
+    clf.fit((x - mean) / scale, y, sample_weight=None if class_weight is None else class_weight[y])
     coef, icpt = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # binary: two-logit softmax equal to the sigmoid
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
@@ -53,23 +55,26 @@ def _fit(x, y, C, n_classes, seed, clf=None):
     return full_w.astype(np.float32), full_b.astype(np.float32), clf
 
 
-def _loss_acc(w, b, x, y):
+def _loss_acc(w, b, x, y, class_weight=None):
     z = x @ w.T + b
     z = z - z.max(1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-logp[np.arange(len(y)), y].mean()), float((z.argmax(1) == y).mean())
+    sw = np.ones(len(y)) if class_weight is None else class_weight[y]
+    return float(-(sw * logp[np.arange(len(y)), y]).sum() / sw.sum()), float((z.argmax(1) == y).mean())
 
 
 def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes: int, seed: int = 0,
-              refit_on_val: bool = True) -> Probe:
+              refit_on_val: bool = True, class_weight: np.ndarray | None = None) -> Probe:
+    """class_weight: one weight per class (None: every item counts the same)."""
     y = np.asarray(labels)
+    cw = class_weight
     tr, va = np.asarray(split["train"]), np.asarray(split["val"])
     probe = Probe()
     best, clf = None, None
     for C in sorted(cs):
-        w, b, clf = _fit(feats[tr], y[tr], C, n_classes, seed, clf)
-        tl, ta = _loss_acc(w, b, feats[tr], y[tr])
-        vl, vacc = _loss_acc(w, b, feats[va], y[va])
+        w, b, clf = _fit(feats[tr], y[tr], C, n_classes, seed, clf, cw)
+        tl, ta = _loss_acc(w, b, feats[tr], y[tr], cw)
+        vl, vacc = _loss_acc(w, b, feats[va], y[va], cw)
         probe.sweep.append({"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc})
         if best is None or vl < best[0]:
             best = (vl, vacc, C, w, b)
@@ -77,5 +82,5 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
         both = np.concatenate([tr, va])
-        probe.weight, probe.bias, _ = _fit(feats[both], y[both], probe.C, n_classes, seed)
+        probe.weight, probe.bias, _ = _fit(feats[both], y[both], probe.C, n_classes, seed, class_weight=cw)
     return probe

@@ -87,12 +87,13 @@ class Decision:
     rival_val_acc: float | None
     margin: float
     fits: dict
+    metric: str = "accuracy"   # what the curve measures: the run's decision metric, in words
 
     def message(self) -> str:
         if not self.stop:
             return ""
         return (f"scratch stopped at epoch {self.epoch} of {self.budget}: even its optimistic extrapolation "
-                f"({100 * self.bound:.1f}% validation accuracy) cannot reach {self.rival} "
+                f"({100 * self.bound:.1f}% validation {self.metric}) cannot reach {self.rival} "
                 f"({100 * self.rival_val_acc:.1f}%)")
 
     def to_dict(self) -> dict:
@@ -100,7 +101,7 @@ class Decision:
 
 
 def decide(accs: list[float], budget: int, rival_acc: float | None, margin: float, rival: str | None = None,
-           min_points: int = MIN_POINTS, chance: float = 0.0, n_val: int = 0) -> Decision:
+           min_points: int = MIN_POINTS, chance: float = 0.0, n_val: int = 0, metric: str = "accuracy") -> Decision:
     """Stop scratch now? Only with a rival and a bound clearly below it, fitted on the right epochs:
     - a curve still at chance level (within 2 binomial standard deviations over n_val items: a flat start says
       nothing of when scratch takes off; digits-20 left a 4-epoch plateau to end above transfer) waits half its
@@ -117,7 +118,7 @@ def decide(accs: list[float], budget: int, rival_acc: float | None, margin: floa
     else:
         ready, start = k - left >= max(min_points, 1), left
     if rival_acc is None or k < max(min_points, 1) or k >= budget or not ready:
-        return Decision(False, k, budget, None, rival, rival_acc, margin, {})
+        return Decision(False, k, budget, None, rival, rival_acc, margin, {}, metric)
     b = optimistic_final(accs[start:], budget - start)
     stop = b["bound"] < rival_acc - margin
-    return Decision(stop, k, budget, b["bound"], rival, rival_acc, margin, b["fits"])
+    return Decision(stop, k, budget, b["bound"], rival, rival_acc, margin, b["fits"], metric)

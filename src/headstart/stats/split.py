@@ -19,10 +19,15 @@ from headstart.core.errors import UserError
 from headstart.core.io import read_json, write_json
 
 
+MIN_EVAL = 3     # a rare class gets at least this many carved items (while it keeps twice as many), not round(frac n)
+
+
 def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, classes: list[str],
            groups: np.ndarray | None = None):
-    """Split idx into (keep, carved) stratified by label; every class keeps >=1 in each part. With groups (patient,
-    speaker, session), whole groups go to one side: one fold of scikit-learn's StratifiedGroupKFold."""
+    """Split idx into (keep, carved) stratified by label; every class keeps >=1 in each part, and a rare class gets
+    at least MIN_EVAL carved items where it has 3 x MIN_EVAL (a 20% share of 12 items would be 2: a recall of 0, 50
+    or 100%). With groups (patient, speaker, session), whole groups go to one side: one fold of scikit-learn's
+    StratifiedGroupKFold."""
     if groups is not None:
         return _carve_groups(idx, labels, frac, seed, what, groups)
     rng = np.random.default_rng(seed)
@@ -33,7 +38,7 @@ def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: st
             raise UserError(f"class {classes[c]!r} has {len(members)} usable image(s) left for the {what} split; "
                             f"needs at least 2 (one to train on, one for {what}): add images or merge classes")
         members = rng.permutation(members)
-        k = min(len(members) - 1, max(1, int(round(frac * len(members)))))
+        k = min(len(members) - 1, max(1, int(round(frac * len(members))), min(MIN_EVAL, len(members) // 3)))
         carved += members[:k].tolist()
         keep += members[k:].tolist()
     return sorted(keep), sorted(carved)

@@ -96,9 +96,10 @@ def nce(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def knn_accuracy(f: np.ndarray, y: np.ndarray, seed: int = 0, k: int = 5, metric: str = "cosine",
-                 max_items: int = 2000) -> float:
+                 max_items: int = 2000, scoring: str = "accuracy") -> float:
     """Stratified 5-fold cross-validated k-NN accuracy (distance-weighted, cosine by default), on a stratified
-    sample of at most `max_items` (the estimate's standard error at 2000 items is about 1 point)."""
+    sample of at most `max_items` (the estimate's standard error at 2000 items is about 1 point). scoring: any
+    scikit-learn scorer name (balanced_accuracy for imbalanced data: the run's decision metric)."""
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
     from sklearn.neighbors import KNeighborsClassifier
     y = np.asarray(y)
@@ -112,4 +113,4 @@ def knn_accuracy(f: np.ndarray, y: np.ndarray, seed: int = 0, k: int = 5, metric
              else KFold(min(5, len(y)), shuffle=True, random_state=seed))
     k = max(1, min(k, len(y) * 4 // 5 - 1))
     clf = KNeighborsClassifier(n_neighbors=k, weights="distance", metric=metric)
-    return float(cross_val_score(clf, f, y, cv=folds).mean())
+    return float(cross_val_score(clf, f, y, cv=folds, scoring=scoring).mean())

@@ -7,7 +7,7 @@ strategy.on_epoch_start(model, plan, 0) -> validation of the starting weights ->
 on_epoch_start(model, plan, epoch), train pass, validation pass, stop_check(history).
     result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
 
-Early stopping on validation loss with patience (never before `min_epochs`); the best epoch's weights are restored.
+Early stopping on validation loss (class-weighted when class_weights are given) with patience (never before `min_epochs`); the best epoch's weights are restored.
 Progressive resizing (sizes=[128]*10 + [224]*10; datasets with resize_to): train and validation inputs follow the
 schedule; a size change starts best-epoch tracking afresh (a validation loss at another input size is another
 measurement) and early stopping waits for the last size (only racing may end the small-input epochs).
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from headstart.models.device import loader_kwargs
+from headstart.stats.metrics import from_confusion
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,31 +60,43 @@ def _cosine(max_epochs: int, floor: float = 0.1):
     return lambda e: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, max_epochs) / max(1, max_epochs)))
 
 
-def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None):
-    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over all ranks.
+def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None, weight=None,
+               metric: str = "accuracy"):
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy, score in `metric`) over all ranks.
+    weight: per-class loss weights (imbalanced data): the loss is the weighted mean, for training and validation
+    alike, so early stopping watches the same balanced objective the arm trains on.
     Sums stay on the device and are read once per pass: no host synchronisation per step (a GPU runs ahead);
     a non-finite loss poisons the sum and ends the arm at the end of the pass (TrainingDiverged)."""
     train = optimizer is not None
-    tot = torch.zeros(3, dtype=torch.float64, device=fabric.device)  # loss sum, correct, count
+    tot = torch.zeros(4, dtype=torch.float64, device=fabric.device)  # loss sum, weight sum, correct, count
+    cm = None                                                          # confusion counts (true x predicted)
     ctx = torch.enable_grad() if train else torch.inference_mode()
     with ctx:
         for x, y in loader:
             logits = model(batch_fn(x))
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(logits.float(), y, weight=weight)
             if train:
                 optimizer.zero_grad(set_to_none=True)
                 fabric.backward(loss)
                 optimizer.step()
-            tot[0] += loss.detach() * len(y)
-            tot[1] += (logits.argmax(1) == y).sum()
-            tot[2] += len(y)
+            w = weight[y].sum() if weight is not None else len(y)
+            pred = logits.argmax(1)
+            tot[0] += loss.detach() * w
+            tot[1] += w
+            tot[2] += (pred == y).sum()
+            tot[3] += len(y)
+            k = logits.shape[1]
+            cm = torch.zeros(k * k, dtype=torch.float64, device=fabric.device) if cm is None else cm
+            cm += torch.bincount(y * k + pred, minlength=k * k)
             if progress is not None:
                 progress.advance(task, 1)
-    tot = fabric.all_reduce(tot, reduce_op="sum") if fabric.world_size > 1 else tot
-    loss_sum, correct, count = tot.tolist()
+    if fabric.world_size > 1:
+        tot, cm = fabric.all_reduce(tot, reduce_op="sum"), fabric.all_reduce(cm, reduce_op="sum")
+    loss_sum, w_sum, correct, count = tot.tolist()
     if not math.isfinite(loss_sum):
         raise TrainingDiverged(f"loss became {loss_sum} (learning rate too high, or bad inputs?)")
-    return loss_sum / count, correct / count
+    k = int(round(math.sqrt(cm.numel())))
+    return loss_sum / w_sum, correct / count, from_confusion(metric, cm.reshape(k, k).tolist())
 
 
 def _resize(size: int, *datasets) -> None:
@@ -94,13 +107,19 @@ def _resize(size: int, *datasets) -> None:
 def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
         weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
         restore_best: bool = True, min_epochs: int = 0, stop_check=None, plan=None,
-        sizes: list[int] | None = None) -> FitResult:
+        sizes: list[int] | None = None, class_weights=None, metric: str = "accuracy") -> FitResult:
     """Train `model` in place (best-validation-loss weights restored unless restore_best=False).
     stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by).
-    sizes: input size per epoch (progressive resizing), or None."""
+    sizes: input size per epoch (progressive resizing), or None.
+    class_weights: per-class loss weights (a sequence), or None; metric: the decision metric recorded per epoch
+    as val_score (stats/metrics.py; racing reads it)."""
     from torch.utils.data import DataLoader
 
     fabric.seed_everything(seed, verbose=False)
+    weight = (torch.as_tensor(class_weights, dtype=torch.float32, device=fabric.device)
+              if class_weights is not None else None)
+    run = lambda loader, opt=None, prog=None: _run_epoch(fabric, fmodel, loader, batch_fn, opt, prog, task,  # noqa
+                                                         weight, metric)
     plan = strategy.plan(model) if plan is None else plan
     opt = torch.optim.AdamW([{k: v for k, v in g.items() if k in ("params", "lr")} for g in plan.param_groups],
                             weight_decay=weight_decay)
@@ -133,8 +152,8 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     # the starting weights are a candidate too: LP-FT never ends worse on validation than the probe it began from
     res.events += strategy.on_epoch_start(model, plan, 0)
     fmodel.eval()
-    loss0, acc0 = _run_epoch(fabric, fmodel, val_loader, batch_fn)
-    res.start_val = {"epoch": -1, "val_loss": loss0, "val_acc": acc0}
+    loss0, acc0, score0 = run(val_loader)
+    res.start_val = {"epoch": -1, "val_loss": loss0, "val_acc": acc0, "val_score": score0}
     best_loss, bad = loss0, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(max_epochs):
@@ -145,11 +164,11 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
             best_loss, bad = math.inf, 0
             res.events.append(f"epoch {epoch}: input size {sizes[epoch - 1]} -> {sizes[epoch]} px "
                               "(progressive resizing; best epoch tracked afresh)")
-        tr_loss, tr_acc = _run_epoch(fabric, fmodel, train_loader, batch_fn, opt, progress, task)
+        tr_loss, tr_acc, _ = run(train_loader, opt, progress)
         fmodel.eval()
-        va_loss, va_acc = _run_epoch(fabric, fmodel, val_loader, batch_fn, None, progress, task)
+        va_loss, va_acc, va_score = run(val_loader, None, progress)
         res.history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss,
-                            "val_acc": va_acc, "lr": [g["lr"] for g in opt.param_groups],
+                            "val_acc": va_acc, "val_score": va_score, "lr": [g["lr"] for g in opt.param_groups],
                             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                             "seconds": time.perf_counter() - t0, **({"input_size": sizes[epoch]} if sizes else {})})
         sched.step()

@@ -1,0 +1,151 @@
+"""The decision metric every choice runs on, class weights, collapse flags and the binary operating point.
+
+    name, why = choose_metric(train_labels, n_classes)        # "balanced_accuracy" when imbalanced beyond 3:1
+    score(name, y, pred, k)                                   # accuracy | balanced_accuracy | macro_f1
+    w = class_weights(train_labels, k)                        # n / (k n_c), scikit-learn's "balanced"
+    flag = collapse(y, pred, classes)                         # classes never recalled, one class for (nearly) all
+    t, why = operating_threshold(y_val, p_pos, name, pos)     # binary: the threshold on p(positive), on validation
+
+Why 3:1. A model that ignores the minority already scores 75% accuracy at 3:1 and 93% at 14:1, so accuracy stops
+rewarding the rare class; below 3:1 class weighting changed nothing measurable on the shared sets' features
+(benchmarks/README.md, "Imbalanced classes"). The ratio is the largest class's training count over the smallest's.
+Balanced accuracy (mean per-class recall; Brodersen et al. 2010) is the default there: it is 50% for any
+one-class answer, has a per-item form (so validation ties stay paired) and reads like accuracy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+IMBALANCE_RATIO = 3.0       # largest / smallest class count in the training pool above which data is imbalanced
+MIN_TUNE = 10               # binary: a threshold is tuned on validation only with this many items of each class
+ONE_CLASS_SHARE = 0.95      # predicting one class for this share of items (while it is not that common) collapses
+
+
+def imbalance_ratio(labels, k: int) -> float:
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=k)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if len(counts) else 1.0
+
+
+def choose_metric(labels, k: int, requested: str = "") -> tuple[str, str]:
+    """The decision metric and why: the user's, else balanced accuracy beyond IMBALANCE_RATIO, else accuracy."""
+    ratio = imbalance_ratio(labels, k)
+    if requested:
+        return requested, f"chosen with --metric (largest/smallest class {ratio:.1f}:1 in training)"
+    if ratio > IMBALANCE_RATIO:
+        return "balanced_accuracy", (f"the training classes are imbalanced ({ratio:.1f}:1, above {IMBALANCE_RATIO:.0f}:1):"
+                                     " accuracy would reward ignoring the rare classes")
+    return "accuracy", f"the training classes are balanced enough ({ratio:.1f}:1, at most {IMBALANCE_RATIO:.0f}:1)"
+
+
+def use_class_weights(setting: str, labels, k: int) -> bool:
+    """--class-weight auto: on when the training labels are imbalanced beyond IMBALANCE_RATIO."""
+    return setting == "balanced" or (setting == "auto" and imbalance_ratio(labels, k) > IMBALANCE_RATIO)
+
+
+def class_weights(labels, k: int) -> np.ndarray:
+    """n / (k n_c) per class (scikit-learn's class_weight="balanced"); a class absent from `labels` gets 0."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=k).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(k)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
+
+
+def confusion(y, pred, k: int) -> np.ndarray:
+    y, pred = np.asarray(y, dtype=int), np.asarray(pred, dtype=int)
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def from_confusion(name: str, cm) -> float:
+    """The metric from a confusion matrix (rows: true class). Balanced accuracy and macro-F1 average over the
+    classes present in the truth, as scikit-learn's balanced_accuracy_score does."""
+    cm = np.asarray(cm, dtype=np.float64)
+    n_true, tp = cm.sum(1), np.diag(cm)
+    if name == "accuracy":
+        return float(tp.sum() / max(cm.sum(), 1.0))
+    present = n_true > 0
+    if name == "balanced_accuracy":
+        return float((tp[present] / n_true[present]).mean()) if present.any() else 0.0
+    if name == "macro_f1":
+        denom = n_true + cm.sum(0)
+        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1e-12), 0.0)
+        return float(f1[present].mean()) if present.any() else 0.0
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def score(name: str, y, pred, k: int) -> float:
+    return from_confusion(name, confusion(y, pred, k))
+
+
+def item_weights(name: str, y, k: int) -> np.ndarray | None:
+    """Per-item weights whose mean of (weight x correct) is the metric (accuracy: 1; balanced accuracy:
+    n / (k_present n_c)), so validation ties can be judged paired per item; None for macro-F1 (not per item)."""
+    y = np.asarray(y, dtype=int)
+    if name == "accuracy":
+        return np.ones(len(y))
+    if name == "balanced_accuracy":
+        return class_weights(y, k)[y]
+    return None
+
+
+def positive_class(train_labels, k: int) -> int | None:
+    """Binary tasks: the rarer class in training (the one that usually matters); class 1 on a tie. None otherwise."""
+    if k != 2:
+        return None
+    counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=2)
+    return 0 if counts[0] < counts[1] else 1
+
+
+def predict(probs, threshold: float | None = None, pos: int | None = None) -> np.ndarray:
+    """Labels from class probabilities: argmax, or for a binary task with a threshold, pos iff p(pos) >= it."""
+    probs = np.asarray(probs)
+    if threshold is None or pos is None:
+        return probs.argmax(1)
+    return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
+
+
+def operating_threshold(y_val, p_pos, name: str, pos: int) -> tuple[float, str]:
+    """The threshold on p(positive) that maximises the metric on validation (ties: the one nearest 0.5), or 0.5
+    when validation has fewer than MIN_TUNE items of either class (a threshold tuned on 3 positives is noise)."""
+    y_val, p_pos = np.asarray(y_val, dtype=int), np.asarray(p_pos, dtype=np.float64)
+    n_pos, n_neg = int((y_val == pos).sum()), int((y_val != pos).sum())
+    if min(n_pos, n_neg) < MIN_TUNE:
+        return 0.5, (f"0.5: validation holds {min(n_pos, n_neg)} item(s) of its smaller class, fewer than {MIN_TUNE} "
+                     "to tune a threshold on")
+    u = np.unique(p_pos)
+    cands = np.unique(np.concatenate([[0.5], (u[1:] + u[:-1]) / 2 if len(u) > 1 else []]))
+    vals = [score(name, y_val, np.where(p_pos >= t, pos, 1 - pos), 2) for t in cands]
+    best = max(vals)
+    t = min((c for c, v in zip(cands, vals) if v >= best - 1e-12), key=lambda c: abs(c - 0.5))
+    return float(t), f"{t:.3f}: maximises validation {LABELS[name]} ({100 * best:.1f}%)"
+
+
+def collapse(y, preds: list, classes: list[str]) -> dict:
+    """Does a model ignore a class? `preds`: predicted labels per seed. ignored: classes present in y that no seed
+    ever recalls; one_class: the class predicted for at least ONE_CLASS_SHARE of items (when fewer truly are);
+    collapsed: either, where an ignored class has at least 2 items (one missed item is not a pattern)."""
+    y, k = np.asarray(y, dtype=int), len(classes)
+    cms = [confusion(y, p, k) for p in preds]
+    n_true = cms[0].sum(1)
+    hit = np.sum([np.diag(cm) for cm in cms], axis=0)
+    ignored = [int(c) for c in range(k) if n_true[c] > 0 and hit[c] == 0]
+    share = np.mean([np.bincount(np.asarray(p, dtype=int), minlength=k) / max(len(y), 1) for p in preds], axis=0)
+    dom = int(share.argmax())
+    one_class = bool((n_true > 0).sum() > 1 and share[dom] >= ONE_CLASS_SHARE
+                     and n_true[dom] / max(len(y), 1) < ONE_CLASS_SHARE)
+    return {"collapsed": one_class or any(n_true[c] >= 2 for c in ignored),
+            "ignored": [{"class": classes[c], "items": int(n_true[c])} for c in ignored],
+            "one_class": classes[dom] if one_class else None, "one_class_share": float(share[dom])}
+
+
+def collapse_words(flag: dict, where: str = "test") -> str:
+    """'predicts ants for 100% of test items; never recalls bees (0 of 3)' (empty when not collapsed)."""
+    if not flag or not flag.get("collapsed"):
+        return ""
+    parts = ([f"predicts {flag['one_class']} for {100 * flag['one_class_share']:.0f}% of {where} items"]
+             if flag.get("one_class") else [])
+    parts += [f"never recalls {g['class']} (0 of {g['items']})" for g in flag.get("ignored", [])][:3]
+    return "; ".join(parts)
