@@ -3,6 +3,7 @@
     python benchmarks/imbalance.py                          # every variant
     python benchmarks/imbalance.py hym-193-14 --strategies classic,linear-probe,finetune
     python benchmarks/imbalance.py hym-balanced             # the same backbone on the balanced set, for reference
+    python benchmarks/imbalance.py --keep /tmp/imb          # also keep each variant's results.json there
 
 Each variant runs `headstart run` in a fresh process (the installed version: run it once on the old code and once on
 the new one for a before/after table) and reads the unit result.json files and split.json directly, so the numbers
@@ -11,7 +12,8 @@ the rarest class; and which arm was deployed. Skips (exit 0) without ../shared/d
 
 Variants:
 - hym-193-14: every ants image (train/ + val/ = 193) and 14 bees in one folder per class (carved split);
-- hym-124-12: the shared split (train/ + given val/ as test) with only 12 of the training bees kept;
+- hym-124-12, hym-124-6: the shared split (train/ + given val/ as test) with only 12 (10:1) or 6 (20:1) of the
+  training bees kept;
 - hym-balanced: the shared split as it is (the reference the done-when compares with);
 - trec-longtail: TREC-6 training questions, 400/200/100/50/25/12 per class (33:1), the official test questions;
 - fsdd-longtail: five spoken digits, 120/60/30/15/6 training clips (20:1), the official test clips of those digits.
@@ -92,6 +94,7 @@ def _fsdd(dst: Path, counts=(120, 60, 30, 15, 6), seed: int = 0) -> Path:
 VARIANTS = {
     "hym-193-14": lambda t: ["run", str(_hym(t, None, 14, carved=True))],
     "hym-124-12": lambda t: ["run", str(_hym(t, None, 12, carved=False))],
+    "hym-124-6": lambda t: ["run", str(_hym(t, None, 6, carved=False))],
     "hym-balanced": lambda t: ["run", str(_hym(t, None, None, carved=False))],
     "trec-longtail": lambda t: (lambda d, test: ["run", d, "--test-file", test])(*_trec(t)),
     "fsdd-longtail": lambda t: ["run", str(_fsdd(t))],
@@ -130,6 +133,10 @@ def main():
     args = sys.argv[1:]
     extra = args[args.index("--strategies"):args.index("--strategies") + 2] if "--strategies" in args else []
     only = [a for a in args if a in VARIANTS]
+    keep = Path(args[args.index("--keep") + 1]) if "--keep" in args else None     # results.json per variant
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    checks = []
     if not (DATA / "hymenoptera").exists():
         print(f"skip: {DATA} not present")
         return
@@ -158,6 +165,22 @@ def main():
             metric = results.get("metric") or {}
             if metric:
                 print(f"|  | (decision metric: {metric.get('name')}; {metric.get('why', '')}) |||||||", flush=True)
+            checks.append((name, (results.get("assessment") or {}).get("check")))
+            if keep:
+                (keep / f"{name}.json").write_text(json.dumps(results))
+    print("\n| variant | vs scratch: predicted | measured | held? | vs classic: predicted | measured | held? |")
+    print("|---|---|---|---|---|---|---|")
+    held = {True: "yes", False: "NO", None: "—"}
+    for name, c in checks:
+        if not c:
+            continue
+        cells = []
+        for key in ("vs_scratch", "vs_classic"):
+            r = c["rows"][key]
+            m = (f"{r['measured']}: {c['best_transfer']} − {r['baseline']} {100 * r['difference']:+.1f} "
+                 f"[{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]" if "difference" in r else r["measured"])
+            cells += [r["predicted"], m, held[r["agrees"]]]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

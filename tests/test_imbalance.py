@@ -169,6 +169,8 @@ def test_predicted_vs_measured_has_a_practical_margin_and_knows_a_test_set_too_s
     assert measured_words({"difference": 0.111, "ci": [0.088, 0.132], "significant": True}) == "transfer helped"
     assert measured_words({"difference": 0.08, "ci": [-0.03, 0.18], "significant": False}).startswith("too few")
     assert measured_words({"difference": -0.05, "ci": [-0.08, -0.02], "significant": True}) == "transfer lost"
+    # wide but clear of zero: a +46-point win checks a call however wide its interval
+    assert measured_words({"difference": 0.458, "ci": [0.353, 0.556], "significant": True}) == "transfer helped"
 
 
 def test_cli_run_on_an_imbalanced_folder_weights_every_arm_and_names_the_metric(tmp_path):
@@ -202,3 +204,30 @@ def test_cli_run_on_an_imbalanced_folder_weights_every_arm_and_names_the_metric(
     report = (out / "report.md").read_text()
     assert "**Decision metric: balanced accuracy**" in report and "test balanced accuracy (95% CI)" in report
     assert "class-weighted losses" in report
+
+
+def test_export_recommended_saves_the_deployed_seeds_threshold_and_predict_applies_it(tiny_folder, tmp_path):
+    """summarize's operating point (per seed) -> export_recommended -> model/headstart_model.json -> predict."""
+    from headstart.core.config import RunConfig
+    from headstart.core.results import UnitResult, unit_dir, write_unit_result
+    from headstart.models.weights import save_weights
+    from headstart.outputs.export import export_recommended
+    from headstart.outputs.predict import predict
+    from headstart.pipeline.context import build_context
+    ctx = build_context(RunConfig(data=str(tiny_folder), out=str(tmp_path / "run"), image_size=32, seeds=2),
+                        log=lambda *a: None)
+    ctx = dataclasses.replace(ctx, decision=dataclasses.replace(ctx.decision, positive=1))
+    torch.manual_seed(0)
+    for seed, loss in ((0, 0.9), (1, 0.3)):                  # seed 1 has the lower validation loss: it is exported
+        folder = unit_dir(ctx.run_dir, "linear-probe", seed)
+        folder.mkdir(parents=True)
+        save_weights(folder / "weights.safetensors", {"weight": torch.randn(2, 1280) * 0.05, "bias": torch.zeros(2)})
+        write_unit_result(folder, UnitResult(strategy="linear-probe", seed=seed, val_loss=loss, val_acc=0.5))
+    ops = [{"seed": 0, "threshold": 0.9, "why": "x"}, {"seed": 1, "threshold": 0.2, "why": "tuned"}]
+    results = {"recommended": "linear-probe", "strategies": {"linear-probe": {"operating_point": ops}}}
+    export_recommended(ctx, results)
+    meta = json.loads((ctx.run_dir / "model" / "headstart_model.json").read_text())
+    assert meta["seed"] == 1 and meta["operating_point"]["threshold"] == 0.2
+    assert meta["operating_point"]["positive"] == "dogs" and results["model"]["operating_point"]["threshold"] == 0.2
+    rows = [r for r in predict(ctx.run_dir / "model", [str(tiny_folder)]) if "error" not in r]
+    assert rows and all(r["label"] == ("dogs" if r["p_positive"] >= 0.2 else "cats") for r in rows)

@@ -46,8 +46,8 @@ RAW_LEAD = -0.10           # simple enough for scratch to learn from few labels 
 KNN_SCORING = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "macro_f1": "f1_macro"}
 PRACTICAL = 0.02           # a measured gain below 2 points of the decision metric counts as "competitive", even
                            # when significant (+1.3 [0.5, 2.1] on a text set is no practical win over scratch)
-TOO_WIDE = 0.20            # a paired CI wider than 20 points cannot check a call (66 far-domain test images gave
-                           # +8 [-3, +18]): reported as too few test items, not scored
+TOO_WIDE = 0.20            # a paired CI wider than 20 points that includes 0 cannot check a call (66 far-domain
+                           # test images gave +8 [-3, +18]): reported as too few test items, not scored
 EARLY_SHIFT = 0.3          # BatchNorm KL in the first third of layers above this: low-level statistics differ
                            # (ImageNet-like photos: 0.05-0.06; 96 px digits: 0.38)
 
@@ -179,8 +179,8 @@ def predicted_vs_measured(a: dict, results: dict) -> dict:
 
 def measured_words(d: dict) -> str:
     """A paired difference in words, with a practical margin: helped / lost only by at least PRACTICAL points and
-    beyond noise; a CI wider than TOO_WIDE checks nothing."""
-    if d["ci"][1] - d["ci"][0] > TOO_WIDE:
+    beyond noise; a CI wider than TOO_WIDE that cannot even tell the sign checks nothing."""
+    if d["ci"][1] - d["ci"][0] > TOO_WIDE and d["ci"][0] <= 0 <= d["ci"][1]:
         return f"too few test items to check (95% CI {100 * (d['ci'][1] - d['ci'][0]):.0f} points wide)"
     if d["significant"] and abs(d["difference"]) >= PRACTICAL:
         return "transfer helped" if d["difference"] > 0 else "transfer lost"
