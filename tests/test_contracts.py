@@ -95,7 +95,7 @@ def test_resnet_gets_the_trunk_cache_and_batchnorm_folding():
     k = trunk_split(model, plan, strat.bn_policy)
     assert k is not None and k >= 1                  # the top two groups train; the stages below are cached
     from headstart.training.trunk_cache import CachedTrunk
-    ct = CachedTrunk(None, model, k, views=1)
+    ct = CachedTrunk(None, None, {}, model, k, views=1)
     with torch.no_grad():
         assert torch.allclose(ct._top(ct._trunk(x)), ref, atol=1e-5)
 
@@ -150,22 +150,22 @@ def test_modality_contract(name, tmp_path):
     assert isinstance(mod, Modality) and mod.name == name and ctx.cfg.modality == name
     assert set(mod.defaults) <= set(RunConfig().to_dict())
     model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
-    ds = mod.dataset(ctx, ctx.split["train"], train=True)
+    ds = mod.dataset(ctx.inputs, ctx.split["train"], train=True)
     batch = ds.collate([ds[i] for i in range(2)]) if hasattr(ds, "collate") else None
     x = batch[0] if batch else torch.stack([ds[i][0] for i in range(2)])
     with torch.no_grad():
-        assert model.eval()(mod.batch_fn(ctx)(x)).shape == (2, len(ctx.ds.classes))
-    feats = mod.embed(ctx, model)
+        assert model.eval()(mod.batch_fn(ctx.inputs)(x)).shape == (2, len(ctx.ds.classes))
+    feats = mod.embed(ctx.inputs, model)
     assert feats.shape == (len(ctx.ds), model.num_features) and np.isfinite(feats).all()
     idx = ctx.split["train"] + ctx.split["val"]
-    assert len(mod.classic_inputs(ctx)) == len(ctx.ds) and mod.raw_features(ctx, idx).shape[0] == len(idx)
+    assert len(mod.classic_inputs(ctx.inputs)) == len(ctx.ds) and mod.raw_features(ctx.inputs, idx).shape[0] == len(idx)
     tr = ctx.split["train"]
-    items = mod.classic_inputs(ctx)
+    items = mod.classic_inputs(ctx.inputs)
     pipe = mod.classic_pipeline(1.0, 0).fit([items[i] for i in tr], [ctx.ds.labels[i] for i in tr])
     assert pipe.predict_proba([items[i] for i in ctx.split["test"]]).shape[1] == len(set(ctx.ds.labels[i] for i in tr))
-    shift = mod.shift_evidence(ctx, idx)
+    shift = mod.shift_evidence(ctx.inputs, idx)
     assert isinstance(shift, dict) and all(isinstance(s, str) for s in mod.evidence_lines(shift))
-    assert isinstance(mod.feature_variant(ctx), str) and isinstance(mod.input_description(ctx.size), str)
+    assert isinstance(mod.feature_variant(ctx.inputs), str) and isinstance(mod.input_description(ctx.size), str)
     assert isinstance(mod.finetune_advice(True), str)
     assert mod.hidden_gain() is None or len(mod.hidden_gain()) == 2
     assert arms.predict_probs(model, ctx, ctx.split["test"]).shape == (len(ctx.split["test"]), len(ctx.ds.classes))

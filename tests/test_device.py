@@ -95,14 +95,15 @@ def test_image_unit_code_follows_the_model_device(image_ctx):
     model = _meta(ctx.cfg.backbone, len(ctx.ds.classes))
     with StrictDevices():
         for train in (True, False):                   # issue 15, crash site 1 (and the trunk-cache variant, 4)
-            assert flops_per_item(model, sample_batch(ctx, ctx.split["train"], train), train) > 0
+            assert flops_per_item(model, sample_batch(ctx.modality, ctx.inputs, ctx.split["train"], train), train) > 0
         with BatchNormShift(model) as hooks:          # crash sites 2 and 3: hooks and profile on the device
             feats = embed(model, ctx.spec, ctx.ds.items, ctx.size, batch_size=4, device="meta")
         assert feats.shape == (len(ctx.ds), model.num_features)
         assert len(hooks.profile()) > 10
         strat = STRATEGIES["finetune"](ctx.cfg)
         plan = strat.plan(model)
-        with CachedTrunk(ctx, model, trunk_split(model, plan, strat.bn_policy), views=2, batch_size=4) as ct:
+        with CachedTrunk(ctx.modality, ctx.inputs, ctx.split, model, trunk_split(model, plan, strat.bn_policy),
+                         views=2, batch_size=4) as ct:
             assert ct.train_ds[0][0].device == META   # the cache is built where the model lives
             assert ct.flops(epochs=2) > 0 and ct.estimate_gib(10) > 0
         probs = arms.predict_probs(model, ctx, ctx.split["test"])
@@ -117,7 +118,7 @@ def test_text_and_audio_embedding_follow_the_model_device(tmp_path):
     ctx = prepare(RunConfig(data=str(csv), out=str(tmp_path / "t")), log=lambda *a: None)
     model = _meta(ctx.cfg.backbone, len(ctx.ds.classes))
     with StrictDevices():
-        assert ctx.modality.embed(ctx, model).shape == (len(ctx.ds), model.num_features)
+        assert ctx.modality.embed(ctx.inputs, model).shape == (len(ctx.ds), model.num_features)
         assert arms.predict_probs(model, ctx, ctx.split["test"]).shape[1] == len(ctx.ds.classes)
     clips = tmp_path / "clips"
     for k, f in enumerate((200.0, 1200.0)):
@@ -129,7 +130,7 @@ def test_text_and_audio_embedding_follow_the_model_device(tmp_path):
     with StrictDevices():
         assert actx.modality.embed(actx, amodel).shape == (len(actx.ds), amodel.num_features)
         assert arms.predict_probs(amodel, actx, actx.split["test"]).shape[1] == 2
-    assert np.isfinite(ctx.modality.embed(ctx, create_backbone(ctx.cfg.backbone, 3)[0])).all()  # CPU still works
+    assert np.isfinite(ctx.modality.embed(ctx.inputs, create_backbone(ctx.cfg.backbone, 3)[0])).all()  # CPU still works
 
 
 def test_loader_settings_per_device():

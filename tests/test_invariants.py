@@ -179,7 +179,7 @@ def test_trunk_cache_matches_uncached_training_without_augmentation(ctx):
         if cached:
             k = trunk_split(model, plan, strat.bn_policy)
             assert k == 5                                        # top 2 groups: blocks.5 and up train
-            with CachedTrunk(ctx, model, k, views=1) as ct:
+            with CachedTrunk(ctx.modality, ctx.inputs, ctx.split, model, k, views=1) as ct:
                 res = fit(ctx.fabric, model, strat, ct.train_ds, ct.val_ds, batch_fn=ct.batch_fn, **kw)
             assert "forward" not in vars(model)                   # the full forward is back
         else:

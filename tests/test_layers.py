@@ -34,12 +34,14 @@ def _type_checking(node) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-def _imports(tree) -> list[tuple[str, bool, int]]:
-    """(imported module, inside a function?, line) for every run-time import (TYPE_CHECKING blocks skipped)."""
+def _imports(tree, type_only: bool = False) -> list[tuple[str, bool, int]]:
+    """(imported module, inside a function?, line) for every run-time import; type_only: the imports inside
+    TYPE_CHECKING blocks instead (they break no cycle at run time, but a layer rule all the same)."""
     found = []
 
-    def visit(node, in_function):
-        if _type_checking(node):
+    def visit(node, in_function, typing_block=False):
+        typing_block = typing_block or _type_checking(node)
+        if typing_block != type_only and isinstance(node, (ast.Import, ast.ImportFrom)):
             return
         if isinstance(node, ast.Import):
             found.extend((a.name, in_function, node.lineno) for a in node.names)
@@ -48,12 +50,14 @@ def _imports(tree) -> list[tuple[str, bool, int]]:
                 sub = f"{node.module}.{a.name}"
                 found.append((sub if sub in MODULES else node.module, in_function, node.lineno))
         for child in ast.iter_child_nodes(node):
-            visit(child, in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+            visit(child, in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)),
+                  typing_block)
     visit(tree, False)
     return found
 
 
 GRAPH = {m: _imports(ast.parse(f.read_text())) for m, f in MODULES.items()}
+TYPE_ONLY = {m: _imports(ast.parse(f.read_text()), type_only=True) for m, f in MODULES.items()}
 
 
 def _layer(module: str) -> int:
@@ -67,10 +71,29 @@ def test_every_module_lives_in_a_layer():
 
 
 def test_imports_follow_the_layer_order():
+    """Run-time and annotation-only (TYPE_CHECKING) imports alike."""
     bad = [f"{m}:{line} imports {dep} ({LAYERS[_layer(m)]} < {LAYERS[_layer(dep)]})"
-           for m, deps in GRAPH.items() for dep, _, line in deps
+           for m in GRAPH for dep, _, line in GRAPH[m] + TYPE_ONLY[m]
            if dep.startswith("headstart.") and dep in MODULES and _layer(dep) > _layer(m)]
     assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_the_layer_test_sees_annotation_only_imports():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from headstart.app import cli\n"
+                     "import headstart.core.io\n")
+    assert _imports(tree, type_only=True) == [("headstart.app.cli", False, 3)]
+    assert [d for d, _, _ in _imports(tree)] == ["typing", "headstart.core.io"]
+
+
+def test_nothing_below_the_pipeline_takes_the_run_context():
+    """models/, modalities/, training/ take what they use (modalities/base.Inputs, a split, a Fabric), never ctx."""
+    low = [m for m in MODULES if _layer(m) < LAYERS.index("pipeline")]
+    bad = [f"{m}:{node.lineno} {node.name}({', '.join(a.arg for a in node.args.args)})" for m in low
+           for node in ast.walk(ast.parse(MODULES[m].read_text()))
+           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+               a.arg in ("ctx", "context") or "RunContext" in ast.unparse(a.annotation or ast.Constant(""))
+               for a in node.args.args)]
+    assert not bad, "\n".join(bad)
 
 
 def test_no_import_cycles():

@@ -118,8 +118,8 @@ def test_finetune_layerwise_lrs_and_frozen_layers(tmp_path):
     assert torch.equal(model.classifier.weight, torch.from_numpy(pr.train_weight))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     plan = strat.plan(model)
-    fit(ctx.fabric, model, strat, ctx.modality.dataset(ctx, ctx.split["train"], True),
-        ctx.modality.dataset(ctx, ctx.split["val"]), batch_fn=ctx.modality.batch_fn(ctx), max_epochs=2,
+    fit(ctx.fabric, model, strat, ctx.modality.dataset(ctx.inputs, ctx.split["train"], True),
+        ctx.modality.dataset(ctx.inputs, ctx.split["val"]), batch_fn=ctx.modality.batch_fn(ctx.inputs), max_epochs=2,
         patience=9, batch_size=8, weight_decay=0.0, seed=0, restore_best=False, plan=plan)
     lrs = [g["lr"] for g in plan.param_groups]
     assert lrs == pytest.approx([1e-3, 1e-4, 5e-5])

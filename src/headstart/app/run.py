@@ -30,7 +30,7 @@ from headstart.pipeline.checks import pretraining_checks
 from headstart.pipeline.context import build_context, removed_on_user_error
 from headstart.pipeline.grid import plan, run_grid
 from headstart.pipeline.summarize import summarize, summarize_curve
-from headstart.training.costs import backbone_cost
+from headstart.pipeline.compute import backbone_cost
 from headstart.training.strategies import ORDER, TRANSFER
 
 

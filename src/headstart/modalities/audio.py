@@ -166,19 +166,19 @@ class AudioModality:
                                     "encoder_input": "padded to 30 s (Whisper's own)" if cfg.pad_to_30s else
                                     "each clip's own length (positional embedding sliced)"})
 
-    def dataset(self, ctx, indices, train: bool = False):
-        return MelBatches(ctx.state.inputs, ctx.ds.labels, indices, ctx.cfg.pad_to_30s)
+    def dataset(self, data, indices, train: bool = False):
+        return MelBatches(data.state.inputs, data.ds.labels, indices, data.cfg.pad_to_30s)
 
-    def progressive_sizes(self, ctx, budget: int) -> None:
+    def progressive_sizes(self, data, budget: int) -> None:
         return None                 # clips keep their length: no input size to grow
 
-    def batch_fn(self, ctx):
+    def batch_fn(self, data):
         return lambda x: x
 
-    def embed(self, ctx, model, progress=None):
-        mels = ctx.state.inputs
+    def embed(self, data, model, progress=None):
+        mels = data.state.inputs
         order = np.argsort([m.shape[1] for m in mels])       # similar lengths together: little padding
-        ds = self.dataset(ctx, order)
+        ds = self.dataset(data, order)
         out = np.zeros((len(order), model.num_features), dtype=np.float32)
         model.eval()
         with torch.inference_mode():
@@ -189,27 +189,27 @@ class AudioModality:
                     progress(len(x["frames"]))
         return out
 
-    def feature_dtype(self, ctx) -> str:
+    def feature_dtype(self, data) -> str:
         return "float32"
 
-    def feature_variant(self, ctx) -> str:
-        return "float32" + ("-pad30s" if ctx.cfg.pad_to_30s else "")
+    def feature_variant(self, data) -> str:
+        return "float32" + ("-pad30s" if data.cfg.pad_to_30s else "")
 
-    def classic_inputs(self, ctx, indices=None):
-        mels = ctx.state.inputs
+    def classic_inputs(self, data, indices=None):
+        mels = data.state.inputs
         return [mfcc_stats(mels[i]) for i in (range(len(mels)) if indices is None else indices)]
 
-    def raw_features(self, ctx, indices):
+    def raw_features(self, data, indices):
         """What the classic baseline starts from, for the assessment's k-NN: standardised MFCC statistics."""
         from sklearn.preprocessing import StandardScaler
-        return StandardScaler().fit_transform(self.classic_inputs(ctx, indices))
+        return StandardScaler().fit_transform(self.classic_inputs(data, indices))
 
     def classic_pipeline(self, C: float, seed: int):
         """MFCC (40) mean + std per clip, standardised, logistic regression."""
         return standardised_logreg(C, seed)
 
-    def shift_evidence(self, ctx, indices) -> dict:
-        return {"signal": audio_shift(ctx.ds.stats, [ctx.ds.items[i] for i in indices])}
+    def shift_evidence(self, data, indices) -> dict:
+        return {"signal": audio_shift(data.ds.stats, [data.ds.items[i] for i in indices])}
 
     def evidence_lines(self, shift: dict) -> list[str]:
         sig = shift.get("signal", {})

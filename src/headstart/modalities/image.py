@@ -110,46 +110,46 @@ class ImageModality:
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
         return ModalityState()
 
-    def dataset(self, ctx, indices, train: bool = False):
-        cfg = ctx.cfg
-        return ImageTensors(ctx.ds.items, ctx.ds.labels, indices, ctx.size, cfg.augment if train else "none",
-                            cfg.crop_scale, ctx.spec.short_side(ctx.size))
+    def dataset(self, data, indices, train: bool = False):
+        cfg = data.cfg
+        return ImageTensors(data.ds.items, data.ds.labels, indices, data.size, cfg.augment if train else "none",
+                            cfg.crop_scale, data.spec.short_side(data.size))
 
-    def progressive_sizes(self, ctx, budget: int) -> list[int] | None:
+    def progressive_sizes(self, data, budget: int) -> list[int] | None:
         """Input size per epoch for a network trained from random weights: the first half of the budget at half the
         input size (a multiple of 16; 224 -> 112 px), the rest at full size: progressive resizing, as in fastai and
         EfficientNetV2's progressive learning (which starts at 128 px for 300 px). The racing decision falls in the
         cheap half. Measured, one Lite0 training step on 2 CPU cores: 21 images/s at 224 px, 92 at 128, 116 at 112
         (5.5x). None below 160 px, where the saving is small."""
-        low = max(64, 16 * round(ctx.size / 32))
-        if ctx.size < 160 or low >= ctx.size or budget < 2:
+        low = max(64, 16 * round(data.size / 32))
+        if data.size < 160 or low >= data.size or budget < 2:
             return None
-        return [low] * (budget // 2) + [ctx.size] * (budget - budget // 2)
+        return [low] * (budget // 2) + [data.size] * (budget - budget // 2)
 
-    def batch_fn(self, ctx):
-        return lambda x: preprocess(x, ctx.spec)
+    def batch_fn(self, data):
+        return lambda x: preprocess(x, data.spec)
 
-    def embed(self, ctx, model, progress=None):
-        return embed(model, ctx.spec, ctx.ds.items, ctx.size, progress=progress, dtype=self.feature_dtype(ctx),
-                     device=str(ctx.fabric.device))
+    def embed(self, data, model, progress=None):
+        return embed(model, data.spec, data.ds.items, data.size, progress=progress, dtype=self.feature_dtype(data),
+                     device=str(data.device))
 
-    def feature_dtype(self, ctx) -> str:
-        return feature_dtype(ctx.cfg.feature_dtype, str(ctx.fabric.device))
+    def feature_dtype(self, data) -> str:
+        return feature_dtype(data.cfg.feature_dtype, str(data.device))
 
-    def feature_variant(self, ctx) -> str:
-        return self.feature_dtype(ctx)
+    def feature_variant(self, data) -> str:
+        return self.feature_dtype(data)
 
-    def raw_features(self, ctx, indices):
+    def raw_features(self, data, indices):
         """What scratch starts from, for the assessment's k-NN: 24x24 centre-cropped pixels, mean image removed."""
-        raw = self.classic_inputs(ctx, indices)
+        raw = self.classic_inputs(data, indices)
         return raw - raw.mean(0)
 
-    def classic_inputs(self, ctx, indices=None):
+    def classic_inputs(self, data, indices=None):
         """Each image centre-cropped to a square and shrunk to 24x24 RGB: the pixels a classic model sees."""
         import torch.nn.functional as F
         rows = []
-        for i in range(len(ctx.ds)) if indices is None else indices:
-            x = ctx.ds.items[i].float() / 255
+        for i in range(len(data.ds)) if indices is None else indices:
+            x = data.ds.items[i].float() / 255
             side = min(x.shape[-2:])
             top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
             x = x[:, top: top + side, left: left + side][None]
@@ -160,7 +160,7 @@ class ImageModality:
         """24x24 RGB pixels, standardised, logistic regression: the no-pretraining baseline for small images."""
         return standardised_logreg(C, seed)
 
-    def shift_evidence(self, ctx, indices) -> dict:
+    def shift_evidence(self, data, indices) -> dict:
         return {}            # the BatchNorm profile (batchnorm_shift) is the image evidence
 
     def evidence_lines(self, shift: dict) -> list[str]:

@@ -121,32 +121,32 @@ class TextModality:
         ids, stats = tokenize(spec.path, ds.items, size)
         return ModalityState(ids, stats)
 
-    def dataset(self, ctx, indices, train: bool = False):
-        return TokenBatches(ctx.state.inputs, ctx.ds.labels, indices, ctx.state.stats.get("pad_id", 0))
+    def dataset(self, data, indices, train: bool = False):
+        return TokenBatches(data.state.inputs, data.ds.labels, indices, data.state.stats.get("pad_id", 0))
 
-    def progressive_sizes(self, ctx, budget: int) -> None:
+    def progressive_sizes(self, data, budget: int) -> None:
         return None                 # token sequences keep their length: no input size to grow
 
-    def batch_fn(self, ctx):
+    def batch_fn(self, data):
         return lambda x: x
 
-    def embed(self, ctx, model, progress=None):
-        return embed_texts(model, ctx.state.inputs, progress=progress)
+    def embed(self, data, model, progress=None):
+        return embed_texts(model, data.state.inputs, progress=progress)
 
-    def feature_dtype(self, ctx) -> str:
+    def feature_dtype(self, data) -> str:
         return "float32"
 
-    def feature_variant(self, ctx) -> str:
+    def feature_variant(self, data) -> str:
         return "float32"
 
-    def classic_inputs(self, ctx, indices=None):
-        return ctx.ds.items if indices is None else [ctx.ds.items[i] for i in indices]
+    def classic_inputs(self, data, indices=None):
+        return data.ds.items if indices is None else [data.ds.items[i] for i in indices]
 
-    def raw_features(self, ctx, indices):
+    def raw_features(self, data, indices):
         """What the classic baseline starts from, for the assessment's k-NN: TF-IDF word 1-2-grams of the texts (the
         character n-grams of the classic arm cost more than the feature pass itself; no labels used)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
-        return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform([ctx.ds.items[i] for i in indices])
+        return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform([data.ds.items[i] for i in indices])
 
     def classic_pipeline(self, C: float, seed: int):
         """TF-IDF word 1-2-grams + character 2-5-grams, logistic regression: the baseline practitioners use."""
@@ -157,8 +157,8 @@ class TextModality:
                            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
         return make_pipeline(feats, LogisticRegression(C=C, max_iter=3000, random_state=seed))
 
-    def shift_evidence(self, ctx, indices) -> dict:
-        return {"tokenizer": text_shift(ctx.state.stats)}
+    def shift_evidence(self, data, indices) -> dict:
+        return {"tokenizer": text_shift(data.state.stats)}
 
     def evidence_lines(self, shift: dict) -> list[str]:
         tok = shift.get("tokenizer", {})

@@ -103,13 +103,13 @@ def resolve_precision(cfg, modality=None) -> str:
     return "bf16-mixed" if cpu_bf16 else "32-true"
 
 
-def unit_fabric(ctx):
-    """(fabric, precision) for one trained unit: the run's Fabric, or a single-device one at the unit's precision
-    (several devices keep the run's Fabric: every rank must agree)."""
+def unit_fabric(fabric, precision: str, cfg, modality):
+    """(fabric, precision) for one trained unit: the run's Fabric (at the run's `precision`), or a single-device one
+    at the unit's precision (several devices keep the run's Fabric: every rank must agree)."""
     from lightning.fabric import Fabric
-    prec = resolve_precision(ctx.cfg, ctx.modality)
-    if prec == ctx.precision or ctx.fabric.world_size > 1:
-        return ctx.fabric, ctx.precision
-    return Fabric(accelerator=ctx.cfg.accelerator, devices=1, precision=prec), prec
+    prec = resolve_precision(cfg, modality)
+    if prec == precision or fabric.world_size > 1:
+        return fabric, precision
+    return Fabric(accelerator=cfg.accelerator, devices=1, precision=prec), prec
 
 

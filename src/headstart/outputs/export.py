@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.io import atomic_write_bytes
 from headstart.core.results import unit_dir, unit_result
 from headstart.models.device import model_device

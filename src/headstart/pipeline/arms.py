@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.io import atomic_write_bytes
 from headstart.core.results import UnitResult
 from headstart.models.archs import stages
@@ -73,7 +73,7 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val."""
     from sklearn.metrics import log_loss
     t0 = time.perf_counter()
-    items, y = ctx.modality.classic_inputs(ctx), np.asarray(ctx.ds.labels)
+    items, y = ctx.modality.classic_inputs(ctx.inputs), np.asarray(ctx.ds.labels)
     pick = lambda idx: [items[i] for i in idx]  # noqa: E731
     tr, va, te = ctx.split["train"], ctx.split["val"], ctx.split["test"]
     labels = list(range(len(ctx.ds.classes)))
@@ -134,7 +134,7 @@ def build_model(ctx: RunContext, strat: Strategy, seed: int = 0):
 def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_check=None):
     import torch
     model = build_model(ctx, strat, seed)
-    fabric, precision = unit_fabric(ctx)
+    fabric, precision = unit_fabric(ctx.fabric, ctx.precision, ctx.cfg, ctx.modality)
     model = model.to(fabric.device)         # before the trunk cache, so its frozen pass runs on the device too
     if fabric.device.type == "cuda":        # NHWC tensor-core kernels (no gain on the CPU here)
         model = model.to(memory_format=torch.channels_last)
@@ -142,11 +142,12 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     checkpointing = not strat.pretrained and bool(stages(model)) and _needs_checkpointing(cfg, fabric)
     if checkpointing:   # whole network trains: recompute the large early activations instead of storing them
         _checkpoint_early_stages(model, 2)
-    train_ds = ctx.modality.dataset(ctx, ctx.split["train"], train=True)
-    val_ds = ctx.modality.dataset(ctx, ctx.split["val"])
+    data = ctx.inputs
+    train_ds = ctx.modality.dataset(data, ctx.split["train"], train=True)
+    val_ds = ctx.modality.dataset(data, ctx.split["val"])
     plan = strat.plan(model)
-    batch_fn, cache = ctx.modality.batch_fn(ctx), for_unit(ctx, model, strat, plan)
-    sizes = ctx.modality.progressive_sizes(ctx, strat.max_epochs()) if strat.progressive and cfg.progressive_resize \
+    batch_fn, cache = ctx.modality.batch_fn(data), for_unit(ctx.modality, data, ctx.split, model, strat, plan)
+    sizes = ctx.modality.progressive_sizes(data, strat.max_epochs()) if strat.progressive and cfg.progressive_resize \
         else None
     t0 = time.perf_counter()
     # eval-mode BatchNorms (frozen statistics) run folded into their convolutions: same maths, one pass less
@@ -252,11 +253,11 @@ def predict_probs(model, ctx: RunContext, indices, size: int | None = None) -> n
     from torch.utils.data import DataLoader
     model.eval()
     out = []
-    ds = ctx.modality.dataset(ctx, indices)
+    ds = ctx.modality.dataset(ctx.inputs, indices)
     if size and size != ctx.size:
         ds.resize_to(size)
     loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None))
-    batch_fn = ctx.modality.batch_fn(ctx)
+    batch_fn = ctx.modality.batch_fn(ctx.inputs)
     with torch.inference_mode():
         for x, _ in loader:
             out.append(to_numpy(model(batch_fn(to_device(x, model))).float().softmax(1)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.io import read_json, write_json
 from headstart.core.results import best_arm
 from headstart.modalities import MODALITIES
@@ -65,12 +65,12 @@ def assess(ctx: RunContext) -> dict:
     t_feats = time.perf_counter() - t0
     scoring = KNN_SCORING[ctx.decision.metric]      # k-NN in the run's decision metric (imbalanced: balanced)
     scores = {"logme": logme(feats, y), "hscore": hscore(feats, y), "knn": knn_accuracy(feats, y, scoring=scoring),
-              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx, idx), y, scoring=scoring)}
+              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx.inputs, idx), y, scoring=scoring)}
     head = _source_head(ctx)
     if head is not None:
         theta = softmax(feats @ head[0].T + head[1])
         scores.update(leep=leep(theta, y), nce=nce(theta.argmax(1), y))
-    shift.update(ctx.modality.shift_evidence(ctx, idx))
+    shift.update(ctx.modality.shift_evidence(ctx.inputs, idx))
     per_class = np.bincount(np.asarray(ctx.ds.labels)[ctx.split["train"]], minlength=len(ctx.ds.classes))
     out = {"backbone": ctx.cfg.backbone, "modality": ctx.modality.name, "n_items": int(len(idx)), "knn_scoring": scoring,
            "train_per_class_median": float(np.median(per_class)), "scores": scores, "shift": shift,
@@ -203,7 +203,7 @@ def _bn_profile(ctx: RunContext, idx: np.ndarray) -> list[dict]:
     include = np.zeros(len(ctx.ds), bool)
     include[idx] = True
     fold = "-bnfold" if ctx.cfg.fold_batchnorm else ""
-    key = (cache_key(ctx.spec, ctx.size, ctx.ds.hashes, "bnshift-" + ctx.modality.feature_dtype(ctx) + fold)
+    key = (cache_key(ctx.spec, ctx.size, ctx.ds.hashes, "bnshift-" + ctx.modality.feature_dtype(ctx.inputs) + fold)
            + hashlib.sha1(include.tobytes()).hexdigest()[:8])
     path = Path(ctx.cache_dir) / f"bnshift-{key}.json"
     if path.exists():

@@ -5,7 +5,7 @@ leaks across the splits (with --dedupe, the train side is dropped and the contex
 """
 from __future__ import annotations
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError, one_line
 from headstart.core.io import read_json, write_json
 from headstart.pipeline.assess import assess

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from headstart.core.config import RESUMABLE, RunConfig
-from headstart.core.context import Decision, RunContext
+from headstart.pipeline.state import Decision, RunContext
 from headstart.core.errors import UserError, first_line
 from headstart.core.io import default_run_dir, ensure_writable
 from headstart.modalities import MODALITIES, detect_modality

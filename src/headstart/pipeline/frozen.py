@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.models.bnfold import fold_pairs, folded_batchnorm
 from headstart.models.factory import create_backbone
 from headstart.stats.metrics import class_weights
@@ -31,12 +31,12 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
         tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
         # BatchNorm folded into the convolutions: 1.7x faster; it rounds differently, hence its own cache key
         fold = ctx.cfg.fold_batchnorm and bool(fold_pairs(model))
-        variant = ctx.modality.feature_variant(ctx) + ("-bnfold" if fold else "")
-        ctx.timings.features_dtype = ctx.modality.feature_dtype(ctx)
+        variant = ctx.modality.feature_variant(ctx.inputs) + ("-bnfold" if fold else "")
+        ctx.timings.features_dtype = ctx.modality.feature_dtype(ctx.inputs)
 
         def compute():   # BatchNorm hooks see the folded layers' outputs and account for them (bnshift.py)
             with folded_batchnorm(model, fold), observe(model) if observe else contextlib.nullcontext():
-                return ctx.modality.embed(ctx, model, tick)
+                return ctx.modality.embed(ctx.inputs, model, tick)
         ctx.features, info = cached_features(compute, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, dtype=variant,
                                              force=observe is not None)
         if task is not None:

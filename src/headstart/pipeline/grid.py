@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from headstart.core.config import RunConfig
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
 from headstart.core.results import UnitResult, unit_result
 from headstart.models.device import available_gib

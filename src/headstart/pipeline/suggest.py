@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.core.config import RunConfig
-from headstart.core.context import Timings
+from headstart.pipeline.state import Timings
 from headstart.core.errors import UserError
 from headstart.models.factory import load_folder
 from headstart.models.weights import META

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
 from headstart.core.results import UnitResult, unit_result
 from headstart.models.device import resolve_precision

@@ -14,14 +14,15 @@ import traceback
 
 import numpy as np
 
-from headstart.core.context import RunContext
+from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError, one_line
 from headstart.core.io import write_text
 from headstart.core.results import UnitResult, unit_dir, unit_result, write_unit_result
 from headstart.pipeline.arms import RUNNERS
 from headstart.stats.metrics import LABELS, score
 from headstart.stats.racing import decide
-from headstart.training.costs import Meter, unit_compute
+from headstart.pipeline.compute import unit_compute
+from headstart.training.costs import Meter
 from headstart.training.loop import TrainingDiverged
 from headstart.training.strategies import STRATEGIES, Strategy
 
@@ -47,7 +48,7 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     usage = meter.stop()
     if res.ok:
         computed_here = no_features_yet and ctx.features is not None and not ctx.timings.features_cached
-        res.compute = unit_compute(ctx, strategy, usage, model, res.epochs_run, computed_here,
+        res.compute = unit_compute(ctx, strat, usage, model, res.epochs_run, computed_here,
                                    (res.trunk_cache or {}).get("flops_train"))
     res.strategy, res.seed, res.wall_seconds = strategy, seed, usage["wall_seconds"]
     res.n_train = len(ctx.split["train"])

@@ -5,21 +5,20 @@ time, peak memory, device hours, energy and money at a configurable price and po
     flops = flops_per_item(model, batch_fn(x), train=True)            # forward (+ backward) per item
     money = cost(usage, n_devices=1, accelerator="cpu", price_per_hour=0, watts=0)
 
+A unit's and a backbone's whole bill (which read the run) are put together in pipeline/compute.py.
+
 Default prices and powers are assumptions printed in every report; pass --price-per-hour / --device-watts to use
 your own. CPU: $0.10 per hour and 65 W (a 2-vCPU cloud machine, a desktop CPU package); GPU: $2.50 per hour and
 700 W (an H100-class card at cloud list prices, its board power).
 """
 from __future__ import annotations
 
-import copy
 import resource
 import time
 from dataclasses import dataclass
 
-from headstart.modalities.base import sample_batch
 from headstart.models.device import to_device
 from headstart.models.factory import create_backbone
-from headstart.training.strategies import STRATEGIES
 
 DEFAULTS = {"cpu": {"price_per_hour": 0.10, "watts": 65.0}, "gpu": {"price_per_hour": 2.50, "watts": 700.0}}
 
@@ -81,76 +80,6 @@ def cost(wall_seconds: float, kind: str, devices: int = 1, price_per_hour: float
     hours = wall_seconds / 3600 * devices
     return {"device": kind, "device_hours": hours, "energy_kwh": hours * power / 1000, "money": hours * price,
             "price_per_hour": price, "watts": power}
-
-
-def inference_flops(ctx, model=None) -> float:
-    """FLOPs per item of the deployed network's forward pass (every network arm shares the architecture); model:
-    an instance of ctx's backbone already built, else one is."""
-    if ctx.timings.inference_flops is None:
-        model = model or create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)[0]
-        ctx.timings.inference_flops = flops_per_item(model, sample_batch(ctx, ctx.split["val"], False), False)
-    return ctx.timings.inference_flops
-
-
-def unit_compute(ctx, strategy: str, usage: dict, model=None, epochs_run: int = 0,
-                 features_in_unit: bool = False, cached_flops: float | None = None) -> dict:
-    """FLOPs, time, memory, energy and money of one finished unit. Training FLOPs count every epoch at the final
-    unfreeze state (an upper bound for gradual unfreezing) plus the validation passes."""
-    out = dict(usage)
-    n_train, n_val = len(ctx.split["train"]), len(ctx.split["val"])
-    runner = STRATEGIES[strategy].runner
-    if runner == "sklearn":
-        out.update(flops_train=None, flops_inference_per_item=None)
-    else:
-        inf = inference_flops(ctx)
-        if runner == "probe":
-            train = inf * len(ctx.ds)                       # one frozen pass over every item (cached thereafter)
-            # the pass may have run earlier (assessment, or a previous run via the cache): count it here, once
-            fc = {} if features_in_unit else ctx.timings.features_compute or {}
-            out["wall_seconds"] += fc.get("seconds") or 0.0
-            out["cpu_seconds"] += fc.get("cpu_seconds") or 0.0
-        elif cached_flops is not None:
-            train = cached_flops
-        else:
-            per_item = flops_per_item(copy.deepcopy(model).train(), sample_batch(ctx, ctx.split["train"], True), True)
-            train = per_item * n_train * epochs_run + inf * n_val * (epochs_run + 1)
-        out.update(flops_train=train, flops_inference_per_item=inf)
-    cfg = ctx.cfg
-    out.update(cost(out["wall_seconds"], device_kind(cfg.accelerator), cfg.devices, cfg.price_per_hour,
-                    cfg.device_watts))
-    return out
-
-
-def backbone_cost(ctx, memory: bool = False, reps: int = 20) -> dict:
-    """What deploying and training ctx's backbone costs, measured on this machine: inference FLOPs per item,
-    parameters, weights size, predict latency (one item, the best of `reps` after warm-up: on a shared machine the
-    slower repetitions measure the neighbours, not the model), and with memory=True the peak resident memory of one
-    training step at the run's batch size, in a fresh process (the run's own process peak only grows, so it cannot
-    tell backbones apart)."""
-    import torch
-    model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes), pretrained=False)
-    model.eval()
-    params = sum(p.numel() for p in model.parameters())
-    one = to_device(sample_batch(ctx, ctx.split["val"], False, n=1), model)
-    times = []
-    with torch.inference_mode():
-        for k in range(reps + 5):
-            t0 = time.perf_counter()
-            model(one)
-            if k >= 5:
-                times.append(time.perf_counter() - t0)
-    out = {"flops_per_item": inference_flops(ctx, model), "params": int(params), "weights_mb": params * 4 / 2 ** 20,
-           "latency_ms": 1000 * min(times), "latency_batch": 1,
-           "threads": torch.get_num_threads()}
-    if memory:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        batch = sample_batch(ctx, ctx.split["train"], True, n=ctx.cfg.batch_size)
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-            out["train_step_peak_gib"] = pool.submit(_train_step_peak, ctx.cfg.backbone, len(ctx.ds.classes),
-                                                     batch).result()
-        out["train_step_batch"] = ctx.cfg.batch_size
-    return out
 
 
 def _train_step_peak(backbone: str, n_classes: int, x) -> float:

@@ -7,7 +7,7 @@ the bf16 feature dtype, else float32);
 each epoch then runs only the trainable top on a randomly chosen stored view.
 
     k = trunk_split(model, plan, "eval-all")       # first trainable stage index, or None (cannot cache)
-    with CachedTrunk(ctx, model, k, views=4) as ct:
+    with CachedTrunk(modality, ctx.inputs, split, model, k, views=4) as ct:
         fit(..., ct.train_ds, ct.val_ds, batch_fn=ct.batch_fn)     # model.forward runs only the top meanwhile
 
 The difference from uncached training: augmentation is limited to K views per image (reported in the results).
@@ -67,8 +67,11 @@ class _Views(Dataset):
 class CachedTrunk:
     """Context manager: builds the caches, patches model.forward to the top part, restores it on exit."""
 
-    def __init__(self, ctx, model, k: int, views: int, batch_size: int = 64, dtype: str = "float32"):
-        self.ctx, self.model, self.k, self.views, self.batch_size = ctx, model, k, views, batch_size
+    def __init__(self, modality, data, split: dict, model, k: int, views: int, batch_size: int = 64,
+                 dtype: str = "float32"):
+        """modality + data (modalities/base.Inputs): how items become model inputs; split: train/val indices."""
+        self.mod, self.data, self.split = modality, data, split
+        self.model, self.k, self.views, self.batch_size = model, k, views, batch_size
         self.stage_name = stages(model)[k][0].rstrip(".")     # the first stage that trains, e.g. blocks.5
         self.bf16 = dtype == "bfloat16"      # autocast the trunk pass (CPUs/GPUs with native bf16), store bf16
         self.store = torch.bfloat16 if self.bf16 else torch.float32
@@ -95,13 +98,13 @@ class CachedTrunk:
     @torch.inference_mode()
     def _encode(self, indices, train: bool, views: int) -> torch.Tensor:
         from torch.utils.data import DataLoader
-        mod, ctx = self.ctx.modality, self.ctx
-        batch_fn = mod.batch_fn(ctx)
+        mod, data = self.mod, self.data
+        batch_fn = mod.batch_fn(data)
         out = []
         self.model.eval()
         device = model_device(self.model)
         for _ in range(views):            # view v of every item, in order; interleaved below
-            ds = mod.dataset(ctx, indices, train=train)
+            ds = mod.dataset(data, indices, train=train)
             with bf16_autocast(device, self.bf16):
                 out.append(torch.cat([self._trunk(batch_fn(to_device(x, device))).to(self.store)
                                       for x, _ in DataLoader(ds, batch_size=self.batch_size)]))
@@ -113,14 +116,13 @@ class CachedTrunk:
     def estimate_gib(self, n_items: int) -> float:
         self.model.eval()
         with torch.inference_mode():
-            x = to_device(sample_batch(self.ctx, self.ctx.split["val"], False, n=1), self.model)
+            x = to_device(sample_batch(self.mod, self.data, self.split["val"], False, n=1), self.model)
             per = self._trunk(x).numel() * self.store.itemsize
         return per * n_items / 2 ** 30
 
     def __enter__(self):
-        ctx = self.ctx
-        labels = ctx.ds.labels
-        tr, va = ctx.split["train"], ctx.split["val"]
+        labels = self.data.ds.labels
+        tr, va = self.split["train"], self.split["val"]
         self.train_ds = _Views(self._encode(tr, True, self.views), [labels[i] for i in tr], self.views)
         self.val_ds = _Views(self._encode(va, False, 1), [labels[i] for i in va], 1)
         self.batch_fn = lambda h: h
@@ -131,7 +133,7 @@ class CachedTrunk:
         """Training FLOPs with the cache: the trunk once per stored view, the top every epoch (counted)."""
         from torch.utils.flop_counter import FlopCounterMode
 
-        x = to_device(sample_batch(self.ctx, self.ctx.split["val"], False, n=4), self.model)
+        x = to_device(sample_batch(self.mod, self.data, self.split["val"], False, n=4), self.model)
         self.model.eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
@@ -151,12 +153,14 @@ def cache_fits(ct: CachedTrunk, n_train: int, n_val: int) -> bool:
     return ct.estimate_gib(n_train * ct.views + n_val) <= MAX_CACHE_GIB
 
 
-def for_unit(ctx, model, strat, plan):
-    """A CachedTrunk when only top stages of a known architecture train (and the cache fits in memory), else None."""
-    if plan is None or ctx.cfg.trunk_views <= 0:
+def for_unit(modality, data, split: dict, model, strat, plan):
+    """A CachedTrunk when only top stages of a known architecture train (and the cache fits in memory), else None.
+    data: modalities/base.Inputs (its cfg.trunk_views views per training item)."""
+    views = data.cfg.trunk_views
+    if plan is None or views <= 0:
         return None
     k = trunk_split(model, plan, strat.bn_policy)
     if k is None:
         return None
-    ct = CachedTrunk(ctx, model, k, ctx.cfg.trunk_views, dtype=ctx.modality.feature_dtype(ctx))
-    return ct if cache_fits(ct, len(ctx.split["train"]), len(ctx.split["val"])) else None
+    ct = CachedTrunk(modality, data, split, model, k, views, dtype=modality.feature_dtype(data))
+    return ct if cache_fits(ct, len(split["train"]), len(split["val"])) else None

@@ -1,11 +1,12 @@
 """The typed state of one run, shared by every unit: what was decided before training, plus per-run caches.
 
     ctx = build_context(cfg)          # pipeline/context.py fills it: config, backbone spec, data, split, modality
-    ctx.cfg.epochs, ctx.ds.labels, ctx.split["train"], ctx.modality.dataset(ctx, idx)
+    ctx.cfg.epochs, ctx.ds.labels, ctx.split["train"], ctx.modality.dataset(ctx.inputs, idx)
     ctx.timings.features_seconds      # what the frozen feature pass cost, for the cost accounting
 
-A grid unit on a label fraction gets a copy with its own split, run folder and probe (dataclasses.replace); the
-frozen features are shared.
+The layers below pipeline/ never see it: they take what they use (ctx.inputs for a modality, the split, the
+config, a Fabric). A grid unit on a label fraction gets a copy with its own split, run folder and probe
+(dataclasses.replace); the frozen features are shared.
 """
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-if TYPE_CHECKING:                      # annotations only: this module imports nothing above core at run time
-    import numpy as np
-    from lightning.fabric import Fabric
+import numpy as np
 
-    from headstart.core.config import RunConfig
-    from headstart.core.dataset import LabeledSet
-    from headstart.modalities.base import Modality, ModalityState
-    from headstart.models.registry import BackboneSpec
-    from headstart.stats.probe import Probe
+from headstart.core.config import RunConfig
+from headstart.core.dataset import LabeledSet
+from headstart.modalities.base import Inputs, Modality, ModalityState
+from headstart.models.registry import BackboneSpec
+from headstart.stats.probe import Probe
+
+if TYPE_CHECKING:                   # the annotation only: importing lightning here would slow every import
+    from lightning.fabric import Fabric
 
 
 @dataclass
@@ -69,6 +71,11 @@ class RunContext:
     probe: Probe | None = None           # the probe fitted on this context's split
     timings: Timings = field(default_factory=Timings)
     decision: Decision = field(default_factory=lambda: Decision())   # the metric and class weighting of this run
+
+    @property
+    def inputs(self) -> Inputs:
+        """What a modality reads: the items, their prepared inputs, the backbone spec, the input size, the config."""
+        return Inputs(self.ds, self.state, self.spec, self.size, self.cfg, str(self.fabric.device))
 
     def note(self, msg: str) -> None:
         """A progress line for logs and pipes (one per phase or epoch); silent while a live progress bar shows it."""
