@@ -51,7 +51,6 @@ def simulate(ctx, rules=RULES, seeds: int = 3, rounds: int = 5, step: float = 0.
     from headstart.stats.active import select
     from headstart.stats.curve import nested_subset
     from headstart.stats.evaluate import softmax
-    from headstart.stats.metrics import class_weights
     from headstart.stats.probe import fit_probe
     feats, y = features(ctx), np.asarray(ctx.ds.labels)
     pool, val, test = ctx.split["train"], ctx.split["val"], ctx.split["test"]
@@ -62,9 +61,8 @@ def simulate(ctx, rules=RULES, seeds: int = 3, rounds: int = 5, step: float = 0.
             labelled = nested_subset(pool, ctx.ds.labels, step, seed)
             curve = []
             for k in range(rounds):
-                cw = class_weights(y[labelled], n_classes) if ctx.decision.weighted else None   # as in a run
                 p = fit_probe(feats, y, {"train": labelled, "val": val}, ctx.cfg.probe_cs, n_classes, seed,
-                              refit_on_val=False, class_weight=cw)
+                              refit_on_val=False, rebalance=ctx.decision.rebalance)       # as in a run
                 curve.append((len(labelled), softmax(p.logits(feats[test]))))
                 if k == rounds - 1:
                     break

@@ -13,14 +13,16 @@ import torch
 
 
 def test_the_default_metric_follows_the_imbalance_ratio_and_the_user_wins():
-    from headstart.stats.metrics import choose_metric, use_class_weights
+    from headstart.stats.metrics import choose_metric, rebalance_mode
     assert choose_metric([0] * 193 + [1] * 14, 2)[0] == "balanced_accuracy"
     assert choose_metric([0] * 124 + [1] * 121, 2)[0] == "accuracy"          # hymenoptera: nothing changes
     assert choose_metric([0] * 30 + [1] * 10, 2)[0] == "accuracy"            # 3:1 exactly is still balanced enough
     assert choose_metric([0] * 31 + [1] * 10, 2)[0] == "balanced_accuracy"
     assert choose_metric([0] * 193 + [1] * 14, 2, "macro_f1")[0] == "macro_f1"
-    assert use_class_weights("auto", [0] * 50 + [1] * 5, 2) and not use_class_weights("auto", [0, 1] * 20, 2)
-    assert use_class_weights("balanced", [0, 1] * 20, 2) and not use_class_weights("none", [0] * 50 + [1], 2)
+    assert rebalance_mode("auto", [0] * 50 + [1] * 5, 2) == "logit-adjust"
+    assert rebalance_mode("auto", [0, 1] * 20, 2) == "none"
+    assert rebalance_mode("class-weights", [0, 1] * 20, 2) == "class-weights"
+    assert rebalance_mode("none", [0] * 50 + [1], 2) == "none"
 
 
 def test_metrics_from_confusion_match_scikit_learn():
@@ -39,9 +41,11 @@ def test_metrics_from_confusion_match_scikit_learn():
         assert np.mean((pred == y) * w) == pytest.approx(balanced_accuracy_score(y, pred))
 
 
-def test_the_weighted_probe_equals_scikit_learns_balanced_logistic_regression_and_recalls_the_rare_class():
+def test_the_rebalanced_probes_match_their_oracles_and_recall_the_rare_class():
+    """class-weights: scikit-learn's class_weight="balanced" fit; logit-adjust: the plain fit with the log prior
+    subtracted from the bias (the logit-adjusted loss's solution when the intercept is not penalised)."""
     from sklearn.linear_model import LogisticRegression
-    from headstart.stats.metrics import class_weights
+    from headstart.stats.metrics import class_weights, log_prior
     from headstart.stats.probe import _fit, fit_probe
     rng = np.random.default_rng(1)
     y = np.r_[np.zeros(190, int), np.ones(12, int)]
@@ -54,11 +58,16 @@ def test_the_weighted_probe_equals_scikit_learns_balanced_logistic_regression_an
     z = x @ w.T + b
     assert (z[:, 1] - z[:, 0]) == pytest.approx(ref.decision_function((x - mean) / scale), abs=1e-3)
     split = {"train": list(range(0, 202, 2)), "val": list(range(1, 202, 2))}
-    plain = fit_probe(x, y, split, [0.1, 1.0], 2)
-    weighted = fit_probe(x, y, split, [0.1, 1.0], 2, class_weight=class_weights(y[split["train"]], 2))
+    plain = fit_probe(x, y, split, [1.0], 2)
+    weighted = fit_probe(x, y, split, [1.0], 2, rebalance="class-weights")
+    adjusted = fit_probe(x, y, split, [1.0], 2, rebalance="logit-adjust")
+    np.testing.assert_allclose(adjusted.train_weight, plain.train_weight)
+    np.testing.assert_allclose(adjusted.train_bias, plain.train_bias - log_prior(y[split["train"]], 2), rtol=1e-5)
+    both = split["train"] + split["val"]
+    np.testing.assert_allclose(adjusted.bias, plain.bias - log_prior(y[both], 2), rtol=1e-5)
     rare = y == 1
     recall = lambda p: float((p.logits(x[rare]).argmax(1) == 1).mean())  # noqa: E731
-    assert recall(weighted) > recall(plain) + 0.2
+    assert recall(weighted) > recall(plain) + 0.2 and recall(adjusted) > recall(plain) + 0.2
 
 
 def test_the_loop_loss_is_the_class_weighted_mean_and_records_the_decision_metric():
@@ -80,6 +89,12 @@ def test_the_loop_loss_is_the_class_weighted_mean_and_records_the_decision_metri
     assert loss == pytest.approx(float(F.cross_entropy(logits, y, weight=w)), rel=1e-5)
     assert score == pytest.approx(balanced_accuracy_score(y, logits.argmax(1)))
     assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    # logit adjustment: the offset enters the loss, never the predictions
+    off = torch.log(torch.tensor([0.8, 0.14, 0.06]))
+    loss, acc2, score2 = _run_epoch(Fabric(accelerator="cpu", devices=1), model, loader, lambda b: b,
+                                    metric="balanced_accuracy", offset=off)
+    assert loss == pytest.approx(float(F.cross_entropy(logits + off, y)), rel=1e-5)
+    assert (acc2, score2) == (acc, score)
 
 
 def test_splits_keep_at_least_three_of_a_rare_class_in_validation_and_test():
@@ -160,7 +175,7 @@ def test_build_context_leaves_the_callers_config_unchanged(tiny_folder, tmp_path
     assert dataclasses.asdict(cfg) == before
     assert ctx.cfg.modality == "image" and ctx.cfg.backbone and ctx.cfg.epochs and ctx.cfg.strategies
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == ctx.cfg.to_dict()
-    assert ctx.decision.metric == "accuracy" and not ctx.decision.weighted
+    assert ctx.decision.metric == "accuracy" and ctx.decision.rebalance == "none"
 
 
 def test_predicted_vs_measured_has_a_practical_margin_and_knows_a_test_set_too_small_to_check():
@@ -174,7 +189,7 @@ def test_predicted_vs_measured_has_a_practical_margin_and_knows_a_test_set_too_s
 
 
 def test_cli_run_on_an_imbalanced_folder_weights_every_arm_and_names_the_metric(tmp_path):
-    """24 cats : 6 dogs. Every arm trains class-weighted, balanced accuracy is the decision metric in results.json,
+    """24 cats : 6 dogs. Every arm trains logit-adjusted, balanced accuracy is the decision metric in results.json,
     the summary and the report, and the rare class keeps 2+ items in validation and test."""
     from conftest import make_image_folder
     data = make_image_folder(tmp_path / "imb", per_class=24, extras=False)
@@ -187,10 +202,10 @@ def test_cli_run_on_an_imbalanced_folder_weights_every_arm_and_names_the_metric(
                        timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["metric"]["name"] == "balanced_accuracy" and res["metric"]["class_weight"] == "balanced"
+    assert res["metric"]["name"] == "balanced_accuracy" and res["metric"]["rebalance"] == "logit-adjust"
     assert res["metric"]["positive_class"] == "dogs" and res["metric"]["imbalance_ratio"] > 3
     for s in ("classic", "linear-probe", "finetune"):
-        assert res["strategies"][s]["policy"]["class_weight"] == "balanced", s
+        assert res["strategies"][s]["policy"]["rebalance"] == "logit-adjust", s
     for s, m in res["strategies"].items():
         assert m["metric"] == "balanced_accuracy" and "score_ci" in m and "collapse" in m and "binary" in m, s
         assert "val_score" in m and len(m["val_credit"]) == len(m["val_correct"]), s
@@ -203,7 +218,7 @@ def test_cli_run_on_an_imbalanced_folder_weights_every_arm_and_names_the_metric(
     assert "decision metric: balanced accuracy" in r.stdout
     report = (out / "report.md").read_text()
     assert "**Decision metric: balanced accuracy**" in report and "test balanced accuracy (95% CI)" in report
-    assert "class-weighted losses" in report
+    assert "logit-adjusted losses in every arm" in report
 
 
 def test_export_recommended_saves_the_deployed_seeds_threshold_and_predict_applies_it(tiny_folder, tmp_path):
@@ -231,3 +246,15 @@ def test_export_recommended_saves_the_deployed_seeds_threshold_and_predict_appli
     assert meta["operating_point"]["positive"] == "dogs" and results["model"]["operating_point"]["threshold"] == 0.2
     rows = [r for r in predict(ctx.run_dir / "model", [str(tiny_folder)]) if "error" not in r]
     assert rows and all(r["label"] == ("dogs" if r["p_positive"] >= 0.2 else "cats") for r in rows)
+
+
+def test_the_assessments_knn_sees_a_rare_class_once_its_vote_is_rebalanced():
+    """6 bees among 130 ants: a plain 5-NN vote never names a bee (balanced accuracy 0.5, 'features useless');
+    divided by the class prior, the same neighbours recall them (the hym-124-6 variant's wrong classic call)."""
+    from headstart.stats.transferability import knn_accuracy
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(130, int), np.ones(6, int)]
+    f = np.r_[rng.normal(size=(130, 2)), rng.normal(1.2, 0.4, size=(6, 2))]
+    plain = knn_accuracy(f, y, scoring="balanced_accuracy", metric="euclidean")
+    adjusted = knn_accuracy(f, y, scoring="balanced_accuracy", metric="euclidean", adjust=True)
+    assert plain < 0.55 and adjusted > 0.85

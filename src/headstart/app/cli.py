@@ -118,8 +118,8 @@ def run(
     metric: Annotated[str, typer.Option(help="decision metric for every choice: accuracy | balanced_accuracy | "
                                         "macro_f1 (default: balanced_accuracy when the training classes are "
                                         "imbalanced beyond 3:1, else accuracy)")] = "",
-    class_weight: Annotated[str, typer.Option(help="auto | balanced | none: class-weighted loss in every arm "
-                                              "(auto: on when the classes are imbalanced beyond 3:1)")] = "auto",
+    rebalance: Annotated[str, typer.Option(help="auto | logit-adjust | class-weights | none: how every arm counters "
+                                           "imbalanced classes (auto: logit adjustment beyond 3:1)")] = "auto",
     target_metric: Annotated[float, typer.Option(help="score (in the decision metric) whose label cost is compared "
                                                  "(0 = best scratch)")] = 0.0,
     cost_per_label: Annotated[str, typer.Option(help="$ per label, a value or a low,high range")] = "5,20",
@@ -158,7 +158,7 @@ def run(
                                       devices=devices, accelerator=accelerator, precision=precision,
                                       assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
-                                      metric=metric, class_weight=class_weight,
+                                      metric=metric, rebalance=rebalance,
                                       device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,
                                       progressive_resize=progressive_resize, tracker=tracker,
                                       executor="process" if jobs > 1 and executor == "local" else executor,

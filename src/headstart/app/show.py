@@ -9,6 +9,7 @@ from rich.table import Table
 
 from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_header, summary_rows
 from headstart.outputs.report_metric import collapsed, metric_label, metric_name
+from headstart.stats.metrics import REBALANCE
 from headstart.outputs.report_assess import SCORE_HEADER, score_rows
 from headstart.outputs.report_compare import HEADER, comparison_rows
 
@@ -26,9 +27,8 @@ def summary(console, results: dict) -> None:
         table.add_row(*[row[i] for i in keep])
     console.print(table)
     met = results.get("metric") or {}
-    if met.get("name", "accuracy") != "accuracy" or met.get("class_weight") == "balanced":
-        console.print(f"decision metric: {met['label']} ({met['why']})"
-                      + ("; class-weighted losses in every arm" if met.get("class_weight") == "balanced" else ""),
+    if met.get("name", "accuracy") != "accuracy" or met.get("rebalance", "none") != "none":
+        console.print(f"decision metric: {met['label']} ({met['why']}); {REBALANCE[met['rebalance']]}",
                       highlight=False, markup=False)
     for s, m in results["strategies"].items():
         if "failed" not in m and collapsed(m):

@@ -26,7 +26,7 @@ RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpoi
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
            "tracker": ("", "tensorboard", "mlflow"), "metric": ("", "accuracy", "balanced_accuracy", "macro_f1"),
-           "class_weight": ("auto", "balanced", "none")}
+           "rebalance": ("auto", "logit-adjust", "class-weights", "none")}
 
 
 @dataclass
@@ -49,8 +49,9 @@ class RunConfig:
     metric: str = ""                    # the decision metric every choice runs on: accuracy | balanced_accuracy |
                                         # macro_f1; "" -> balanced_accuracy when the training classes are imbalanced
                                         # beyond 3:1 (stats/metrics.py says why), else accuracy
-    class_weight: str = "auto"          # auto | balanced | none: class-weighted loss in every arm (probe, classic,
-                                        # fine-tune, scratch alike); auto: on when the training classes are imbalanced
+    rebalance: str = "auto"             # auto | logit-adjust | class-weights | none: how every arm (probe, classic,
+                                        # fine-tune, scratch alike) counters imbalanced classes; auto: logit adjustment
+                                        # when the training classes are imbalanced beyond 3:1, else none
     target_metric: float = 0.0          # score (decision metric) whose label cost is compared; 0 -> best scratch score
     cost_per_label: list[float] = field(default_factory=lambda: [5.0, 20.0])   # $ per label (range)
     price_per_hour: float = 0.0         # $ per device hour; 0 -> costs.DEFAULTS for the device

@@ -6,7 +6,7 @@ from __future__ import annotations
 from headstart.outputs.common import ci as _ci
 from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
-from headstart.stats.metrics import LABELS, collapse_words
+from headstart.stats.metrics import LABELS, REBALANCE, collapse_words
 
 FEW_TEST = 10          # a class with fewer test items than this gets its recall interval spelled out
 
@@ -50,8 +50,8 @@ def metric_lines(results: dict) -> list[str]:
     if met:
         lines += [f"**Decision metric: {met['label']}**: {met['why']}. Every choice (the probe's and the classic "
                   "baseline's C, early stopping, racing, the arm to deploy, the learning curve's target) runs on it"
-                  + (", and every arm trains with class-weighted losses (weights n / (k n_class) from the training "
-                     "split; `--class-weight none` turns them off)" if met.get("class_weight") == "balanced" else "")
+                  + ("" if met.get("rebalance", "none") == "none" else
+                     f"; against the imbalance, {REBALANCE[met['rebalance']]} (`--rebalance none` turns it off)")
                   + ".", ""]
     flags = [(s, collapsed(m)) for s, m in ok.items() if collapsed(m)]
     if flags:

@@ -23,8 +23,9 @@ from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import available_gib, to_device, to_numpy, unit_fabric
 from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
-from headstart.pipeline.frozen import features, probe, train_class_weights
+from headstart.pipeline.frozen import features, probe, train_class_weights, train_log_prior
 from headstart.stats.evaluate import softmax
+from headstart.stats.metrics import class_weights, log_prior
 from headstart.training.loop import fit
 from headstart.training.strategies import Strategy
 from headstart.training.trunk_cache import for_unit
@@ -59,7 +60,7 @@ def run_probe(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_
         trainable_params=int(n_feat + p.bias.size), total_params=int(n_feat + p.bias.size + _backbone_params(ctx)),
         policy={"strategy": strat.name, "C": p.C, "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "bn_policy": "frozen (eval-mode backbone)",
-                "class_weight": "balanced" if ctx.decision.weighted else "none",
+                "rebalance": ctx.decision.rebalance,
                 "features": f"centre crop, {t.features_dtype}, cached"},
         details={"features_seconds": t.features_seconds, "features_cached": t.features_cached}), None
 
@@ -76,26 +77,30 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     items, y = ctx.modality.classic_inputs(ctx.inputs), np.asarray(ctx.ds.labels)
     pick = lambda idx: [items[i] for i in idx]  # noqa: E731
     tr, va, te = ctx.split["train"], ctx.split["val"], ctx.split["test"]
-    labels = list(range(len(ctx.ds.classes)))
-    cw = train_class_weights(ctx)           # the same class weighting as every other arm (None: unweighted)
-    sw = (lambda idx: {} if cw is None else  # noqa: E731
-          {"sample_weight": cw[y[idx]]})
+    k, mode = len(ctx.ds.classes), ctx.decision.rebalance     # the same rebalancing as every other arm
+    labels = list(range(k))
+    cw = train_class_weights(ctx)           # validation log-loss weights when rebalancing (None: unweighted)
 
     def fitted(C, idx):                      # sample weights reach the pipeline's last step (the classifier)
         pipe = ctx.modality.classic_pipeline(C, seed)
-        return pipe.fit(pick(idx), y[idx], **{f"{pipe.steps[-1][0]}__{k}": v for k, v in sw(idx).items()})
+        w = {"sample_weight": class_weights(y[idx], k)[y[idx]]} if mode == "class-weights" else {}
+        return pipe.fit(pick(idx), y[idx], **{f"{pipe.steps[-1][0]}__{n}": v for n, v in w.items()})
+
+    def probs(pipe, idx, fit_idx):           # logit adjustment: the plain fit's probabilities over the prior
+        p = _full_probs(pipe, pick(idx), k)
+        return _adjusted(p, log_prior(y[fit_idx], k)) if mode == "logit-adjust" else p
     sweep, best = [], None
     for C in ctx.cfg.probe_cs:
         pipe = fitted(C, tr)
-        pv = _full_probs(pipe, pick(va), len(labels))
+        pv = probs(pipe, va, tr)
         row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()),
-               "val_loss": float(log_loss(y[va], pv, labels=labels, **sw(va))),
+               "val_loss": float(log_loss(y[va], pv, labels=labels, sample_weight=None if cw is None else cw[y[va]])),
                "val_acc": float((pv.argmax(1) == y[va]).mean())}
         sweep.append(row)
         if best is None or row["val_loss"] < best["val_loss"]:
             best, best_pv = row, pv
     pipe = fitted(best["C"], tr + va)
-    test_probs = _full_probs(pipe, pick(te), len(labels))
+    test_probs = probs(pipe, te, tr + va)
     if ctx.fabric.is_global_zero:
         _write_csv(unit_dir / "metrics.csv", sweep)
     return UnitResult(
@@ -105,8 +110,13 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
-                "class_weight": "balanced" if cw is not None else "none",
+                "rebalance": mode,
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
+
+
+def _adjusted(p: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """Post-hoc logit adjustment of class probabilities: softmax(log p - log prior)."""
+    return softmax(np.log(np.maximum(p, 1e-12)) - log_prior)
 
 
 def _full_probs(pipe, x, n_classes: int) -> np.ndarray:
@@ -164,7 +174,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                       num_workers=cfg.num_workers, progress=ctx.progress, label=f"{strat.name} (seed {seed})",
                       stop_check=_EpochLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}",
                                          note=ctx.note),
-                      plan=plan, sizes=sizes, class_weights=train_class_weights(ctx), metric=ctx.decision.metric)
+                      plan=plan, sizes=sizes, class_weights=train_class_weights(ctx),
+                      logit_offset=train_log_prior(ctx), metric=ctx.decision.metric)
             if ct is not None:
                 cached["flops_train"] = ct.flops(res.epochs_run)
         train_seconds = time.perf_counter() - t0
@@ -188,7 +199,7 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         epoch_budget=strat.max_epochs(), stopped_early=res.stopped_early, overfit=res.overfit, events=res.events,
         train_seconds=train_seconds, trainable_params=int(trainable),
         total_params=int(sum(p.numel() for p in model.parameters())),
-        policy={**strat.describe(plan), "class_weight": "balanced" if ctx.decision.weighted else "none"},
+        policy={**strat.describe(plan), "rebalance": ctx.decision.rebalance},
         trunk_cache=cached if cache is not None else None, precision=precision,
         racing=stop_check.last if stop_check is not None else None,
         details={"augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),

@@ -43,7 +43,6 @@ SCRATCH_FEW = 1000         # median labels per class below which scratch stayed 
 RAW_EASY = 0.85            # raw-input k-NN at or above, RAW_LEAD or more ahead of the frozen features: inputs
 RAW_LEAD = -0.10           # simple enough for scratch to learn from few labels (digits at 16 and 40 per class:
                            # raw 89% / 95%, gain -15.5 / -16.4; scratch tied / beat transfer)
-KNN_SCORING = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "macro_f1": "f1_macro"}
 PRACTICAL = 0.02           # a measured gain below 2 points of the decision metric counts as "competitive", even
                            # when significant (+1.3 [0.5, 2.1] on a text set is no practical win over scratch)
 TOO_WIDE = 0.20            # a paired CI wider than 20 points that includes 0 cannot check a call (66 far-domain
@@ -63,9 +62,11 @@ def assess(ctx: RunContext) -> dict:
         shift = {"batchnorm": summarize_profile(profile), "profile": profile}
     feats = features(ctx)[idx]
     t_feats = time.perf_counter() - t0
-    scoring = KNN_SCORING[ctx.decision.metric]      # k-NN in the run's decision metric (imbalanced: balanced)
-    scores = {"logme": logme(feats, y), "hscore": hscore(feats, y), "knn": knn_accuracy(feats, y, scoring=scoring),
-              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx.inputs, idx), y, scoring=scoring)}
+    # k-NN in the run's decision metric, its vote rebalanced like every arm when the run rebalances
+    scoring, adjust = ctx.decision.metric, ctx.decision.rebalance != "none"
+    scores = {"logme": logme(feats, y), "hscore": hscore(feats, y),
+              "knn": knn_accuracy(feats, y, scoring=scoring, adjust=adjust),
+              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx.inputs, idx), y, scoring=scoring, adjust=adjust)}
     head = _source_head(ctx)
     if head is not None:
         theta = softmax(feats @ head[0].T + head[1])

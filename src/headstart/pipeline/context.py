@@ -21,7 +21,7 @@ from headstart.modalities import MODALITIES, detect_modality
 from headstart.models.device import resolve_precision
 from headstart.models.factory import resolve_spec
 from headstart.stats.evaluate import wilson_ci
-from headstart.stats.metrics import LABELS, choose_metric, imbalance_ratio, positive_class, use_class_weights
+from headstart.stats.metrics import LABELS, REBALANCE, choose_metric, imbalance_ratio, positive_class, rebalance_mode
 from headstart.stats.split import load_split, make_split, save_split
 from headstart.training.strategies import ORDER
 
@@ -163,7 +163,7 @@ def decide_metric(cfg: RunConfig, ds, split: dict) -> Decision:
     """The run's decision metric and class weighting, from the training split's labels (stats/metrics.py)."""
     y, k = [ds.labels[i] for i in split["train"]], len(ds.classes)
     name, why = choose_metric(y, k, cfg.metric)
-    return Decision(metric=name, why=why, weighted=use_class_weights(cfg.class_weight, y, k),
+    return Decision(metric=name, why=why, rebalance=rebalance_mode(cfg.rebalance, y, k),
                     positive=positive_class(y, k), ratio=imbalance_ratio(y, k))
 
 
@@ -204,9 +204,8 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
         run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
         ds, split = _data_and_split(cfg, modality, spec, size, run_dir, fabric.is_global_zero, log)
     decision = decide_metric(cfg, ds, split)
-    if decision.metric != "accuracy" or decision.weighted:
-        log(f"decision metric: {LABELS[decision.metric]} ({decision.why})"
-            + ("; class-weighted losses in every arm" if decision.weighted else ""))
+    if decision.metric != "accuracy" or decision.rebalance != "none":
+        log(f"decision metric: {LABELS[decision.metric]} ({decision.why}); {REBALANCE[decision.rebalance]}")
     return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
                       precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
                       cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),

@@ -13,7 +13,7 @@ import numpy as np
 from headstart.pipeline.state import RunContext
 from headstart.models.bnfold import fold_pairs, folded_batchnorm
 from headstart.models.factory import create_backbone
-from headstart.stats.metrics import class_weights
+from headstart.stats.metrics import class_weights, log_prior
 from headstart.stats.probe import Probe, fit_probe
 from headstart.training.features import cached_features
 
@@ -50,16 +50,23 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
 
 
 def train_class_weights(ctx: RunContext) -> np.ndarray | None:
-    """The per-class weights of this context's training split when the run weights classes, else None."""
-    if not ctx.decision.weighted:
+    """The per-class weights n / (k n_c) of this context's training split when the run rebalances, else None."""
+    if ctx.decision.rebalance == "none":
         return None
     return class_weights([ctx.ds.labels[i] for i in ctx.split["train"]], len(ctx.ds.classes))
+
+
+def train_log_prior(ctx: RunContext) -> np.ndarray | None:
+    """The log class prior of this context's training split under logit adjustment, else None."""
+    if ctx.decision.rebalance != "logit-adjust":
+        return None
+    return log_prior([ctx.ds.labels[i] for i in ctx.split["train"]], len(ctx.ds.classes))
 
 
 def probe(ctx: RunContext) -> Probe:
     if ctx.probe is None:
         t0 = time.perf_counter()
         ctx.probe = fit_probe(features(ctx), ctx.ds.labels, ctx.split, ctx.cfg.probe_cs, len(ctx.ds.classes),
-                              class_weight=train_class_weights(ctx))
+                              rebalance=ctx.decision.rebalance)
         ctx.timings.probe_fit_seconds = time.perf_counter() - t0
     return ctx.probe

@@ -42,12 +42,12 @@ class Decision:
     """What every choice of the run is scored on (stats/metrics.py), decided once from the training labels."""
     metric: str = "accuracy"             # accuracy | balanced_accuracy | macro_f1
     why: str = ""
-    weighted: bool = False               # class-weighted losses in every arm
+    rebalance: str = "none"              # none | logit-adjust | class-weights: how every arm counters imbalance
     positive: int | None = None          # binary tasks: the rarer training class (precision/recall/threshold)
     ratio: float = 1.0                   # largest / smallest training class
 
     def to_dict(self, classes: list[str]) -> dict:
-        return {"name": self.metric, "why": self.why, "class_weight": "balanced" if self.weighted else "none",
+        return {"name": self.metric, "why": self.why, "rebalance": self.rebalance,
                 "imbalance_ratio": round(self.ratio, 2),
                 "positive_class": classes[self.positive] if self.positive is not None else None}
 

@@ -8,14 +8,18 @@ The chosen C is refit on train + val for the deployed probe (as GridSearchCV's r
 reported and used for choosing a strategy are those of the train-only fit, and LP-FT starts from the train-only
 head, so fine-tuning's early stopping never sees a head that was fit on validation data. The test split is never
 touched before evaluation.
-With class weights (imbalanced data, stats/metrics.class_weights), every item counts with its class's weight: in
-the fits and in the validation log-loss that picks C, so the choice rewards the rare classes too.
+Imbalanced data (rebalance, stats/metrics.rebalance_mode): "logit-adjust" fits as usual and subtracts the log class
+prior from the bias (the logit-adjusted loss's solution for a logistic regression, whose intercept is not
+penalised); "class-weights" counts every item with its class's weight n / (k n_c) in the fits. Either way the
+validation log-loss that picks C is class-weighted, so the choice rewards the rare classes too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from headstart.stats.metrics import class_weights, log_prior
 
 
 @dataclass
@@ -64,15 +68,24 @@ def _loss_acc(w, b, x, y, class_weight=None):
 
 
 def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes: int, seed: int = 0,
-              refit_on_val: bool = True, class_weight: np.ndarray | None = None) -> Probe:
-    """class_weight: one weight per class (None: every item counts the same)."""
+              refit_on_val: bool = True, rebalance: str = "none") -> Probe:
+    """rebalance: "none" | "logit-adjust" | "class-weights" (imbalanced classes; priors and weights from the items
+    each fit sees)."""
     y = np.asarray(labels)
-    cw = class_weight
+    tr_, both_ = np.asarray(split["train"]), np.concatenate([split["train"], split["val"]]).astype(int)
+    cw = class_weights(y[tr_], n_classes) if rebalance != "none" else None      # the validation loss's weights
+
+    def fit(idx, C, clf=None):
+        fit_w = class_weights(y[idx], n_classes) if rebalance == "class-weights" else None
+        w, b, clf = _fit(feats[idx], y[idx], C, n_classes, seed, clf, fit_w)
+        if rebalance == "logit-adjust":
+            b = (b - log_prior(y[idx], n_classes)).astype(np.float32)
+        return w, b, clf
     tr, va = np.asarray(split["train"]), np.asarray(split["val"])
     probe = Probe()
     best, clf = None, None
     for C in sorted(cs):
-        w, b, clf = _fit(feats[tr], y[tr], C, n_classes, seed, clf, cw)
+        w, b, clf = fit(tr, C, clf)
         tl, ta = _loss_acc(w, b, feats[tr], y[tr], cw)
         vl, vacc = _loss_acc(w, b, feats[va], y[va], cw)
         probe.sweep.append({"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc})
@@ -81,6 +94,5 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
-        both = np.concatenate([tr, va])
-        probe.weight, probe.bias, _ = _fit(feats[both], y[both], probe.C, n_classes, seed, class_weight=cw)
+        probe.weight, probe.bias, _ = fit(both_, probe.C)
     return probe

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from headstart.stats.metrics import score
+
 
 def logme(f: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> float:
     """Mean over classes of the maximised log evidence per sample, of y_k (one-hot column) ~ F m + noise.
@@ -96,11 +98,13 @@ def nce(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def knn_accuracy(f: np.ndarray, y: np.ndarray, seed: int = 0, k: int = 5, metric: str = "cosine",
-                 max_items: int = 2000, scoring: str = "accuracy") -> float:
+                 max_items: int = 2000, scoring: str = "accuracy", adjust: bool = False) -> float:
     """Stratified 5-fold cross-validated k-NN accuracy (distance-weighted, cosine by default), on a stratified
-    sample of at most `max_items` (the estimate's standard error at 2000 items is about 1 point). scoring: any
-    scikit-learn scorer name (balanced_accuracy for imbalanced data: the run's decision metric)."""
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
+    sample of at most `max_items` (the estimate's standard error at 2000 items is about 1 point).
+    scoring: the run's decision metric (accuracy | balanced_accuracy | macro_f1); adjust: imbalanced classes, so
+    the neighbours' vote is divided by the class prior before the argmax (the logit adjustment every arm gets):
+    a plain 5-NN vote never names a class of 6 items among 130, and would score the features as useless."""
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict, cross_val_score, train_test_split
     from sklearn.neighbors import KNeighborsClassifier
     y = np.asarray(y)
     if len(y) > max_items:
@@ -113,4 +117,11 @@ def knn_accuracy(f: np.ndarray, y: np.ndarray, seed: int = 0, k: int = 5, metric
              else KFold(min(5, len(y)), shuffle=True, random_state=seed))
     k = max(1, min(k, len(y) * 4 // 5 - 1))
     clf = KNeighborsClassifier(n_neighbors=k, weights="distance", metric=metric)
-    return float(cross_val_score(clf, f, y, cv=folds, scoring=scoring).mean())
+    if not adjust:
+        scorer = {"macro_f1": "f1_macro"}.get(scoring, scoring)
+        return float(cross_val_score(clf, f, y, cv=folds, scoring=scorer).mean())
+    classes, yi = np.unique(y, return_inverse=True)
+    proba = cross_val_predict(clf, f, yi, cv=folds, method="predict_proba")
+    prior = np.bincount(yi, minlength=len(classes)) / len(yi)
+    pred = np.argmax(np.log(proba + 1e-9) - np.log(prior), axis=1)
+    return score(scoring, yi, pred, len(classes))

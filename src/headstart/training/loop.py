@@ -7,7 +7,8 @@ strategy.on_epoch_start(model, plan, 0) -> validation of the starting weights ->
 on_epoch_start(model, plan, epoch), train pass, validation pass, stop_check(history).
     result.history  # per epoch: train/val loss and accuracy, LRs, events (e.g. unfreezing), seconds
 
-Early stopping on validation loss (class-weighted when class_weights are given) with patience (never before `min_epochs`); the best epoch's weights are restored.
+Early stopping on validation loss (class-weighted when class_weights are given; the training loss then is weighted
+too, or logit-adjusted with logit_offset) with patience (never before `min_epochs`); the best epoch's weights are restored.
 Progressive resizing (sizes=[128]*10 + [224]*10; datasets with resize_to): train and validation inputs follow the
 schedule; a size change starts best-epoch tracking afresh (a validation loss at another input size is another
 measurement) and early stopping waits for the last size (only racing may end the small-input epochs).
@@ -61,10 +62,10 @@ def _cosine(max_epochs: int, floor: float = 0.1):
 
 
 def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, task=None, weight=None,
-               metric: str = "accuracy"):
+               metric: str = "accuracy", offset=None):
     """One pass; trains when an optimizer is given. Returns (mean loss, accuracy, score in `metric`) over all ranks.
-    weight: per-class loss weights (imbalanced data): the loss is the weighted mean, for training and validation
-    alike, so early stopping watches the same balanced objective the arm trains on.
+    weight: per-class loss weights (imbalanced data): the loss is the weighted mean; offset: added to the logits in
+    the loss only (logit adjustment: the log class prior), never to the predictions.
     Sums stay on the device and are read once per pass: no host synchronisation per step (a GPU runs ahead);
     a non-finite loss poisons the sum and ends the arm at the end of the pass (TrainingDiverged)."""
     train = optimizer is not None
@@ -74,7 +75,7 @@ def _run_epoch(fabric, model, loader, batch_fn, optimizer=None, progress=None, t
     with ctx:
         for x, y in loader:
             logits = model(batch_fn(x))
-            loss = F.cross_entropy(logits.float(), y, weight=weight)
+            loss = F.cross_entropy(logits.float() + offset if offset is not None else logits.float(), y, weight=weight)
             if train:
                 optimizer.zero_grad(set_to_none=True)
                 fabric.backward(loss)
@@ -107,19 +108,25 @@ def _resize(size: int, *datasets) -> None:
 def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int, patience: int, batch_size: int,
         weight_decay: float, seed: int, num_workers: int = 0, progress=None, label: str = "",
         restore_best: bool = True, min_epochs: int = 0, stop_check=None, plan=None,
-        sizes: list[int] | None = None, class_weights=None, metric: str = "accuracy") -> FitResult:
+        sizes: list[int] | None = None, class_weights=None, logit_offset=None,
+        metric: str = "accuracy") -> FitResult:
     """Train `model` in place (best-validation-loss weights restored unless restore_best=False).
     stop_check(history) -> dict | None, after every epoch: a dict ends training now (recorded as stopped_by).
     sizes: input size per epoch (progressive resizing), or None.
-    class_weights: per-class loss weights (a sequence), or None; metric: the decision metric recorded per epoch
-    as val_score (stats/metrics.py; racing reads it)."""
+    class_weights: per-class weights (a sequence) of the validation loss that early stopping watches, and of the
+    training loss unless logit_offset is given (then the training loss is logit-adjusted instead: the offset, the
+    log class prior, is added to the logits, Menon et al. 2021); metric: the decision metric recorded per epoch as
+    val_score (stats/metrics.py; racing reads it)."""
     from torch.utils.data import DataLoader
 
     fabric.seed_everything(seed, verbose=False)
-    weight = (torch.as_tensor(class_weights, dtype=torch.float32, device=fabric.device)
-              if class_weights is not None else None)
-    run = lambda loader, opt=None, prog=None: _run_epoch(fabric, fmodel, loader, batch_fn, opt, prog, task,  # noqa
-                                                         weight, metric)
+    as_t = lambda v: None if v is None else torch.as_tensor(v, dtype=torch.float32, device=fabric.device)  # noqa
+    val_w, offset = as_t(class_weights), as_t(logit_offset)
+
+    def run(loader, opt=None, prog=None):     # training passes: logit-adjusted or weighted; validation: weighted
+        train_w = None if opt is None or offset is not None else val_w
+        return _run_epoch(fabric, fmodel, loader, batch_fn, opt, prog, task, val_w if opt is None else train_w,
+                          metric, offset if opt is not None else None)
     plan = strategy.plan(model) if plan is None else plan
     opt = torch.optim.AdamW([{k: v for k, v in g.items() if k in ("params", "lr")} for g in plan.param_groups],
                             weight_decay=weight_decay)
