@@ -22,7 +22,7 @@ from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
 from headstart.models.device import to_device, to_numpy
-from headstart.modalities.base import (IndexedItems, ModalityState, add_unlabelled, expand_inputs,
+from headstart.modalities.base import (IndexedItems, ModalityBase, ModalityState, add_unlabelled, expand_inputs,
                                       standardised_logreg, top_k)
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -140,7 +140,7 @@ def audio_shift(ds_stats: dict, items: list) -> dict:
                        "statistics) and no speech reference set ships offline"}
 
 
-class AudioModality:
+class AudioModality(ModalityBase):
     name = "audio"
     default_backbone = "whisper_tiny_en"
     folder_exts = AUDIO_EXTS
@@ -169,11 +169,7 @@ class AudioModality:
     def dataset(self, data, indices, train: bool = False):
         return MelBatches(data.state.inputs, data.ds.labels, indices, data.cfg.pad_to_30s)
 
-    def progressive_sizes(self, data, budget: int) -> None:
-        return None                 # clips keep their length: no input size to grow
 
-    def batch_fn(self, data):
-        return lambda x: x
 
     def embed(self, data, model, progress=None):
         mels = data.state.inputs
@@ -189,8 +185,6 @@ class AudioModality:
                     progress(len(x["frames"]))
         return out
 
-    def feature_dtype(self, data) -> str:
-        return "float32"
 
     def feature_variant(self, data) -> str:
         return "float32" + ("-pad30s" if data.cfg.pad_to_30s else "")
@@ -199,10 +193,6 @@ class AudioModality:
         mels = data.state.inputs
         return [mfcc_stats(mels[i]) for i in (range(len(mels)) if indices is None else indices)]
 
-    def raw_features(self, data, indices):
-        """What the classic baseline starts from, for the assessment's k-NN: standardised MFCC statistics."""
-        from sklearn.preprocessing import StandardScaler
-        return StandardScaler().fit_transform(self.classic_inputs(data, indices))
 
     def classic_pipeline(self, C: float, seed: int):
         """MFCC (40) mean + std per clip, standardised, logistic regression."""
@@ -221,8 +211,6 @@ class AudioModality:
     def finetune_advice(self, early_shift: bool) -> str:
         return "all layers with layer-wise LR decay; the frozen features alone leave accuracy on the table"
 
-    def hidden_gain(self):
-        return None
 
     def input_description(self, size: int) -> str:
         return "16 kHz log-mel frames, at most 30 s per clip"

@@ -76,6 +76,46 @@ class Modality(Protocol):
     def read_unlabelled(self, inputs: list[str], spec, size: int): ...   # LabeledSet without labels (suggest)
 
 
+class ModalityBase:
+    """Defaults for the Protocol's members that most modalities share, so a new modality writes only what differs:
+    load, prepare, dataset, embed, classic_inputs, classic_pipeline, finetune_advice, input_description, predict,
+    read_unlabelled and its name, default_backbone, file types and defaults (tests/test_toy_modality.py runs a
+    whole experiment on a modality written this way)."""
+    folder_exts: set[str] = set()
+    file_exts: set[str] = set()
+    cpu_bf16_training = False      # measured faster in bf16 on a CPU: say so per modality
+    unit_gib = 2.0
+    batchnorm_shift = False
+    min_near_dup_size = 0
+    near_dup_kind = ""
+
+    def batch_fn(self, data: Inputs) -> Callable[[Any], Any]:
+        return lambda x: x                  # the dataset already yields what the model's forward takes
+
+    def progressive_sizes(self, data: Inputs, budget: int) -> list[int] | None:
+        return None                         # no input size to grow
+
+    def feature_dtype(self, data: Inputs) -> str:
+        return "float32"
+
+    def feature_variant(self, data: Inputs) -> str:
+        return self.feature_dtype(data)     # the feature-cache key part: what changes the stored features
+
+    def raw_features(self, data: Inputs, indices):
+        """What the classic baseline starts from, standardised, for the assessment's k-NN."""
+        from sklearn.preprocessing import StandardScaler
+        return StandardScaler().fit_transform(np.asarray(self.classic_inputs(data, indices), dtype=np.float64))
+
+    def shift_evidence(self, data: Inputs, indices) -> dict:
+        return {}
+
+    def evidence_lines(self, shift: dict) -> list[str]:
+        return []
+
+    def hidden_gain(self) -> tuple[str, str] | None:
+        return None
+
+
 class IndexedItems:
     """A map-style dataset over `indices` of per-item inputs and labels: (inputs[j], labels[j]) for j in indices.
     Subclasses add `collate` for inputs of varying size."""

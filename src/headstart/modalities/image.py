@@ -16,7 +16,8 @@ from headstart.core.dataset import LabeledSet, display_name
 from headstart.core.errors import UserError
 from headstart.models.bnfold import folded_batchnorm
 from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
-from headstart.modalities.base import ModalityState, add_unlabelled, expand_inputs, standardised_logreg, top_k
+from headstart.modalities.base import (ModalityBase, ModalityState, add_unlabelled, expand_inputs, standardised_logreg,
+                                       top_k)
 from headstart.modalities.image_files import IMAGE_EXTS, chw_tensor, load_image_folder, read_image_file
 
 
@@ -86,7 +87,7 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
     return np.concatenate(out).astype(np.float32)
 
 
-class ImageModality:
+class ImageModality(ModalityBase):
     name = "image"
     default_backbone = "efficientnet_lite0"
     folder_exts = IMAGE_EXTS
@@ -160,19 +161,12 @@ class ImageModality:
         """24x24 RGB pixels, standardised, logistic regression: the no-pretraining baseline for small images."""
         return standardised_logreg(C, seed)
 
-    def shift_evidence(self, data, indices) -> dict:
-        return {}            # the BatchNorm profile (batchnorm_shift) is the image evidence
-
-    def evidence_lines(self, shift: dict) -> list[str]:
-        return []
 
     def finetune_advice(self, early_shift: bool) -> str:
         return ("unfreeze deeper than the top 2 block groups (e.g. \"unfreeze_groups\": 4 in a --config file): "
                 "early layers see unfamiliar statistics" if early_shift
                 else "unfreeze the top 2 block groups at a low learning rate")
 
-    def hidden_gain(self):
-        return None
 
     def input_description(self, size: int) -> str:
         return f"input {size} px"

@@ -19,7 +19,7 @@ from headstart.core.dataset import LabeledSet
 from headstart.core.errors import UserError, first_line
 from headstart.models.device import to_device, to_numpy
 from headstart.models.hub import hub_unreachable, offline_mode
-from headstart.modalities.base import IndexedItems, ModalityState, add_unlabelled, top_k
+from headstart.modalities.base import IndexedItems, ModalityBase, ModalityState, add_unlabelled, top_k
 from headstart.modalities.text_files import TEXT_EXTS, digest, load_text, read_texts
 
 
@@ -96,7 +96,7 @@ def text_shift(stats: dict) -> dict:
     return {k: stats[k] for k in keys if k in stats}
 
 
-class TextModality:
+class TextModality(ModalityBase):
     name = "text"
     default_backbone = "minilm_l6"
     folder_exts = {".txt"}
@@ -124,20 +124,12 @@ class TextModality:
     def dataset(self, data, indices, train: bool = False):
         return TokenBatches(data.state.inputs, data.ds.labels, indices, data.state.stats.get("pad_id", 0))
 
-    def progressive_sizes(self, data, budget: int) -> None:
-        return None                 # token sequences keep their length: no input size to grow
 
-    def batch_fn(self, data):
-        return lambda x: x
 
     def embed(self, data, model, progress=None):
         return embed_texts(model, data.state.inputs, progress=progress)
 
-    def feature_dtype(self, data) -> str:
-        return "float32"
 
-    def feature_variant(self, data) -> str:
-        return "float32"
 
     def classic_inputs(self, data, indices=None):
         return data.ds.items if indices is None else [data.ds.items[i] for i in indices]
