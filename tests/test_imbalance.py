@@ -258,3 +258,20 @@ def test_the_assessments_knn_sees_a_rare_class_once_its_vote_is_rebalanced():
     plain = knn_accuracy(f, y, scoring="balanced_accuracy", metric="euclidean")
     adjusted = knn_accuracy(f, y, scoring="balanced_accuracy", metric="euclidean", adjust=True)
     assert plain < 0.55 and adjusted > 0.85
+
+
+def test_thin_validation_of_a_rare_class_chooses_c_by_cross_validation_on_train_and_val():
+    from headstart.stats.probe import fit_probe, thin_validation_folds
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(120, int), np.ones(12, int)]
+    x = rng.normal(size=(len(y), 8)) + 1.5 * y[:, None]
+    split = {"train": list(range(0, 100)) + list(range(120, 129)), "val": list(range(100, 120)) + [129, 130, 131]}
+    folds = thin_validation_folds(y, np.array(split["train"]), np.array(split["val"]), 2, 10, 0)
+    assert len(folds) == 5 and sorted(np.concatenate([b for _, b in folds])) == sorted(split["train"] + split["val"])
+    assert all(set(a).isdisjoint(b) and (y[b] == 1).sum() >= 2 for a, b in folds)      # stratified, held out
+    assert thin_validation_folds(y, np.array(split["train"]), np.array(split["val"]), 2, 3, 0) is None
+    p = fit_probe(x, y, split, [0.01, 1.0], 2, rebalance="logit-adjust", cv_below=10)
+    assert "cross-validation" in p.chosen_by and all("cv_loss" in r for r in p.sweep)
+    assert p.C == min(p.sweep, key=lambda r: r["cv_loss"])["C"]
+    plain = fit_probe(x, y, split, [0.01, 1.0], 2, rebalance="logit-adjust")
+    assert "cv_loss" not in plain.sweep[0] and plain.chosen_by.startswith("validation")

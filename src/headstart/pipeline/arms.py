@@ -25,7 +25,8 @@ from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
 from headstart.pipeline.frozen import features, probe, train_class_weights, train_log_prior
 from headstart.stats.evaluate import softmax
-from headstart.stats.metrics import class_weights, log_prior
+from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior
+from headstart.stats.probe import thin_validation_folds
 from headstart.training.loop import fit
 from headstart.training.strategies import Strategy
 from headstart.training.trunk_cache import for_unit
@@ -59,7 +60,7 @@ def run_probe(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_
         history=p.sweep, train_seconds=t.features_seconds + t.probe_fit_seconds,
         trainable_params=int(n_feat + p.bias.size), total_params=int(n_feat + p.bias.size + _backbone_params(ctx)),
         policy={"strategy": strat.name, "C": p.C, "C_grid": ctx.cfg.probe_cs,
-                "chosen_by": "validation log-loss; refit on train+val", "bn_policy": "frozen (eval-mode backbone)",
+                "chosen_by": p.chosen_by, "bn_policy": "frozen (eval-mode backbone)",
                 "rebalance": ctx.decision.rebalance,
                 "features": f"centre crop, {t.features_dtype}, cached"},
         details={"features_seconds": t.features_seconds, "features_cached": t.features_cached}), None
@@ -71,7 +72,8 @@ def _backbone_params(ctx: RunContext) -> int:
 
 
 def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_check=None):
-    """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val."""
+    """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val (by
+    cross-validation on train+val when validation is thin for a rare class)."""
     from sklearn.metrics import log_loss
     t0 = time.perf_counter()
     items, y = ctx.modality.classic_inputs(ctx.inputs), np.asarray(ctx.ds.labels)
@@ -89,15 +91,21 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     def probs(pipe, idx, fit_idx):           # logit adjustment: the plain fit's probabilities over the prior
         p = _full_probs(pipe, pick(idx), k)
         return _adjusted(p, log_prior(y[fit_idx], k)) if mode == "logit-adjust" else p
+    wlog = lambda idx, p, w: float(log_loss(y[idx], p, labels=labels,  # noqa: E731
+                                            sample_weight=None if w is None else w[y[idx]]))
+    # thin validation of a rare class: C by cross-validation on train+val, as the probe does (stats/probe.py)
+    folds = thin_validation_folds(y, np.asarray(tr), np.asarray(va), k, MIN_TUNE if mode != "none" else 0, seed)
     sweep, best = [], None
     for C in ctx.cfg.probe_cs:
         pipe = fitted(C, tr)
         pv = probs(pipe, va, tr)
-        row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()),
-               "val_loss": float(log_loss(y[va], pv, labels=labels, sample_weight=None if cw is None else cw[y[va]])),
+        row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()), "val_loss": wlog(va, pv, cw),
                "val_acc": float((pv.argmax(1) == y[va]).mean())}
+        if folds:
+            row["cv_loss"] = float(np.average([wlog(b, probs(fitted(C, list(a)), b, a), class_weights(y[a], k)) for a, b
+                                               in folds], weights=[len(b) for _, b in folds]))
         sweep.append(row)
-        if best is None or row["val_loss"] < best["val_loss"]:
+        if best is None or row.get("cv_loss", row["val_loss"]) < best.get("cv_loss", best["val_loss"]):
             best, best_pv = row, pv
     pipe = fitted(best["C"], tr + va)
     test_probs = probs(pipe, te, tr + va)
@@ -109,7 +117,8 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         trainable_params=int(pipe[-1].coef_.size),
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
-                "chosen_by": "validation log-loss; refit on train+val", "pretrained": False,
+                "chosen_by": (f"{len(folds)}-fold cross-validation on train+val (thin validation)" if folds else
+                              "validation log-loss") + "; refit on train+val", "pretrained": False,
                 "rebalance": mode,
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
 

@@ -13,7 +13,7 @@ import numpy as np
 from headstart.pipeline.state import RunContext
 from headstart.models.bnfold import fold_pairs, folded_batchnorm
 from headstart.models.factory import create_backbone
-from headstart.stats.metrics import class_weights, log_prior
+from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior
 from headstart.stats.probe import Probe, fit_probe
 from headstart.training.features import cached_features
 
@@ -67,6 +67,7 @@ def probe(ctx: RunContext) -> Probe:
     if ctx.probe is None:
         t0 = time.perf_counter()
         ctx.probe = fit_probe(features(ctx), ctx.ds.labels, ctx.split, ctx.cfg.probe_cs, len(ctx.ds.classes),
-                              rebalance=ctx.decision.rebalance)
+                              rebalance=ctx.decision.rebalance,
+                              cv_below=MIN_TUNE if ctx.decision.rebalance != "none" else 0)
         ctx.timings.probe_fit_seconds = time.perf_counter() - t0
     return ctx.probe

@@ -30,6 +30,7 @@ class Probe:
     train_weight: np.ndarray | None = None   # train-only fit: LP-FT starts from it, so val stays unseen
     train_bias: np.ndarray | None = None
     sweep: list[dict] = field(default_factory=list)
+    chosen_by: str = "validation log-loss; refit on train+val"
     val_loss: float = 0.0
     val_acc: float = 0.0
 
@@ -67,10 +68,29 @@ def _loss_acc(w, b, x, y, class_weight=None):
     return float(-(sw * logp[np.arange(len(y)), y]).sum() / sw.sum()), float((z.argmax(1) == y).mean())
 
 
+def thin_validation_folds(y: np.ndarray, tr, va, n_classes: int, below: int, seed: int) -> list | None:
+    """Stratified k-fold (k = min(5, smallest class count)) splits of train + val, as index arrays, when validation
+    holds fewer than `below` items of a class present in the data; None otherwise (or when a class has < 2 items)."""
+    if not below:
+        return None
+    both = np.concatenate([tr, va]).astype(int)
+    counts = np.bincount(y[both], minlength=n_classes)
+    in_val = np.bincount(y[va], minlength=n_classes)
+    present = counts > 0
+    if in_val[present].min() >= below or counts[present].min() < 2:
+        return None
+    from sklearn.model_selection import StratifiedKFold
+    cv = StratifiedKFold(int(min(5, counts[present].min())), shuffle=True, random_state=seed)
+    return [(both[a], both[b]) for a, b in cv.split(both, y[both])]
+
+
 def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes: int, seed: int = 0,
-              refit_on_val: bool = True, rebalance: str = "none") -> Probe:
+              refit_on_val: bool = True, rebalance: str = "none", cv_below: int = 0) -> Probe:
     """rebalance: "none" | "logit-adjust" | "class-weights" (imbalanced classes; priors and weights from the items
-    each fit sees)."""
+    each fit sees). cv_below: when validation holds fewer items than this of some class, C is chosen by stratified
+    k-fold cross-validation on train + val instead (3 validation bees decide nothing: on the ants/bees split with 12
+    training bees, C by validation gave 86% test balanced accuracy, C by 5-fold CV 91%); the validation numbers
+    reported stay those of the train-only fit."""
     y = np.asarray(labels)
     tr_, both_ = np.asarray(split["train"]), np.concatenate([split["train"], split["val"]]).astype(int)
     cw = class_weights(y[tr_], n_classes) if rebalance != "none" else None      # the validation loss's weights
@@ -83,15 +103,30 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
         return w, b, clf
     tr, va = np.asarray(split["train"]), np.asarray(split["val"])
     probe = Probe()
+    folds = thin_validation_folds(y, tr, va, n_classes, cv_below, seed)
+    if folds:
+        probe.chosen_by = f"{len(folds)}-fold cross-validation on train+val (thin validation); refit on train+val"
+
+    def cv_loss(C):                         # the class-weighted log-loss of each fold's held-out items, pooled
+        total = 0.0
+        for a, b in folds:
+            w, bias, _ = fit(a, C)
+            total += _loss_acc(w, bias, feats[b], y[b], class_weights(y[a], n_classes) if cw is not None else None)[0] \
+                * len(b)
+        return total / sum(len(b) for _, b in folds)
     best, clf = None, None
     for C in sorted(cs):
         w, b, clf = fit(tr, C, clf)
         tl, ta = _loss_acc(w, b, feats[tr], y[tr], cw)
         vl, vacc = _loss_acc(w, b, feats[va], y[va], cw)
-        probe.sweep.append({"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc})
-        if best is None or vl < best[0]:
-            best = (vl, vacc, C, w, b)
-    probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
+        row = {"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc}
+        if folds:
+            row["cv_loss"] = cv_loss(C)
+        probe.sweep.append(row)
+        key = row.get("cv_loss", vl)
+        if best is None or key < best[0]:
+            best = (key, vl, vacc, C, w, b)
+    _, probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
         probe.weight, probe.bias, _ = fit(both_, probe.C)
