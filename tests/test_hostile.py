@@ -291,6 +291,14 @@ def test_audio_bad_clips_are_listed(tmp_path):
     ('{"augment": "zoom"}', "augment 'zoom' unknown"),
     ('{"bn_policy": "frozen"}', "bn_policy 'frozen' unknown"),
     ('{"executor": "slurm"}', "executor 'slurm' unknown"),
+    # out of range: refused before any work, one line each (a bootstrap of 0 crashed after all training)
+    ('{"seeds": 0}', "seeds 0 is out of range"),
+    ('{"batch_size": 0}', "batch_size 0 is out of range"),
+    ('{"test_fraction": 1.0}', "test_fraction 1.0 is out of range"),
+    ('{"bootstrap": 0}', "bootstrap 0 is out of range"),
+    ('{"val_fraction": -0.1}', "val_fraction -0.1 is out of range"),
+    ('{"val_fraction": 0.6, "test_fraction": 0.4}', "leave almost nothing to train on"),
+    ('{"probe_cs": []}', "must be positive regularisation strengths"),
 ])
 def test_bad_config_files(tmp_path, config, message):
     d = images(tmp_path / "d")
@@ -304,6 +312,8 @@ def test_bad_config_files(tmp_path, config, message):
     (["--modality", "video"], "unknown modality 'video'"),
     (["--backbone", "no_such_net"], "unknown backbone 'no_such_net'"),
     (["--backbone", "minilm_l6"], "for text but the data is image"),
+    (["--seeds", "0"], "seeds 0 is out of range"),
+    (["--batch-size", "0"], "batch_size 0 is out of range"),
 ])
 def test_bad_options(tmp_path, args, message):
     d = images(tmp_path / "d")
@@ -627,3 +637,69 @@ def test_losing_the_race_for_a_new_run_folder_deletes_nothing(tmp_path, monkeypa
     finally:
         for fd in winner:
             os.close(fd)
+
+
+# ---------------------------------------------------------------- damaged run folders (round three)
+@pytest.mark.parametrize("content", [b"", b'{"strategy": "classic", "val_acc": 0.', b"[1, 2]"])
+def test_a_damaged_unit_result_is_trained_again_not_a_traceback(tmp_path, content):
+    d, out = images(tmp_path / "d"), tmp_path / "o"
+    _run_ok(d, out)
+    (out / "classic" / "seed0" / "result.json").write_bytes(content)
+    r = cli("run", d, "--out", out, *CLASSIC)
+    check(r, 0, "training classic seed0 again: its result.json was damaged", out=out)
+    assert (out / "classic" / "seed0" / "result.json.damaged").read_bytes() == content
+    assert "failed" not in results(out)["strategies"]["classic"]
+
+
+def test_a_damaged_split_names_the_file_and_the_fix_or_is_made_again(tmp_path):
+    d, out = images(tmp_path / "d"), tmp_path / "o"
+    _run_ok(d, out)
+    split = (out / "split.json").read_text()
+    (out / "split.json").write_text(split[: len(split) // 2])
+    check(cli("run", d, "--out", out, *CLASSIC), 2, "split.json is damaged", "start a new --out")
+    for unit in out.glob("*/seed0/result.json"):       # nothing trained on it yet: made again
+        unit.unlink()
+    check(cli("run", d, "--out", out, *CLASSIC), 0, "making the split again", out=out)
+
+
+def test_damaged_results_and_assessment_are_written_again(tmp_path):
+    d, out = images(tmp_path / "d"), tmp_path / "o"
+    _run_ok(d, out)
+    (out / "results.json").write_text('{"strategies": ')
+    check(cli("run", d, "--out", out, *CLASSIC), 0, "results.json was damaged", out=out)
+    assert results(out)["recommended"]
+
+
+def test_log_lines_keep_bracketed_words():
+    """Rich markup ate "[onnx]" from "pip install 'headstart[onnx]'" in the run log."""
+    from rich.console import Console
+    import headstart.app.cli as c
+    c.console, before = Console(record=True, width=200), c.console
+    try:
+        c._log("model.onnx not written: pip install 'headstart[onnx]' [bold]x[/bold]")
+    finally:
+        text, c.console = c.console.export_text(), before
+    assert "'headstart[onnx]' [bold]x[/bold]" in text
+
+
+def test_a_long_library_message_is_cut_at_a_word():
+    from headstart.core.errors import first_line
+    msg = "CUDAAccelerator can not run on your system since the accelerator is not available " * 3
+    cut = first_line(ValueError(msg), 100)
+    assert len(cut) <= 100 and cut.endswith("…") and msg.startswith(cut[:-1]) and cut[-2] != " "
+    assert first_line(ValueError("short"), 100) == "short"
+
+
+def test_texts_without_letters_are_not_all_one_duplicate_and_dedupe_keeps_them(tmp_path):
+    """Emoji and emoticons all normalised to "": hundreds of "conflicting duplicates", and --dedupe emptied the
+    training split. Now only texts equal up to case and spacing match."""
+    faces = ["🙂", "😀", "😃", "😄", "😁", "😆", ":-)", ":)", "^_^", "🙂🙂", "😀😀", "(:"]
+    sad = ["🙁", "😞", "😢", "😭", "😠", ":-(", ":(", ";-(", "🙁🙁", "😞😞", "):", "T_T"]
+    body = "".join(f"{f},happy\n{s},sad\n" for f, s in zip(faces, sad))
+    out = tmp_path / "o"
+    r = cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", out, "--strategies", "linear-probe",
+            "--dedupe", "--jobs", "1")
+    check(r, 0, out=out)
+    lk = results(out)["leakage"]
+    assert lk["counts"]["conflict"] == 0 and lk["counts"]["normalised"] == 0
+    assert lk.get("removed_from_train") == []        # embedding look-alikes ("similar") are reported, never dropped

@@ -38,6 +38,12 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
                                                  help="print the version and exit")] = False):
     """Should I reuse a pretrained model for my small labelled dataset? headstart measures it."""
 console = Console()
+
+
+def _log(msg: str) -> None:
+    """A run-log line, printed as plain text: rich markup would eat bracketed words ("pip install
+    'headstart[onnx]'" lost its "[onnx]")."""
+    console.print(msg, markup=False, highlight=False)
 if not console.is_terminal:
     console.width = 150   # logs and pipes: keep the summary table readable
 
@@ -170,11 +176,11 @@ def run(
             raise UserError("give either --backbone (one) or --backbones (a comparison), not both")
         from headstart.app.compare import run_compare
         with _progress() as progress:
-            res = run_compare(cfg, _split_list(backbones), top_k, progress=progress, log=console.print)
+            res = run_compare(cfg, _split_list(backbones), top_k, progress=progress, log=_log)
         show.comparison(console, res)
         return
     with _progress() as progress:
-        results = run_experiment(cfg, progress=progress, log=console.print)
+        results = run_experiment(cfg, progress=progress, log=_log)
     print_summary(results)
 
 
@@ -206,7 +212,7 @@ def assess(
     cfg = RunConfig(data=data, out=out, modality=modality, text_col=text_col, label_col=label_col,
                     encoding=encoding, test_file=test_file, image_size=image_size)
     with _progress() as progress:
-        res = run_assess(cfg, _split_list(backbones), progress=progress, log=console.print)
+        res = run_assess(cfg, _split_list(backbones), progress=progress, log=_log)
     show.assessment(console, res)
     console.print(f"written: {cfg.out}/assessment.md")
 
@@ -263,7 +269,7 @@ def suggest(
     from headstart.app.suggest import run_suggest
     with _progress() as progress:
         res = run_suggest(run_dir, unlabelled, n, uncertainty, random_share, seed, out, progress=progress,
-                          log=console.print)
+                          log=_log)
     show.suggestions(console, res)
     console.print(f"written: {res['file']}")
 
@@ -290,7 +296,7 @@ def demo(
         raise UserError(f"--per-class {per_class} is too small; use at least 5 images per digit")
     with _progress() as progress:
         res = run_demo(out, per_class=per_class, curve=tuple(_floats(curve, "--curve")), progress=progress,
-                       log=console.print)
+                       log=_log)
     print_summary(res)
     show.demo_curve(console, res)
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from headstart.core.config import RunConfig
-from headstart.core.errors import UserError
+from headstart.core.errors import DamagedFile, UserError
 from headstart.core.io import default_run_dir, ensure_writable, read_json, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
@@ -54,7 +54,7 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     if ctx.fabric.is_global_zero:
         export_recommended(ctx, results)
         results["plots"] = make_plots(results, ctx.run_dir)
-        before = read_json(ctx.run_dir / "results.json") if (ctx.run_dir / "results.json").exists() else {}
+        before = _previous_results(ctx.run_dir / "results.json", log)
         for key in ("suggestions", "backbone_comparison"):       # written by `suggest` / `run --backbones`
             if before.get(key):
                 results[key] = before[key]
@@ -64,6 +64,16 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
             log(f"{cfg.tracker}: logged {len(logged)} unit(s)" + (f" under {ctx.run_dir / 'tensorboard'}"
                                                                   if cfg.tracker == "tensorboard" else ""))
     return results
+
+
+def _previous_results(path: Path, log) -> dict:
+    """The run's earlier results.json (its suggest / backbone-comparison sections are kept); {} if none or damaged."""
+    try:
+        return read_json(path) if path.exists() else {}
+    except DamagedFile:
+        log(f"{path} was damaged: writing it again (a suggest or --backbones section in it is lost; run those "
+            "again)")
+        return {}
 
 
 def publish(results: dict, run_dir: Path) -> None:

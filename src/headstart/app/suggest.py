@@ -33,7 +33,8 @@ def run_suggest(run_dir: str, inputs: list[str], n: int = 50, kind: str = "margi
     res["file"] = str(path)
     results_file = Path(run_dir) / "results.json"
     if results_file.exists():           # the run finished: its report gets the list in "Next steps"
-        results = read_json(results_file)
+        results = read_json(results_file, fix="run the same `headstart run` command (same --out) to write it again, "
+                            "then suggest")
         results["suggestions"] = {k: v for k, v in res.items() if k != "rows"} | {"rows": res["rows"][:20],
                                                                                     "validated": VALIDATED}
         publish(results, Path(run_dir))

@@ -23,6 +23,22 @@ from headstart.core.io import write_json
 RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
              "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file",
              "tracker")
+# every numeric setting's valid range (low, high, what it is), checked before any work: a bootstrap of 0 used to
+# crash only after all training had finished, a negative validation fraction was accepted
+RANGES = {"seeds": (1, 100, "seeds"), "batch_size": (1, 4096, "items per batch"), "epochs": (0, 10_000, "epochs"),
+          "scratch_epochs": (0, 10_000, "epochs"), "patience": (1, 1000, "epochs"),
+          "scratch_patience": (0, 1000, "epochs"), "val_fraction": (0.01, 0.9, "a share of the training pool"),
+          "test_fraction": (0.01, 0.9, "a share of the data"), "image_size": (0, 2048, "pixels (0: the backbone's)"),
+          "bootstrap": (100, 1_000_000, "resamples"), "jobs": (0, 1024, "processes (0: chosen)"),
+          "devices": (1, 1024, "devices"), "num_workers": (0, 256, "DataLoader workers"),
+          "trunk_views": (0, 64, "views per item"), "crop_scale": (0.01, 1.0, "an area share"),
+          "race_margin": (0.0, 1.0, "a share of the score"), "near_dup_threshold": (0.0, 10.0, "a cosine"),
+          "lr_head": (0.0, 10.0, "a learning rate"), "lr_body": (0.0, 10.0, "a learning rate"),
+          "lr_decay": (0.0, 1.0, "a factor per group"), "scratch_lr": (0.0, 10.0, "a learning rate"),
+          "weight_decay": (0.0, 10.0, "a factor"), "target_metric": (0.0, 1.0, "a score between 0 and 1"),
+          "price_per_hour": (0.0, 1e6, "dollars"), "device_watts": (0.0, 1e6, "watts"),
+          "unfreeze_groups": (0, 1000, "block groups"), "unfreeze_every": (-1, 1000, "epochs (-1: all at once)"),
+          "split_seed": (0, 2 ** 31, "a seed")}
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
            "tracker": ("", "tensorboard", "mlflow"), "metric": ("", "accuracy", "balanced_accuracy", "macro_f1"),
@@ -126,6 +142,18 @@ class RunConfig:
         bad = [f for f in self.curve if not 0 < f <= 1]
         if bad:
             raise UserError(f"--curve fractions must lie in (0, 1]; got {bad[0]}")
+        for key, (low, high, what) in RANGES.items():
+            v = getattr(self, key)
+            if not low <= v <= high:
+                raise UserError(f"{key} {v!r} is out of range: it is {what}, from {low} to {high}; change it (its "
+                                f"command-line option, or the \"{key}\" key of a --config file)")
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise UserError(f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} leave almost "
+                            "nothing to train on; keep their sum below 0.95")
+        if not self.probe_cs or min(self.probe_cs) <= 0:
+            raise UserError(f"probe_cs {self.probe_cs} must be positive regularisation strengths, e.g. [0.1, 1, 10]")
+        if any(c < 0 for c in self.cost_per_label):
+            raise UserError(f"--cost-per-label {self.cost_per_label} must not be negative")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

@@ -5,9 +5,19 @@ class UserError(Exception):
     """A problem with the user's input or environment, with a message that names it and the fix."""
 
 
+class DamagedFile(UserError):
+    """A file headstart wrote earlier (a unit's result.json, split.json, a cache entry) that no longer parses:
+    callers that can rebuild it do, the others pass the message (file and fix) to the user."""
+
+
 def first_line(e: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (library messages run to many lines)."""
-    return (str(e).strip().splitlines() or [""])[0][:limit]
+    """The first line of an exception's message (library messages run to many lines), cut at a word with '…'
+    when longer than `limit`."""
+    line = (str(e).strip().splitlines() or [""])[0]
+    if len(line) <= limit:
+        return line
+    cut = line[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:

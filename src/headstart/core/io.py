@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.core.errors import UserError
+from headstart.core.errors import DamagedFile, UserError
 
 
 def inside(root: str | Path, *parts) -> Path:
@@ -55,8 +55,13 @@ def write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path, fix: str = "delete it to have headstart write it again, or use a new --out folder"):
+    """A JSON file headstart wrote; a damaged one (truncated, empty, overwritten) is a DamagedFile naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = "empty" if not Path(path).stat().st_size else f"not valid JSON: {getattr(e, 'msg', e)}"
+        raise DamagedFile(f"{path} is damaged ({why}); {fix}") from None
 
 
 def _default(o):

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headstart.core.errors import DamagedFile
 from headstart.core.io import inside, read_json, write_json
 
 
@@ -73,9 +74,23 @@ def unit_dir(run_dir: Path, strategy: str, seed: int) -> Path:
 
 
 def unit_result(run_dir: Path, strategy: str, seed: int) -> UnitResult | None:
-    """A finished unit's result, or None while the unit has not finished."""
+    """A finished unit's result, or None while the unit has not finished. A damaged result.json (truncated, empty,
+    not an object) is moved aside to result.json.damaged, so the unit counts as unfinished and trains again
+    (pipeline/grid.run_grid says so in the run log)."""
     path = unit_dir(run_dir, strategy, seed) / "result.json"
-    return UnitResult.from_dict(read_json(path)) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        d = read_json(path)
+        if not isinstance(d, dict):
+            raise DamagedFile(f"{path} holds no result object")
+        return UnitResult.from_dict(d)
+    except (DamagedFile, TypeError):
+        path.replace(path.with_name(DAMAGED))
+        return None
+
+
+DAMAGED = "result.json.damaged"
 
 
 def write_unit_result(folder: Path, r: UnitResult) -> None:

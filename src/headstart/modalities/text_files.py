@@ -113,8 +113,10 @@ def digest(text: str) -> str:
 
 def normalised(text: str) -> str:
     """The text as a duplicate check compares it: case, punctuation and spacing ignored ("What is X ?" = "what is
-    x?")."""
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.casefold()).split())
+    x?"). A text with no letter or digit (emoji, emoticons) keeps its symbols, spacing folded: stripped to "", every
+    such text was one "duplicate" of every other, and --dedupe removed them all."""
+    key = " ".join("".join(ch if ch.isalnum() else " " for ch in text.casefold()).split())
+    return key or " ".join(text.casefold().split())
 
 
 def read_texts(inputs: list[str]) -> tuple[list[str], list[str]]:

@@ -251,7 +251,8 @@ def render_markdown(results: dict) -> str:
     lines += savings_lines(results, results.get("plots", {}))
     lines += ["### Per-class recall", "",
               _table(["strategy"] + [f"{c} (n={n})" for c, n in d["counts"]["test"].items()],
-                     [[s] + [_pct(m["per_class_recall"][c]) for c in d["classes"]]
+                     [[s] + [_pct(m["per_class_recall"][c]) if d["counts"]["test"].get(c, 1) else "no test items"
+                             for c in d["classes"]]
                       for s, m in results["strategies"].items() if "failed" not in m]), ""]
     rec = results["recommended"]
     conf = results["strategies"][rec]["confusion"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.pipeline.state import RunContext
+from headstart.core.errors import DamagedFile
 from headstart.core.io import read_json, write_json
 from headstart.core.results import best_arm
 from headstart.modalities import MODALITIES
@@ -208,7 +209,10 @@ def _bn_profile(ctx: RunContext, idx: np.ndarray) -> list[dict]:
            + hashlib.sha1(include.tobytes()).hexdigest()[:8])
     path = Path(ctx.cache_dir) / f"bnshift-{key}.json"
     if path.exists():
-        return read_json(path)
+        try:
+            return read_json(path)
+        except DamagedFile:
+            pass                        # a damaged cache entry: measured again
     holder = {}
 
     def observe(model):

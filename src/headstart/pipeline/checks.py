@@ -6,7 +6,7 @@ leaks across the splits (with --dedupe, the train side is dropped and the contex
 from __future__ import annotations
 
 from headstart.pipeline.state import RunContext
-from headstart.core.errors import UserError, one_line
+from headstart.core.errors import DamagedFile, UserError, one_line
 from headstart.core.io import read_json, write_json
 from headstart.pipeline.assess import assess
 from headstart.pipeline.frozen import features
@@ -54,7 +54,10 @@ def run_assessment(ctx: RunContext) -> dict:
     not decide: if it fails, the run goes on and the report says why ({"failed": reason})."""
     path = ctx.run_dir / "assessment.json"
     if path.exists():
-        return read_json(path)
+        try:
+            return read_json(path)
+        except DamagedFile:
+            ctx.log(f"{path} was damaged: assessing again")
     try:
         a = assess(ctx)
     except UserError:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from headstart.core.config import RESUMABLE, RunConfig
 from headstart.pipeline.state import Decision, RunContext
-from headstart.core.errors import UserError, first_line
+from headstart.core.errors import DamagedFile, UserError, first_line
 from headstart.core.io import default_run_dir, ensure_writable
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.models.device import resolve_precision
@@ -206,6 +206,7 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
     decision = decide_metric(cfg, ds, split)
     if decision.metric != "accuracy" or decision.rebalance != "none":
         log(f"decision metric: {LABELS[decision.metric]} ({decision.why}); {REBALANCE[decision.rebalance]}")
+        warn_rare_classes(ds, split, log)        # imbalanced: the rare classes' test counts, before training
     return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
                       precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
                       cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
@@ -220,13 +221,18 @@ def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, wr
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
             f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
     split_path = run_dir / "split.json"
+    split = None
     if split_path.exists():
-        split = load_split(split_path, ds.paths, ds.labels, ds.classes, ds.hashes)
-    else:
+        try:
+            split = load_split(split_path, ds.paths, ds.labels, ds.classes, ds.hashes)
+        except DamagedFile:
+            if any(run_dir.glob("**/result.json")):    # units trained on it: it cannot be made again
+                raise
+            log(f"{split_path} was damaged and no unit has trained on it yet: making the split again")
+    if split is None:
         split = make_split(ds.sources, ds.labels, ds.classes, cfg.val_fraction, cfg.test_fraction, cfg.split_seed,
                            groups=ds.groups or None)
         if writer:
             save_split(split_path, split, ds.paths, ds.labels, ds.classes, ds.hashes)
     warn_thin_validation(ds, split, log)
-    warn_rare_classes(ds, split, log)
     return ds, split

@@ -21,7 +21,7 @@ from pathlib import Path
 from headstart.core.config import RunConfig
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
-from headstart.core.results import UnitResult, unit_result
+from headstart.core.results import DAMAGED, UnitResult, unit_result
 from headstart.models.device import available_gib
 from headstart.pipeline.checks import pretraining_checks
 from headstart.pipeline.context import build_context
@@ -71,6 +71,10 @@ def run_task(ctx: RunContext, task) -> UnitResult:
 
 def run_grid(ctx: RunContext, tasks: list) -> None:
     todo = [t for t in tasks if unit_result(unit_root(ctx.run_dir, t[0]), t[1], t[2]) is None]
+    for p in sorted(ctx.run_dir.rglob(DAMAGED)):
+        if not (p.parent / "result.json").exists():
+            ctx.log(f"training {p.parent.parent.name} {p.parent.name} again: its result.json was damaged (kept as "
+                    f"{p})")
     finished = len(tasks) - len(todo)
     if finished:
         ctx.log(f"{finished} of {len(tasks)} unit(s) already finished: reusing their results")

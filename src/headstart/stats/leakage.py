@@ -90,7 +90,7 @@ def dedupe_train(report: dict, split: dict) -> list[int]:
         members = ((p["ia"], p["roles"][0]), (p["ib"], p["roles"][1]))
         if p["kind"] in ("leak", "conflict"):
             drop |= {i for i, r in members if r == "train"}
-        elif p["roles"] == ["train", "train"]:
+        elif p["kind"] == "duplicate" and p["roles"] == ["train", "train"]:    # "similar" pairs are only reported
             drop.add(p["ib"])
     return sorted(drop)
 

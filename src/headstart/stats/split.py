@@ -122,7 +122,8 @@ def load_split(path: str | Path, paths: list[str], labels: list[int], classes: l
                hashes: list[str] | None = None) -> dict:
     """Map a saved split back onto the dataset's indices; refuse if the data changed underneath: an item missing,
     relabelled, added, or with other content than when the run started (split.json keeps every item's hash)."""
-    saved = read_json(path)
+    saved = read_json(path, fix="the split the finished units trained on cannot be read back: start a new --out "
+                            "folder (or restore the file)")
     _refuse_changes(path, saved, paths, classes, hashes)
     index = {p: i for i, p in enumerate(paths)}
     out = {"roles": saved["roles"]}

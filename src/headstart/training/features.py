@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.core.errors import DamagedFile
 from headstart.core.io import atomic_write_bytes, read_json, write_json
 
 
@@ -35,9 +36,12 @@ def cached_features(compute, spec, ds, size: int, cache_dir: str | Path, dtype: 
     path = Path(cache_dir) / f"features-{cache_key(spec, size, ds.hashes, dtype)}.npy"
     meta = path.with_suffix(".json")
     if path.exists() and not force:
-        feats = np.load(path)
-        if feats.shape[0] == len(ds):
+        try:
+            feats = np.load(path)
             info = read_json(meta) if meta.exists() else {}
+        except (ValueError, OSError, EOFError, DamagedFile):    # a damaged cache entry: computed again
+            feats = None
+        if feats is not None and feats.shape[0] == len(ds):
             return feats, {**info, "cached": True}
     t0, c0 = time.perf_counter(), time.process_time()
     feats = compute()
