@@ -703,3 +703,29 @@ def test_texts_without_letters_are_not_all_one_duplicate_and_dedupe_keeps_them(t
     lk = results(out)["leakage"]
     assert lk["counts"]["conflict"] == 0 and lk["counts"]["normalised"] == 0
     assert lk.get("removed_from_train") == []        # embedding look-alikes ("similar") are reported, never dropped
+
+
+def test_numeric_spellings_of_one_label_are_one_class_and_said(tmp_path):
+    """pandas writes 1.0 for an int column with gaps: "1" and "1.0" were two classes."""
+    body = "".join(f"apple banana cherry {i},{'1' if i % 2 else '1.0'}\nfootball tennis golf {i},2\n" for i in range(10))
+    out = tmp_path / "o"
+    check(cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", out, *CLASSIC), 0,
+          "label '1.0' read as class '1'", out=out)
+    assert results(out)["data"]["classes"] == ["1", "2"]
+
+
+def test_nfc_and_nfd_spellings_of_a_class_are_one_class(tmp_path):
+    import unicodedata
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    body = "".join(f"apple banana cherry {i},{nfc if i % 2 else nfd}\nfootball tennis golf {i},sport\n"
+                   for i in range(10))
+    out = tmp_path / "o"
+    check(cli("run", table(tmp_path / "t.csv", "text,label\n" + body), "--out", out, *CLASSIC), 0, out=out)
+    assert results(out)["data"]["classes"] == [nfc, "sport"]
+
+
+def test_list_valued_labels_are_refused_with_a_line(tmp_path):
+    lines = [json.dumps({"text": f"what is {i}", "label": ["DESC", "HUM"] if i == 3 else "DESC"}) for i in range(8)]
+    lines += [json.dumps({"text": f"who is {i}", "label": "HUM"}) for i in range(8)]
+    check(cli("run", table(tmp_path / "t.jsonl", "\n".join(lines)), "--out", tmp_path / "o", *CLASSIC), 2,
+          "is a list", "multi-label is not supported")

@@ -159,6 +159,20 @@ def test_text_cli_end_to_end(tmp_path):
     assert rows[1]["text"] == str(tmp_path / "d2.csv") and all(r["label"] in WORDS for r in rows)
     for r in rows:           # three classes, top 3: the listed probabilities are all of them
         assert sum(float(t.rsplit(":", 1)[1]) for t in r["top"].split(";")) == pytest.approx(1, abs=1e-4)
+    # a mistyped file name is never classified as a question; text: forces the literal; a folder is its files;
+    # --text-col and --encoding (which the advice names) exist
+    p = _hs("predict", out / "model", "questons.csv", "--json")
+    assert p.returncode == 2 and "looks like a file name but does not exist" in p.stdout + p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "q.csv").write_bytes("body,id\nthe election vote count,1\nla défense a marqué,2\n".encode("latin-1"))
+    p = _hs("predict", out / "model", folder, "text:questons.csv", "--json", "--text-col", "body",
+            "--encoding", "latin-1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [g["path"] for g in got] == ["q.csv:2", "q.csv:3", "arg 2"] and got[2]["text"] == "questons.csv"
+    assert got[1]["text"] == "la défense a marqué"
 
 
 def test_trec_linear_probe_and_classic(tmp_path):

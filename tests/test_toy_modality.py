@@ -96,7 +96,7 @@ class VectorModality(ModalityBase):
     def input_description(self, size: int) -> str:
         return f"{DIM}-dimensional vectors"
 
-    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
+    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:
         rows = []
         for name in inputs:
             z = np.load(name)

@@ -222,11 +222,15 @@ def assess(
 def predict(
     model: Annotated[str, typer.Argument(help="a model/ folder written by headstart run")],
     inputs: Annotated[list[str], typer.Argument(help="image or audio files or folders; for text models: tables, "
-                                                ".txt files or literal texts; - reads one per line from stdin")],
+                                                ".txt files, folders of them or literal texts (text:WORDS forces "
+                                                "a literal); - reads one per line from stdin")],
     fmt: Annotated[str, typer.Option("--format", help="table | jsonl | csv (to stdout)")] = "table",
     as_json: Annotated[bool, typer.Option("--json", help="same as --format jsonl")] = False,
     runtime: Annotated[str, typer.Option(help="auto (ONNX Runtime when installed and model.onnx exists) | onnx | "
                                          "torch")] = "auto",
+    text_col: Annotated[str, typer.Option(help="text models: the tables' text column (auto-detected if "
+                                          "unambiguous)")] = "",
+    encoding: Annotated[str, typer.Option(help="text models: the files' encoding, e.g. latin-1")] = "utf-8",
 ):
     """Predict classes with an exported headstart model (unreadable files are listed, not fatal; the exit status
     is 1 when no input could be read)."""
@@ -236,7 +240,8 @@ def predict(
     fmt = "jsonl" if as_json else fmt
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} unknown; choose {', '.join(FORMATS)}")
-    rows = do_predict(model, inputs, runtime=runtime, stdin=sys.stdin)
+    rows = do_predict(model, inputs, runtime=runtime, stdin=sys.stdin,
+                      options={"text_col": text_col, "encoding": encoding} if (text_col or encoding != "utf-8") else None)
     failed = bool(rows) and all("error" in r for r in rows)
     if fmt != "table":
         write_rows(rows, fmt, sys.stdout)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 from pathlib import Path
 
 from headstart.core.dataset import display_name, empty_folders, not_regular, scan_folder
@@ -26,6 +28,23 @@ SPLIT_COLS = ("split", "subset", "fold")
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
           "test": "test", "testing": "test"}
 METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")    # Hugging Face imagefolder / audiofolder
+
+
+def label_text(y, where: str, notes: dict | None = None) -> str:
+    """A label cell as its class name: the same integer spelled "1" or "1.0" (pandas writes 1.0 for an int column
+    with gaps) is one class, and NFC/NFD spellings of one name are one name; `notes` collects what was merged, so the
+    run can say so. A list or object value (multi-label JSON) is refused: headstart trains one label per item."""
+    if isinstance(y, (list, dict)):
+        raise UserError(f"{where}: the label {json.dumps(y, ensure_ascii=False)[:60]} is a "
+                        f"{'list' if isinstance(y, list) else 'JSON object'}; headstart trains one label per item "
+                        "(multi-label is not supported): give each row one label")
+    s = unicodedata.normalize("NFC", str(y).strip())
+    if re.fullmatch(r"[+-]?\d+\.0+", s):
+        merged = str(int(float(s)))
+        if notes is not None:
+            notes[s] = merged
+        return merged
+    return s
 
 
 def decode_text(raw: bytes, path: Path, encoding: str) -> str:
@@ -171,7 +190,7 @@ def media_table(table: Path, exts: set[str], what: str, label_col: str = "", pat
         if "__error__" in r:
             skipped.append({"path": where, "reason": r["__error__"]})
             continue
-        name, y = str(r.get(pcol) or "").strip(), str(r.get(lcol) or "").strip()
+        name, y = str(r.get(pcol) or "").strip(), label_text(r.get(lcol) or "", where)
         f = Path(name) if Path(name).is_absolute() else root / name
         source = SPLITS.get(str(r.get(scol) or "").strip().lower(), "") if scol else ""
         if scol and str(r.get(scol) or "").strip() and not source:

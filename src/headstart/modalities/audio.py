@@ -227,7 +227,7 @@ class AudioModality(ModalityBase):
             add_unlabelled(ds, display_name(str(f)), x, hashlib.sha1(x.tobytes()).hexdigest())
         return ds
 
-    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
+    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:
         rows = []
         for f in expand_inputs(inputs, AUDIO_EXTS, "audio"):
             try:

@@ -182,7 +182,7 @@ class ImageModality(ModalityBase):
             add_unlabelled(ds, display_name(str(f)), chw_tensor(ok[0]), ok[1])
         return ds
 
-    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
+    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:
         from torchvision.transforms.v2.functional import center_crop
         files = expand_inputs(inputs, IMAGE_EXTS, "image")
         rows: list[dict] = [{} for _ in files]     # input order, whatever the batching

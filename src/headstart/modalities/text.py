@@ -186,9 +186,9 @@ class TextModality(ModalityBase):
                 ds.skipped.append({"path": where, "reason": "empty text"})
         return ds
 
-    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime) -> list[dict]:
+    def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:
         """Inputs: CSV/TSV/JSONL tables (their text column), .txt files (one text each), or literal strings."""
-        texts, where = read_texts(inputs)
+        texts, where = read_texts(inputs, **(options or {}))
         ids, stats = tokenize(spec.path, texts, spec.input_size)
         ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
         rows = []

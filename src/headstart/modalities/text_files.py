@@ -11,8 +11,8 @@ from pathlib import Path
 
 from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
-from headstart.core.tables import LABEL_COLS, MISSING, TABLE_EXTS, check_column, decode_text, group_of, pick_column, \
-    read_rows
+from headstart.core.tables import LABEL_COLS, MISSING, TABLE_EXTS, check_column, decode_text, group_of, label_text, \
+    pick_column, read_rows
 
 TEXT_EXTS = TABLE_EXTS
 TEXT_COLS = ("text", "sentence", "question", "review", "content", "body", "utterance", "comment")
@@ -29,7 +29,7 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
     if test_file and sources[0][1] == "":
         sources[0] = (path, "train")
     ds = LabeledSet(root=path, classes=[])
-    records, group = [], {}
+    records, group, merged = [], {}, {}
     for src, role in sources:
         if src.is_dir() and group_col:
             raise UserError(f"--group-col {group_col} needs a table with that column; {src} is a folder of .txt files")
@@ -68,7 +68,7 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
                 ds.skipped.append({"path": where, "reason": f"missing label ({str(y).strip()!r})" if y else
                                    "missing label"})
             else:
-                records.append((where, str(t).strip(), str(y).strip(), role))
+                records.append((where, str(t).strip(), label_text(y, where, merged), role))
                 if group_col:
                     group[where] = group_of(r, group_col)
     if not records:
@@ -88,6 +88,8 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
         ds.hashes.append(digest(t))
         ds.match_keys.append(normalised(t))
     ds.groups = [group[w] for w in ds.paths] if group_col else []
+    if merged:
+        ds.stats["merged_labels"] = merged          # the run log says which spellings became one class
     return ds
 
 
@@ -119,25 +121,57 @@ def normalised(text: str) -> str:
     return key or " ".join(text.casefold().split())
 
 
-def read_texts(inputs: list[str]) -> tuple[list[str], list[str]]:
-    """(texts, where each came from): CSV/TSV/JSONL tables (their text column), .txt files (one text each), piped
-    lines and literal strings."""
+LITERAL = "text:"          # `headstart predict MODEL text:notes.csv` classifies the string "notes.csv" itself
+
+
+def looks_like_a_path(s: str) -> bool:
+    """One word with a folder separator or a data file's extension: meant as a file, never a question."""
+    return len(s.split()) == 1 and ("/" in s or "\\" in s or Path(s).suffix.lower() in TEXT_EXTS | {".txt"})
+
+
+def read_texts(inputs: list[str], text_col: str = "", encoding: str = "utf-8") -> tuple[list[str], list[str]]:
+    """(texts, where each came from): CSV/TSV/JSONL tables (their text column), .txt files (one text each), folders
+    of those, piped lines and literal strings. An argument that looks like a file name but does not exist is refused
+    (a mistyped questons.csv was classified as a question); `text:...` forces a literal text."""
     texts, where = [], []
-    for n, s in enumerate(inputs, 1):
+    for n, s in enumerate(_expand_folders(inputs), 1):
         p = Path(s)
         if getattr(s, "piped", False):      # piped lines are texts, even when one looks like a file name
             texts.append(str(s))
             where.append(s.origin)
+        elif str(s).startswith(LITERAL):
+            texts.append(str(s)[len(LITERAL):])
+            where.append(getattr(s, "origin", f"arg {n}"))
         elif p.is_file() and p.suffix.lower() in TEXT_EXTS:
-            rows = read_rows(p, "utf-8")
-            col = pick_column([c for c in rows[0] if not c.startswith("__")], "", TEXT_COLS, "text", p) if rows else ""
+            rows = read_rows(p, encoding)
+            col = pick_column([c for c in rows[0] if not c.startswith("__")], text_col, TEXT_COLS, "text", p) \
+                if rows else ""
             for r in rows:
                 texts.append(str(r.get(col) or ""))
                 where.append(f"{p.name}:{r['__line__']}")
         elif p.is_file():
-            texts.append(p.read_text(errors="replace"))
+            texts.append(p.read_text(encoding=encoding, errors="replace"))
             where.append(str(p))
+        elif looks_like_a_path(str(s)):
+            raise UserError(f"input {str(s)!r} looks like a file name but does not exist; check the path, or pass "
+                            f"{LITERAL}{s} to classify that string itself")
         else:
             texts.append(str(s))
             where.append(getattr(s, "origin", f"arg {n}"))
     return texts, where
+
+
+def _expand_folders(inputs: list[str]) -> list[str]:
+    """A folder is never a text: it stands for the tables and .txt files below it (none: a user error)."""
+    out = []
+    for s in inputs:
+        p = Path(s)
+        if getattr(s, "piped", False) or not p.is_dir():
+            out.append(s)
+            continue
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_EXTS | {".txt"})
+        if not files:
+            raise UserError(f"input {s!r} is a folder with no tables or .txt files; pass text files, tables or "
+                            "literal texts")
+        out += [str(f) for f in files]
+    return out

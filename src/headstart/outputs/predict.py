@@ -42,11 +42,13 @@ def with_stdin(inputs: list[str], stdin) -> list[str]:
 
 
 def predict(model_dir: str | Path, inputs: list[str], batch_size: int = 32, top: int = 3,
-            runtime: str = "auto", stdin=None) -> list[dict]:
+            runtime: str = "auto", stdin=None, options: dict | None = None) -> list[dict]:
+    """options: how text models read tables ({"text_col": ..., "encoding": ...})."""
     model, spec, classes, meta = load_folder(model_dir)
     inputs = with_stdin(list(inputs), stdin)
     rows = MODALITIES[spec.modality]().predict(model_dir, model, spec, classes, inputs, max(top, len(classes))
-                                               if meta.get("operating_point") else top, batch_size, runtime)
+                                               if meta.get("operating_point") else top, batch_size, runtime,
+                                               options=options)
     return [apply_operating_point(r, meta.get("operating_point"), classes, top) for r in rows]
 
 

@@ -217,6 +217,8 @@ def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, wr
     """The data, loaded once, and the run's split: reloaded from split.json (checked against the data), else made
     and saved (by rank 0)."""
     ds = modality.load(cfg, spec, size)
+    for spelled, name in (ds.stats.get("merged_labels") or {}).items():
+        log(f"label {spelled!r} read as class {name!r} (the same number; a spreadsheet or pandas writes 1.0 for 1)")
     if ds.skipped:
         log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
             f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
