@@ -729,3 +729,18 @@ def test_list_valued_labels_are_refused_with_a_line(tmp_path):
     lines += [json.dumps({"text": f"who is {i}", "label": "HUM"}) for i in range(8)]
     check(cli("run", table(tmp_path / "t.jsonl", "\n".join(lines)), "--out", tmp_path / "o", *CLASSIC), 2,
           "is a list", "multi-label is not supported")
+
+
+def test_train_and_Train_are_both_read_and_a_hidden_folder_is_named(tmp_path):
+    """A merge from a case-insensitive file system: train/ and Train/ (and cats/ beside Cats/) lost one of them,
+    16 of 38 images, with exit 0. A hidden folder of images was skipped without a word."""
+    d = tmp_path / "d"
+    images(d / "train", per_class=6)
+    images(d / "Train", per_class=4, classes=("A", "b"))          # A/ is a/ spelled otherwise: one class
+    images(d / "val", per_class=3)
+    images(d / ".cache", per_class=2)
+    out = tmp_path / "o"
+    check(cli("run", d, "--out", out, *CLASSIC), 0, out=out)
+    res = results(out)
+    assert [c.lower() for c in res["data"]["classes"]] == ["a", "b"] and res["data"]["n_items"] == 12 + 8 + 6
+    assert any(s["path"] == ".cache/" and "hidden folder" in s["reason"] for s in res["data"]["skipped"])

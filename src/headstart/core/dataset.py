@@ -108,21 +108,25 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
         raise UserError(f"data path {str(root)!r} does not exist; pass a folder with one subfolder per class")
     if not root.is_dir():
         raise UserError(f"data path {str(root)!r} is a file; pass a folder with one subfolder per class")
-    subdirs = {p.name.lower(): p for p in _list_class_dirs(root)}
+    subdirs = _by_casefold(_list_class_dirs(root))      # train/ and Train/ (a merged export): both are train
     entries: list[tuple[Path, str, str]] = []
     seen: set[str] = set()
+    name_of: dict[str, str] = {}                         # one class for Cats/ and cats/: its first spelling
+
+    def cls(cdir: Path) -> str:
+        return name_of.setdefault(display_name(cdir.name).casefold(), display_name(cdir.name))
     if "train" in subdirs:
         for name in SPLIT_NAMES:
-            if name in subdirs:
-                for cdir in _list_class_dirs(subdirs[name]):
-                    entries += [(f, display_name(cdir.name), name) for f in _list_files(cdir, exts, seen)]
+            for folder in subdirs.get(name, []):
+                for cdir in _list_class_dirs(folder):
+                    entries += [(f, cls(cdir), name) for f in _list_files(cdir, exts, seen)]
         extra = sorted(set(subdirs) - set(SPLIT_NAMES))
         if extra:
             raise UserError(f"{root} has train/ beside unexpected folders {extra}; with user splits only "
                             "train/, val/ and test/ are allowed (or drop train/ for folder-per-class)")
     else:
-        for cdir in subdirs.values():
-            entries += [(f, display_name(cdir.name), "") for f in _list_files(cdir, exts, seen)]
+        for cdir in (d for ds in subdirs.values() for d in ds):
+            entries += [(f, cls(cdir), "") for f in _list_files(cdir, exts, seen)]
     if not entries:
         raise UserError(f"no {what} found under {root} (looked for {', '.join(sorted(exts))} files "
                         "inside class subfolders: root/<class>/<file>)")
@@ -137,14 +141,36 @@ def scan_folder(root: str | Path, exts: set[str], what: str) -> tuple[list[str],
     return classes, entries
 
 
+def _by_casefold(dirs: list[Path]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for d in dirs:
+        out.setdefault(d.name.lower(), []).append(d)
+    return out
+
+
 def empty_folders(root: str | Path, entries) -> list[dict]:
-    """Class folders without a single usable file: listed as skipped (a class never silently disappears)."""
+    """Class folders without a single usable file, and hidden folders (a name starting with '.') that were not
+    read: listed as skipped (a class or a folder of data never silently disappears)."""
     root = Path(root)
-    used = {(s, c) for _, c, s in entries}
-    tops = {p.name.lower(): p for p in _list_class_dirs(root)}
-    roles = [(n, tops[n]) for n in SPLIT_NAMES if n in tops] if "train" in tops else [("", root)]
+    used = {(s, c.casefold()) for _, c, s in entries}
+    tops = _by_casefold(_list_class_dirs(root))
+    roles = ([(n, f) for n in SPLIT_NAMES for f in tops.get(n, [])] if "train" in tops else [("", root)])
     return [{"path": display_name((f"{folder.name}/" if role else "") + f"{cdir.name}/"),
              "reason": "empty class folder (no usable files): " + ("class ignored" if role in ("", "train")
                                                                    else "nothing to evaluate")}
             for role, folder in roles for cdir in _list_class_dirs(folder)
-            if (role, display_name(cdir.name)) not in used]
+            if (role, display_name(cdir.name).casefold()) not in used] + hidden_folders(root)
+
+
+def hidden_folders(root: Path, depth: int = 3) -> list[dict]:
+    """Folders whose name starts with '.' down to `depth` levels (root/, split/, class/): not read, but named."""
+    out = []
+    for dirpath, dirnames, _ in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                out.append({"path": display_name(f"{rel / d}/" if rel.parts else f"{d}/"),
+                            "reason": "hidden folder (its name starts with '.'): not read; rename it to use its "
+                                      "files"})
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if len(rel.parts) + 1 < depth else []
+    return out
