@@ -45,6 +45,32 @@ def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
     assert 120 <= arr.mean() <= 135
 
 
+@pytest.mark.parametrize("make, lo, hi", [
+    (lambda g: (g / 255.0).astype(np.float32), 0.0, 1.0),                     # float TIFF in [0, 1] (was black)
+    (lambda g: g.astype(np.float32), 0.0, 255.0),                             # float in [0, 255]
+    (lambda g: (g / 255.0 * 2 - 1).astype(np.float32), -1.0, 1.0),            # signed float
+    (lambda g: (g / 255.0 * 4095).astype(np.uint16), 0, 4095),                # 12-bit in 16 (was mean 7.9)
+    (lambda g: (g / 255.0 * 65535).astype(np.uint16), 0, 65535),              # full 16-bit
+    (lambda g: (g.astype(np.int32) - 128) * 100, -12800, 12700),              # signed 32-bit integers
+])
+def test_high_range_tiffs_decode_by_their_real_range(tmp_path, make, lo, hi):
+    """A horizontal gradient in every range scientific exports use comes out as the same 8-bit gradient."""
+    g = np.tile(np.arange(256, dtype=np.float64), (16, 1))
+    a = make(g)
+    assert a.min() == pytest.approx(lo, abs=1) and a.max() == pytest.approx(hi, abs=hi / 100 + 1)
+    Image.fromarray(a).save(tmp_path / "g.tiff")
+    arr = decode_image((tmp_path / "g.tiff").read_bytes(), short_side=16)
+    row = arr[8, :, 0].astype(float)
+    assert 110 <= arr.mean() <= 145 and row[-5:].mean() - row[:5].mean() > 200     # full contrast, not black
+
+
+def test_not_a_number_pixels_are_refused(tmp_path):
+    a = np.full((16, 16), np.nan, dtype=np.float32)
+    Image.fromarray(a).save(tmp_path / "n.tiff")
+    with pytest.raises(ValueError, match="not-a-number"):
+        decode_image((tmp_path / "n.tiff").read_bytes(), short_side=16)
+
+
 def test_alpha_composited_on_white(tmp_path):
     Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "t.png")
     assert decode_image((tmp_path / "t.png").read_bytes(), 8).min() == 255

@@ -55,15 +55,33 @@ def to_rgb(img):
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8))
+        img = Image.fromarray(to_uint8(np.asarray(img, dtype=np.float64), img.mode == "F"))
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img.convert("RGBA"))
     return img.convert("RGB")
+
+
+def to_uint8(a: np.ndarray, floating: bool) -> np.ndarray:
+    """One channel of high-range pixels scaled by the range the image really uses: floats in [0, 1] (scientific
+    exports) x 255, floats in [0, 255] as they are; integers by the smallest bit depth that holds their maximum (a
+    12-bit sensor stored in 16-bit TIFFs fills 0-4095: divided by 65535 it was almost black); signed or other
+    ranges stretched from their minimum to their maximum. Not-a-number pixels are refused."""
+    if not np.isfinite(a).all():
+        raise ValueError("image has not-a-number or infinite pixels; export it with finite values")
+    lo, hi = float(a.min()), float(a.max())
+    if floating and lo >= 0 and hi <= 1.0:
+        scaled = a * 255.0
+    elif lo >= 0 and hi <= 255:
+        scaled = a
+    elif lo >= 0 and not floating:
+        depth = next(b for b in (10, 12, 14, 16, 32) if hi < 2 ** b)
+        scaled = a / (2 ** depth - 1) * 255.0
+    else:
+        scaled = (a - lo) / max(hi - lo, 1e-12) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
 def chw_tensor(arr: np.ndarray):
