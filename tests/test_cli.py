@@ -127,7 +127,7 @@ def test_too_few_images_is_a_clear_error(tmp_path):
     from conftest import make_image_folder
     data = make_image_folder(tmp_path / "d", per_class=2, extras=False)
     r = hs("run", data, "--out", tmp_path / "o")
-    assert r.returncode == 2 and "has 2 image(s); needs at least 3" in r.stdout
+    assert r.returncode == 2 and "has 2 item(s); needs at least 3" in r.stdout
 
 
 def test_unwritable_output_folder(tiny_folder, tmp_path):

@@ -438,6 +438,8 @@ def test_report_html_escapes_labels_and_embeds_only_its_own_plots(tmp_path):
     html = (out / "report.html").read_text()
     assert "<img src=" not in html.split("</style>")[1].replace('<img src="data:image/png', "")
     assert "&lt;img" in html and base64_of(secret) not in html
+    md = (out / "report.md").read_text()           # report.md shows the label as text in its tables too
+    assert "<img" not in "\n".join(line for line in md.splitlines() if line.startswith("|"))
 
 
 def base64_of(path: Path) -> str:
@@ -744,3 +746,15 @@ def test_train_and_Train_are_both_read_and_a_hidden_folder_is_named(tmp_path):
     res = results(out)
     assert [c.lower() for c in res["data"]["classes"]] == ["a", "b"] and res["data"]["n_items"] == 12 + 8 + 6
     assert any(s["path"] == ".cache/" and "hidden folder" in s["reason"] for s in res["data"]["skipped"])
+
+
+@pytest.mark.parametrize("name, data", [
+    ("semi.csv", ("text;label\n" + "".join(f"apple banana {i};x\nfootball tennis {i};y\n" for i in range(10))).encode()),
+    ("excel.tsv", ("text\tlabel\n" + "".join(f"apple banana {i}\tx\nfootball tennis {i}\ty\n"
+                                          for i in range(10))).encode("utf-16")),
+])
+def test_semicolon_csv_and_utf16_tsv_are_read(tmp_path, name, data):
+    """A ';'-delimited CSV and Excel's UTF-16 "Unicode text" got advice that could not help."""
+    out = tmp_path / "o"
+    check(cli("run", table(tmp_path / name, data), "--out", out, *CLASSIC), 0, out=out)
+    assert results(out)["data"]["classes"] == ["x", "y"] and results(out)["data"]["n_items"] == 20

@@ -48,6 +48,10 @@ def label_text(y, where: str, notes: dict | None = None) -> str:
 
 
 def decode_text(raw: bytes, path: Path, encoding: str) -> str:
+    """The file's text; a UTF-16 byte-order mark (Excel's "Unicode text" export) is honoured whatever the encoding
+    says, a UTF-8 one dropped."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding = "utf-16"
     try:
         return raw.decode(encoding).lstrip("\ufeff")
     except UnicodeDecodeError as e:
@@ -90,7 +94,7 @@ def read_rows(path: Path, encoding: str) -> list[dict]:
     text = decode_text(path.read_bytes(), path, encoding)
     if path.suffix.lower() in (".jsonl", ".json"):
         return json_rows(text)
-    delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    delim = header_delimiter(text, "\t" if path.suffix.lower() == ".tsv" else ",")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
     rows, last = [], 1
     for r in reader:
@@ -110,6 +114,15 @@ def read_rows(path: Path, encoding: str) -> list[dict]:
     if dup is not None:
         raise UserError(f"{path}: line 1 names the column {dup!r} twice (which one holds the data?); rename one")
     return rows
+
+
+def header_delimiter(text: str, default: str) -> str:
+    """The delimiter the header row uses: European spreadsheets write CSV with ';', some tools '|' or tabs. The one
+    that splits the header most wins; none: the extension's default."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: (counts[d], d == default))
+    return best if counts[best] else default
 
 
 def pick_column(cols: list[str], wanted: str, names: tuple[str, ...], what: str, path: Path) -> str:

@@ -220,7 +220,7 @@ def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, wr
     for spelled, name in (ds.stats.get("merged_labels") or {}).items():
         log(f"label {spelled!r} read as class {name!r} (the same number; a spreadsheet or pandas writes 1.0 for 1)")
     if ds.skipped:
-        log(f"skipped {len(ds.skipped)} unreadable file(s), listed in results.json (first: "
+        log(f"skipped {len(ds.skipped)} unusable item(s) (files or table rows), listed in results.json (first: "
             f"{ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
     split_path = run_dir / "split.json"
     split = None

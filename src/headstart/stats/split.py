@@ -35,8 +35,8 @@ def _carve(idx: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: st
     for c in np.unique(labels[idx]):
         members = idx[labels[idx] == c]
         if len(members) < 2:
-            raise UserError(f"class {classes[c]!r} has {len(members)} usable image(s) left for the {what} split; "
-                            f"needs at least 2 (one to train on, one for {what}): add images or merge classes")
+            raise UserError(f"class {classes[c]!r} has {len(members)} usable item(s) left for the {what} split; "
+                            f"needs at least 2 (one to train on, one for {what}): add items or merge classes")
         members = rng.permutation(members)
         k = min(len(members) - 1, max(1, int(round(frac * len(members))), min(MIN_EVAL, len(members) // 3)))
         carved += members[:k].tolist()
@@ -70,15 +70,15 @@ def make_split(sources: list[str], labels: list[int], classes: list[str], val_fr
     counts = {classes[c]: int((labels_a == c).sum()) for c in range(len(classes))}
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
-        raise UserError(f"class(es) {empty} have no usable images; add images or remove the folder(s)")
+        raise UserError(f"class(es) {empty} have no usable items; add items of them or remove them")
     if have == {""}:
         need = 3
         small = {c: n for c, n in counts.items() if n < need}
         if small:
             c, n = next(iter(small.items()))
-            raise UserError(f"class {c!r} has {n} image(s); needs at least {need} to split into train/val/test "
-                            "(add images, or give your own train/ and test/ folders)")
-    roles = {"train": "train/" if "train" in have else "carved from all images"}
+            raise UserError(f"class {c!r} has {n} item(s); needs at least {need} to split into train/val/test "
+                            "(add items of it, or give your own train/ and test/ folders or a --test-file)")
+    roles = {"train": "train/" if "train" in have else "carved from all items"}
     pool = np.flatnonzero((src == "train") | (src == ""))
     if "test" in have:
         test = np.flatnonzero(src == "test").tolist()
