@@ -758,3 +758,18 @@ def test_semicolon_csv_and_utf16_tsv_are_read(tmp_path, name, data):
     out = tmp_path / "o"
     check(cli("run", table(tmp_path / name, data), "--out", out, *CLASSIC), 0, out=out)
     assert results(out)["data"]["classes"] == ["x", "y"] and results(out)["data"]["n_items"] == 20
+
+
+def test_many_classes_with_two_images_each_finish_and_say_how_far_they_are(tmp_path):
+    """200 classes x 2 images printed nothing for 15 minutes (the classic solver's warning, once per fit) and was
+    killed. The C sweep is warm-started (200 classes: 18 s), prints a line per C, and non-convergence is one entry
+    in the policy, not a warning per fit."""
+    classes = [f"c{i:02d}" for i in range(60)]
+    d = tmp_path / "d"
+    make_image_folder(d / "train", classes=classes, per_class=2, size=24, extras=False)
+    make_image_folder(d / "test", classes=classes, per_class=1, size=24, extras=False, seed=1)
+    out = tmp_path / "o"
+    r = cli("run", d, "--out", out, *CLASSIC)
+    check(r, 0, "classic: C=0.01 (1 of 7)", "classic: C=10 (7 of 7)", out=out)
+    assert "ConvergenceWarning" not in r.output
+    assert len(results(out)["data"]["classes"]) == 60

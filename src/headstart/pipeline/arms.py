@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import warnings
 import functools
 import io
 import itertools
@@ -61,6 +62,7 @@ def run_probe(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_
         trainable_params=int(n_feat + p.bias.size), total_params=int(n_feat + p.bias.size + _backbone_params(ctx)),
         policy={"strategy": strat.name, "C": p.C, "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": p.chosen_by, "bn_policy": "frozen (eval-mode backbone)",
+                **({"not_converged_at_C": p.not_converged} if p.not_converged else {}),
                 "rebalance": ctx.decision.rebalance,
                 "features": f"centre crop, {t.features_dtype}, cached"},
         details={"features_seconds": t.features_seconds, "features_cached": t.features_cached}), None
@@ -74,6 +76,7 @@ def _backbone_params(ctx: RunContext) -> int:
 def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_check=None):
     """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val (by
     cross-validation on train+val when validation is thin for a rare class)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import log_loss
     t0 = time.perf_counter()
     items, y = ctx.modality.classic_inputs(ctx.inputs), np.asarray(ctx.ds.labels)
@@ -83,10 +86,16 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     labels = list(range(k))
     cw = train_class_weights(ctx)           # validation log-loss weights when rebalancing (None: unweighted)
 
-    def fitted(C, idx):                      # sample weights reach the pipeline's last step (the classifier)
-        pipe = ctx.modality.classic_pipeline(C, seed)
+    def fitted(C, idx, pipe=None):           # sample weights reach the pipeline's last step (the classifier)
+        pipe = pipe or ctx.modality.classic_pipeline(C, seed)
+        last = pipe.steps[-1][0]
+        pipe.set_params(**{f"{last}__C": C, f"{last}__warm_start": True})     # the C path, warm-started
         w = {"sample_weight": class_weights(y[idx], k)[y[idx]]} if mode == "class-weights" else {}
-        return pipe.fit(pick(idx), y[idx], **{f"{pipe.steps[-1][0]}__{n}": v for n, v in w.items()})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)     # once in the policy, not once per fit
+            pipe.fit(pick(idx), y[idx], **{f"{last}__{n}": v for n, v in w.items()})
+        unconverged.extend(C for c in caught if issubclass(c.category, ConvergenceWarning))
+        return pipe
 
     def probs(pipe, idx, fit_idx):           # logit adjustment: the plain fit's probabilities over the prior
         p = _full_probs(pipe, pick(idx), k)
@@ -95,10 +104,13 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                                             sample_weight=None if w is None else w[y[idx]]))
     # thin validation of a rare class: C by cross-validation on train+val, as the probe does (stats/probe.py)
     folds = thin_validation_folds(y, np.asarray(tr), np.asarray(va), k, MIN_TUNE if mode != "none" else 0, seed)
-    sweep, best = [], None
-    for C in ctx.cfg.probe_cs:
-        pipe = fitted(C, tr)
+    sweep, best, pipe, unconverged = [], None, None, []
+    cs = sorted(ctx.cfg.probe_cs)           # strong to weak regularisation: each fit starts from the last
+    for i, C in enumerate(cs):
+        t_fit = time.perf_counter()
+        pipe = fitted(C, tr, pipe)
         pv = probs(pipe, va, tr)
+        _sweep_progress(ctx, i, len(cs), C, time.perf_counter() - t_fit, t0)
         row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()), "val_loss": wlog(va, pv, cw),
                "val_acc": float((pv.argmax(1) == y[va]).mean())}
         if folds:
@@ -119,8 +131,17 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": (f"{len(folds)}-fold cross-validation on train+val (thin validation)" if folds else
                               "validation log-loss") + "; refit on train+val", "pretrained": False,
-                "rebalance": mode,
+                "rebalance": mode, **({"not_converged_at_C": sorted(set(unconverged))} if unconverged else {}),
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
+
+
+def _sweep_progress(ctx: RunContext, i: int, n: int, C: float, seconds: float, t0: float) -> None:
+    """One line per C of the classic sweep; after the first fit, how long the sweep may take when that is over a
+    minute (200 classes of 24x24 pixels printed nothing for 15 minutes)."""
+    if i == 0 and seconds * n > 60:
+        ctx.log(f"classic: the first fit took {seconds:.0f} s; its sweep over {n} values of C may take about "
+                f"{seconds * n / 60:.0f} minute(s) (fewer values: \"probe_cs\" in a --config file)")
+    ctx.note(f"classic: C={C:g} ({i + 1} of {n}) fitted in {seconds:.1f} s ({time.perf_counter() - t0:.0f} s so far)")
 
 
 def _adjusted(p: np.ndarray, log_prior: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 
 from headstart.stats.metrics import class_weights, log_prior
@@ -31,6 +33,7 @@ class Probe:
     train_bias: np.ndarray | None = None
     sweep: list[dict] = field(default_factory=list)
     chosen_by: str = "validation log-loss; refit on train+val"
+    not_converged: list = field(default_factory=list)    # values of C whose fit hit max_iter
     val_loss: float = 0.0
     val_acc: float = 0.0
 
@@ -41,6 +44,7 @@ class Probe:
 def _fit(x, y, C, n_classes, seed, clf=None, class_weight=None):
     """Standardised logistic regression folded into a raw-feature head. Passing the previous C's `clf` warm-starts
     the solver from its solution (the C path is swept from strong to weak regularisation)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(0)
@@ -49,7 +53,9 @@ def _fit(x, y, C, n_classes, seed, clf=None, class_weight=None):
     scale = np.maximum(x.std(0), 0.01 * np.median(x.std(0)) + 1e-12)
     clf = clf.set_params(C=C) if clf is not None else LogisticRegression(C=C, max_iter=3000, random_state=seed,
                                                                          warm_start=True)
-    clf.fit((x - mean) / scale, y, sample_weight=None if class_weight is None else class_weight[y])
+    with warnings.catch_warnings():          # said once, in the probe's policy (not_converged_at_C), not per fit
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((x - mean) / scale, y, sample_weight=None if class_weight is None else class_weight[y])
     coef, icpt = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # binary: two-logit softmax equal to the sigmoid
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
@@ -117,6 +123,8 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     best, clf = None, None
     for C in sorted(cs):
         w, b, clf = fit(tr, C, clf)
+        if int(np.max(clf.n_iter_)) >= clf.max_iter:
+            probe.not_converged.append(C)
         tl, ta = _loss_acc(w, b, feats[tr], y[tr], cw)
         vl, vacc = _loss_acc(w, b, feats[va], y[va], cw)
         row = {"C": C, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": vacc}
