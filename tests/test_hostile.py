@@ -364,6 +364,19 @@ def _copy(model_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(model_dir, tmp_path / "m"))
 
 
+def _edit_meta(m: Path, change) -> None:
+    d = json.loads((m / "headstart_model.json").read_text())
+    change(d)
+    (m / "headstart_model.json").write_text(json.dumps(d))
+
+
+def _other_weights(m: Path) -> None:
+    from headstart.models.factory import create_backbone, save_folder
+    model, spec = create_backbone("efficientnet_lite1", 2, pretrained=False)
+    save_folder(m.parent / "other", model, spec, ["a", "b"], 64)
+    (m / "model.safetensors").write_bytes((m.parent / "other" / "model.safetensors").read_bytes())
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda m: (m / "headstart_model.json").unlink(), "not a headstart model folder"),
     (lambda m: (m / "headstart_model.json").write_text('{"format": 99}'), "format 99"),
@@ -371,6 +384,13 @@ def _copy(model_dir: Path, tmp_path: Path) -> Path:
     (lambda m: (m / "headstart_model.json").write_text('{"format": 1, "spec": {}}'), "incomplete"),
     (lambda m: (m / "model.safetensors").write_bytes(b"\x80\x04K\x01."), "not a valid safetensors file"),
     (lambda m: (m / "model.safetensors").unlink(), "model.safetensors is missing"),
+    # hand-edited or mismatched (round three): validated against the weights before predicting
+    (lambda m: _edit_meta(m, lambda d: d["spec"].update(crop_pct=0)), "crop_pct 0 is outside"),
+    (lambda m: _edit_meta(m, lambda d: d["spec"].update(input_size=256)), "not the size the model trained at (64)"),
+    (lambda m: _edit_meta(m, lambda d: d.update(classes=["a", "b", "c"])), "does not fit headstart_model.json"),
+    (lambda m: _edit_meta(m, lambda d: d.update(classes=["a"])), "at least 2 different names"),
+    (lambda m: _edit_meta(m, lambda d: d["spec"].update(arch="no_such_net_v9")), "cannot be built"),
+    (lambda m: _other_weights(m), "does not fit headstart_model.json"),
 ])
 def test_broken_model_folders(model_dir, tmp_path, edit, message):
     m = _copy(model_dir, tmp_path)

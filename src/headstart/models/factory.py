@@ -17,7 +17,7 @@ import dataclasses
 import importlib
 from pathlib import Path
 
-from headstart.core.errors import UserError
+from headstart.core.errors import UserError, first_line
 from headstart.models.registry import BACKBONES, FAMILIES, BackboneSpec, hub_spec, parse_backbone_name
 from headstart.models.weights import read_meta, read_weights, save_weights, write_meta
 
@@ -81,9 +81,19 @@ def load_folder(folder: str | Path):
     if spec.family != "timm":
         spec.path = str(folder)          # its config (and tokenizer) lie in the folder
     fam = family(spec)
-    model = fam.from_folder(folder, spec, len(meta["classes"]))
+    fix = "re-export the model with headstart run (or restore its headstart_model.json)"
+    try:
+        model = fam.from_folder(folder, spec, len(meta["classes"]))
+    except (RuntimeError, ValueError, KeyError, OSError) as e:      # an architecture name no library knows
+        raise UserError(f"{folder}: the architecture {spec.arch!r} in headstart_model.json cannot be built "
+                        f"({first_line(e, 120)}); {fix}") from None
     state = read_weights(folder / "model.safetensors")
-    model.load_state_dict(fam.import_state(state) if hasattr(fam, "import_state") else state, strict=True)
+    try:
+        model.load_state_dict(fam.import_state(state) if hasattr(fam, "import_state") else state, strict=True)
+    except (RuntimeError, KeyError) as e:      # classes edited, or another model's weights
+        raise UserError(f"{folder}: model.safetensors does not fit headstart_model.json ({len(meta['classes'])} "
+                        f"classes, {spec.arch}: {first_line(e, 120)}); the class list or architecture was edited, or "
+                        f"the weights belong to another model: {fix}") from None
     return model.eval(), spec, meta["classes"], meta
 
 
@@ -96,4 +106,5 @@ def save_folder(folder: str | Path, model, spec: BackboneSpec, classes: list[str
     state = model.state_dict()
     save_weights(folder / "model.safetensors", fam.export_state(state) if hasattr(fam, "export_state") else state)
     extras = fam.save_extras(model, spec, folder, input_size=input_size, classes=classes)
-    write_meta(folder, {**spec.to_dict(), "input_size": input_size, **extras}, classes, extra or {})
+    write_meta(folder, {**spec.to_dict(), "input_size": input_size, **extras}, classes,
+               {"trained_input_size": input_size, **(extra or {})})

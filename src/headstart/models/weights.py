@@ -43,7 +43,28 @@ def read_meta(folder: str | Path) -> dict:
     if bad or not all(isinstance(c, str) for c in meta["classes"]):
         what = f"spec field {bad!r}" if bad else "classes"
         raise UserError(f"{meta_path}: {what} has a value of the wrong type (edited by hand?); re-export the model")
+    out = _out_of_range(meta)
+    if out:
+        raise UserError(f"{meta_path}: {out} (edited by hand?); re-export the model")
     return meta
+
+
+def _out_of_range(meta: dict) -> str | None:
+    """Values no export writes: a crop fraction of 0, an input size that would cost 4x the memory and change the
+    predictions, a zero std, fewer than 2 classes or repeated ones."""
+    spec, classes = meta["spec"], meta["classes"]
+    trained = meta.get("trained_input_size")        # written beside the spec by exports since issue 28
+    if not 0.05 < float(spec.get("crop_pct", 1.0)) <= 1.0:
+        return f"crop_pct {spec['crop_pct']!r} is outside (0.05, 1]"
+    if trained is not None and spec["input_size"] != trained:
+        return f"input_size {spec['input_size']!r} is not the size the model trained at ({trained})"
+    if spec.get("modality", "image") == "image" and not 16 <= spec["input_size"] <= 2048:
+        return f"input_size {spec['input_size']!r} is outside 16..2048 px"
+    if any(float(x) == 0 for x in spec.get("std") or ()):
+        return "std has a zero"
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        return f"classes {classes[:5]!r} must be at least 2 different names"
+    return None
 
 
 _TYPES = {"int": int, "float": (int, float), "str": str}
