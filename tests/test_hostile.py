@@ -793,3 +793,14 @@ def test_many_classes_with_two_images_each_finish_and_say_how_far_they_are(tmp_p
     check(r, 0, "classic: C=0.01 (1 of 7)", "classic: C=10 (7 of 7)", out=out)
     assert "ConvergenceWarning" not in r.output
     assert len(results(out)["data"]["classes"]) == 60
+
+
+def test_a_class_without_test_items_says_so_instead_of_zero_recall(tmp_path):
+    d = tmp_path / "d"
+    images(d / "train", per_class=6, classes=("a", "b", "c"))
+    images(d / "test", per_class=3, classes=("a", "b"))
+    out = tmp_path / "o"
+    check(cli("run", d, "--out", out, *CLASSIC), 0, out=out)
+    md = (out / "report.md").read_text()
+    assert "| strategy | a (n=3) | b (n=3) | c (n=0) |\n| --- | --- | --- | --- |" not in md      # (layout check)
+    assert "| classic | 100.0% | 100.0% | no test items |" in md
