@@ -99,7 +99,7 @@ def test_clear_errors(tmp_path):
 
 
 def test_too_few_images_says_how_many():
-    with pytest.raises(UserError, match="class 'b' has 2 image.*at least 3"):
+    with pytest.raises(UserError, match="class 'b' has 2 item.*at least 3"):
         make_split([""] * 7, [0, 0, 0, 0, 0, 1, 1], ["a", "b"], 0.2, 0.2, seed=0)
 
 

@@ -23,6 +23,7 @@ from headstart.core.io import write_json
 RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
              "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file",
              "tracker")
+INF = float("inf")
 # every numeric setting's valid range (low, high, what it is), checked before any work: a bootstrap of 0 used to
 # crash only after all training had finished, a negative validation fraction was accepted
 RANGES = {"seeds": (1, 100, "seeds"), "batch_size": (1, 4096, "items per batch"), "epochs": (0, 10_000, "epochs"),
@@ -32,9 +33,9 @@ RANGES = {"seeds": (1, 100, "seeds"), "batch_size": (1, 4096, "items per batch")
           "bootstrap": (100, 1_000_000, "resamples"), "jobs": (0, 1024, "processes (0: chosen)"),
           "devices": (1, 1024, "devices"), "num_workers": (0, 256, "DataLoader workers"),
           "trunk_views": (0, 64, "views per item"), "crop_scale": (0.01, 1.0, "an area share"),
-          "race_margin": (0.0, 1.0, "a share of the score"), "near_dup_threshold": (0.0, 10.0, "a cosine"),
-          "lr_head": (0.0, 10.0, "a learning rate"), "lr_body": (0.0, 10.0, "a learning rate"),
-          "lr_decay": (0.0, 1.0, "a factor per group"), "scratch_lr": (0.0, 10.0, "a learning rate"),
+          "race_margin": (-INF, 1.0, "a share of the score (negative: stop scratch at once, for tests)"), "near_dup_threshold": (0.0, 10.0, "a cosine"),
+          "lr_head": (0.0, INF, "a learning rate"), "lr_body": (0.0, INF, "a learning rate"),
+          "lr_decay": (0.0, 1.0, "a factor per group"), "scratch_lr": (0.0, INF, "a learning rate"),
           "weight_decay": (0.0, 10.0, "a factor"), "target_metric": (0.0, 1.0, "a score between 0 and 1"),
           "price_per_hour": (0.0, 1e6, "dollars"), "device_watts": (0.0, 1e6, "watts"),
           "unfreeze_groups": (0, 1000, "block groups"), "unfreeze_every": (-1, 1000, "epochs (-1: all at once)"),
