@@ -26,7 +26,7 @@ from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
 from headstart.pipeline.frozen import features, probe, train_class_weights, train_log_prior
 from headstart.stats.evaluate import softmax
-from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior
+from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior, logit_adjusted
 from headstart.stats.probe import thin_validation_folds
 from headstart.training.loop import fit
 from headstart.training.strategies import Strategy
@@ -99,7 +99,7 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
 
     def probs(pipe, idx, fit_idx):           # logit adjustment: the plain fit's probabilities over the prior
         p = _full_probs(pipe, pick(idx), k)
-        return _adjusted(p, log_prior(y[fit_idx], k)) if mode == "logit-adjust" else p
+        return logit_adjusted(p, log_prior(y[fit_idx], k)) if mode == "logit-adjust" else p
     wlog = lambda idx, p, w: float(log_loss(y[idx], p, labels=labels,  # noqa: E731
                                             sample_weight=None if w is None else w[y[idx]]))
     # thin validation of a rare class: C by cross-validation on train+val, as the probe does (stats/probe.py)
@@ -142,11 +142,6 @@ def _sweep_progress(ctx: RunContext, i: int, n: int, C: float, seconds: float, t
         ctx.log(f"classic: the first fit took {seconds:.0f} s; its sweep over {n} values of C may take about "
                 f"{seconds * n / 60:.0f} minute(s) (fewer values: \"probe_cs\" in a --config file)")
     ctx.note(f"classic: C={C:g} ({i + 1} of {n}) fitted in {seconds:.1f} s ({time.perf_counter() - t0:.0f} s so far)")
-
-
-def _adjusted(p: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
-    """Post-hoc logit adjustment of class probabilities: softmax(log p - log prior)."""
-    return softmax(np.log(np.maximum(p, 1e-12)) - log_prior)
 
 
 def _full_probs(pipe, x, n_classes: int) -> np.ndarray:

@@ -73,6 +73,14 @@ def class_weights(labels, k: int) -> np.ndarray:
     return w
 
 
+def logit_adjusted(p: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """Post-hoc logit adjustment of class probabilities: softmax(log p - log prior) (for a logistic regression with
+    an unpenalised intercept, the same as fitting the adjusted loss)."""
+    z = np.log(np.maximum(p, 1e-12)) - log_prior
+    z = z - z.max(1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+
 def confusion(y, pred, k: int) -> np.ndarray:
     y, pred = np.asarray(y, dtype=int), np.asarray(pred, dtype=int)
     return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
