@@ -20,6 +20,7 @@ def test_the_default_metric_follows_the_imbalance_ratio_and_the_user_wins():
     assert choose_metric([0] * 31 + [1] * 10, 2)[0] == "balanced_accuracy"
     assert choose_metric([0] * 193 + [1] * 14, 2, "macro_f1")[0] == "macro_f1"
     assert rebalance_mode("auto", [0] * 50 + [1] * 5, 2) == "logit-adjust"
+    assert rebalance_mode("auto", [0] * 1000 + [1] * 69, 2) == "none"         # rare but not scarce (TREC's ABBR)
     assert rebalance_mode("auto", [0, 1] * 20, 2) == "none"
     assert rebalance_mode("class-weights", [0, 1] * 20, 2) == "class-weights"
     assert rebalance_mode("none", [0] * 50 + [1], 2) == "none"
