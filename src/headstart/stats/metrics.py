@@ -20,11 +20,12 @@ import numpy as np
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
-REBALANCE = {"none": "no rebalancing", "logit-adjust": "logit-adjusted losses in every arm (Menon et al. 2021)",
+SCARCE = 50                # auto rebalancing also needs a class with fewer training items than this
+REBALANCE = {"none": f"no rebalancing (no class is scarce: {SCARCE}+ training items each; or --rebalance none)",
+             "logit-adjust": "logit-adjusted losses in every arm (Menon et al. 2021)",
              "class-weights": "class-weighted losses in every arm"}
 IMBALANCE_RATIO = 3.0       # largest / smallest class count in the training pool above which data is imbalanced
 MIN_TUNE = 10               # binary: a threshold is tuned on validation only with this many items of each class
-SCARCE = 50                # auto rebalancing also needs a class with fewer training items than this
 ONE_CLASS_SHARE = 0.95      # predicting one class for this share of items (while it is not that common) collapses
 
 
