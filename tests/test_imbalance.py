@@ -276,3 +276,14 @@ def test_thin_validation_of_a_rare_class_chooses_c_by_cross_validation_on_train_
     assert p.C == min(p.sweep, key=lambda r: r["cv_loss"])["C"]
     plain = fit_probe(x, y, split, [0.01, 1.0], 2, rebalance="logit-adjust")
     assert "cv_loss" not in plain.sweep[0] and plain.chosen_by.startswith("validation")
+
+
+def test_the_best_transfer_arm_breaks_a_validation_tie_as_the_deploy_choice_does():
+    """predicted-vs-measured compared the probe while fine-tuning was deployed (tie on 3 validation bees)."""
+    from headstart.core.results import best_arm
+    from headstart.pipeline.summarize import choose
+    arms = {"linear-probe": {"val_acc": 0.9, "val_score": 1.0, "val_loss": 0.4},
+            "finetune": {"val_acc": 0.9, "val_score": 1.0, "val_loss": 0.2}}
+    assert best_arm({"strategies": arms}, ["linear-probe", "finetune"]) == "finetune" == choose(arms, 40)["recommended"]
+    arms["linear-probe"]["val_score"] = 1.0 + 1e-9                  # equal to 6 decimals: still the loss decides
+    assert best_arm({"strategies": arms}, ["linear-probe", "finetune"]) == "finetune"
