@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from headstart.stats.metrics import collapse, score
+from headstart.stats.metrics import collapse, score, softmax  # noqa: F401  (softmax: imported from here)
 
 
 def _macro_f1(y, pred, n_classes):
@@ -142,9 +142,3 @@ def paired_difference(y_true, probs_a: list[np.ndarray], probs_b: list[np.ndarra
                          - np.mean([score(metric, y[idx], p[idx], k) for p in pb]))
         point, ci = float(d(np.arange(len(y)))), bootstrap_ci(d, len(y), reps, seed=2)
     return {"difference": point, "ci": ci, "significant": bool(ci[0] > 0 or ci[1] < 0), "metric": metric}
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)

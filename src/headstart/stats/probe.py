@@ -98,8 +98,8 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     training bees, C by validation gave 86% test balanced accuracy, C by 5-fold CV 91%); the validation numbers
     reported stay those of the train-only fit."""
     y = np.asarray(labels)
-    tr_, both_ = np.asarray(split["train"]), np.concatenate([split["train"], split["val"]]).astype(int)
-    cw = class_weights(y[tr_], n_classes) if rebalance != "none" else None      # the validation loss's weights
+    tr, va = np.asarray(split["train"]), np.asarray(split["val"])
+    cw = class_weights(y[tr], n_classes) if rebalance != "none" else None      # the validation loss's weights
 
     def fit(idx, C, clf=None):
         fit_w = class_weights(y[idx], n_classes) if rebalance == "class-weights" else None
@@ -107,7 +107,6 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
         if rebalance == "logit-adjust":
             b = (b - log_prior(y[idx], n_classes)).astype(np.float32)
         return w, b, clf
-    tr, va = np.asarray(split["train"]), np.asarray(split["val"])
     probe = Probe()
     folds = thin_validation_folds(y, tr, va, n_classes, cv_below, seed)
     if folds:
@@ -137,5 +136,5 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
     _, probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
-        probe.weight, probe.bias, _ = fit(both_, probe.C)
+        probe.weight, probe.bias, _ = fit(np.concatenate([tr, va]).astype(int), probe.C)
     return probe

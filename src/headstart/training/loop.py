@@ -123,10 +123,12 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     as_t = lambda v: None if v is None else torch.as_tensor(v, dtype=torch.float32, device=fabric.device)  # noqa
     val_w, offset = as_t(class_weights), as_t(logit_offset)
 
-    def run(loader, opt=None, prog=None):     # training passes: logit-adjusted or weighted; validation: weighted
-        train_w = None if opt is None or offset is not None else val_w
-        return _run_epoch(fabric, fmodel, loader, batch_fn, opt, prog, task, val_w if opt is None else train_w,
-                          metric, offset if opt is not None else None)
+    def run(loader, opt=None, prog=None):
+        if opt is None:                       # validation: the class-weighted loss early stopping watches
+            return _run_epoch(fabric, fmodel, loader, batch_fn, None, prog, task, val_w, metric)
+        # training: logit-adjusted when an offset is given, else weighted like validation
+        return _run_epoch(fabric, fmodel, loader, batch_fn, opt, prog, task, None if offset is not None else val_w,
+                          metric, offset)
     plan = strategy.plan(model) if plan is None else plan
     opt = torch.optim.AdamW([{k: v for k, v in g.items() if k in ("params", "lr")} for g in plan.param_groups],
                             weight_decay=weight_decay)
