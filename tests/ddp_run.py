@@ -34,7 +34,7 @@ def main(data: str, out: str, log_dir: str):
     train.fit = recording_fit
     cfg = RunConfig(data=data, out=out, devices=2, accelerator="cpu", image_size=32, epochs=2, batch_size=4,
                     strategies=["linear-probe", "finetune", "scratch"], assess=False)
-    res = run_experiment(cfg, log=lambda *a: None)
+    res = run_experiment(cfg, log=lambda *a: None).to_dict()
     rank = int(os.environ.get("LOCAL_RANK", 0))
     Path(log_dir, f"rank{rank}.json").write_text(json.dumps({"written": written, "digests": digests,
                                                             "accuracy": {s: m.get("accuracy") for s, m in

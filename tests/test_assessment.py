@@ -173,8 +173,9 @@ def test_two_predictions_word_the_three_kinds_of_set():
 
 
 def test_predicted_vs_measured_checks_each_prediction_against_its_own_comparison():
-    from headstart.pipeline.assess import VS_CLASSIC, VS_SCRATCH, predicted_vs_measured
+    from headstart.core.run_results import RunResults
     from headstart.outputs.report import assessment_lines
+    from headstart.pipeline.assess import VS_CLASSIC, VS_SCRATCH, predicted_vs_measured
     a = {"verdict": {"try_first": "linear-probe", "vs_classic": {"label": VS_CLASSIC[2]},
                      "vs_scratch": {"label": VS_SCRATCH[0]}}}
     res = {"strategies": {"linear-probe": {"val_acc": 0.95}, "finetune": {"val_acc": 0.92},
@@ -183,12 +184,12 @@ def test_predicted_vs_measured_checks_each_prediction_against_its_own_comparison
                "linear-probe - classic": {"difference": 0.046, "ci": [0.01, 0.08], "significant": True},
                "linear-probe - scratch": {"difference": 0.25, "ci": [0.18, 0.32], "significant": True}}}
     c = predicted_vs_measured(a, res)
-    assert c["best_transfer"] == "linear-probe" and c["try_first_agrees"] is True
-    assert c["rows"]["vs_scratch"]["agrees"] is True and c["rows"]["vs_scratch"]["bounded"] is True
-    assert c["rows"]["vs_classic"]["agrees"] is False          # classic was predicted to match; transfer won
-    md = "\n".join(assessment_lines({"assessment": {**a, "check": c, "scores": {}, "backbone": "b", "n_items": 9,
-                                                    "seconds": 1.0, "verdict": {**a["verdict"], "why": "w",
-                                                                                "evidence": []}}}))
+    assert c.best_transfer == "linear-probe" and c.try_first_agrees is True
+    assert c.rows["vs_scratch"].agrees is True and c.rows["vs_scratch"].bounded is True
+    assert c.rows["vs_classic"].agrees is False          # classic was predicted to match; transfer won
+    md = "\n".join(assessment_lines(RunResults.from_dict(
+        {"assessment": {**a, "check": c.to_dict(), "scores": {}, "backbone": "b", "n_items": 9, "seconds": 1.0,
+                        "verdict": {**a["verdict"], "why": "w", "evidence": []}}})))
     assert "| transfer vs the same network from scratch | transfer likely beats scratch | transfer helped" in md
     assert "| transfer vs the classic baseline | the classic baseline may match or beat transfer" in md
     assert "scratch stopped by racing, so a bound" in md and "**no**" in md

@@ -120,7 +120,7 @@ def test_fsdd_linear_probe(tmp_path):
     from headstart.core.config import RunConfig
     from headstart.app.run import run_experiment
     res = run_experiment(RunConfig(data=str(tmp_path / "fsdd"), out=str(tmp_path / "run"),
-                                   strategies=["linear-probe", "classic"]), log=lambda *a: None)
+                                   strategies=["linear-probe", "classic"]), log=lambda *a: None).to_dict()
     assert sum(res["data"]["counts"]["test"].values()) == 300
     assert res["strategies"]["linear-probe"]["accuracy"] >= 0.90
     assert res["strategies"]["classic"]["accuracy"] >= 0.85

@@ -272,8 +272,8 @@ def test_validation_ties_are_paired_when_the_units_kept_their_validation_predict
     # better validation score is deployed
     c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
                 "linear-probe": {"val_acc": 0.825, "val_loss": 0.4, "val_correct": three}}, n)
-    assert c["recommended"] == "finetune" and c["tied_within_noise"] == ["finetune", "linear-probe"]
-    assert c["paired"] and c["validation_noise"] == pytest.approx(0.0844, abs=1e-3)
+    assert c.recommended == "finetune" and c.tied_within_noise == ["finetune", "linear-probe"]
+    assert c.paired and c.validation_noise == pytest.approx(0.0844, abs=1e-3)
     # balanced accuracy: per-item credits (weight n / (k n_class) x correct) are paired the same way, and preferred
     y = np.array([0] * 36 + [1] * 4)
     w = np.where(y == 1, 40 / (2 * 4), 40 / (2 * 36))
@@ -284,4 +284,4 @@ def test_validation_ties_are_paired_when_the_units_kept_their_validation_predict
     assert paired and tied == ["a"] and np.mean(right_b * w) == pytest.approx(0.5)
     c = choose({"finetune": {"val_acc": 0.9, "val_loss": 0.3, "val_correct": best},
                 "linear-probe": {"val_acc": 0.775, "val_loss": 0.4, "val_correct": five}}, n)
-    assert c["recommended"] == "finetune" and c["tied_within_noise"] == []
+    assert c.recommended == "finetune" and c.tied_within_noise == []

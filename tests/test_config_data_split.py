@@ -158,7 +158,7 @@ def test_runs_resume_from_anywhere_grow_by_a_seed_and_failed_starts_do_not_pin_t
     monkeypatch.chdir(tmp_path / "elsewhere")
     logs = []
     res = run_experiment(RunConfig(**{**base, "data": "../data", "out": "../run", "seeds": 2,
-                                      "strategies": ["classic", "linear-probe"]}), log=logs.append)
+                                      "strategies": ["classic", "linear-probe"]}), log=logs.append).to_dict()
     assert (tmp_path / "run" / "classic" / "seed0" / "result.json").stat().st_mtime_ns == first   # reused
     assert unit_result(tmp_path / "run", "classic", 1) and unit_result(tmp_path / "run", "linear-probe", 1)
     assert res["strategies"]["classic"]["seeds"] == 2 and any("1 of 4 unit(s) already finished" in x for x in logs)

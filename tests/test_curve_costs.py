@@ -97,13 +97,13 @@ def test_process_executor_gives_the_local_results(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)              # as in each of the 2 workers on 2 cores: same float reduction order
     try:
-        local = run_experiment(RunConfig(out=str(tmp_path / "local"), **base), log=lambda *a: None)
+        local = run_experiment(RunConfig(out=str(tmp_path / "local"), **base), log=lambda *a: None).to_dict()
     finally:
         torch.set_num_threads(threads)
     torch.set_num_threads(2)              # shared out: 1 thread per worker
     try:
         par = run_experiment(RunConfig(out=str(tmp_path / "par"), executor="process", jobs=2, **base),
-                             log=lambda *a: None)
+                             log=lambda *a: None).to_dict()
     finally:
         torch.set_num_threads(threads)
     assert _comparable(par["strategies"]) == _comparable(local["strategies"])
@@ -154,6 +154,50 @@ def test_curve_run_reports_labels_and_costs(curve_run):
                     "time to deploy |", "plots/curve.png", "## Before training: predicted vs measured"):
         assert heading in md
     assert all((curve_run / "plots" / f"{p}.png").exists() for p in ("curve", "losses", "confusion"))
+
+
+def _records(x):
+    """Every typed record inside x (a record, or dicts and lists of them)."""
+    from headstart.core.records import Record
+    if isinstance(x, Record):
+        yield x
+        x = {f: getattr(x, f) for f in x.__dataclass_fields__ if f != "extra"}
+    for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else []):
+        yield from _records(v)
+
+
+def test_results_json_is_a_typed_record_that_round_trips_exactly(curve_run):
+    """results.json <-> RunResults: the same JSON back (keys and their order), and every key of a full run (curve,
+    assessment, leaks, export) is a typed field, none left over in `extra`."""
+    from headstart.core.run_results import RunResults
+    d = json.loads((curve_run / "results.json").read_text())
+    res = RunResults.from_dict(d)
+    assert res.to_dict() == d and json.dumps(res.to_dict()) == json.dumps(d)
+    left = [(type(r).__name__, sorted(r.extra)) for r in _records(res) if r.extra]
+    assert not left, left
+    assert res.strategies["finetune"].compute.price_per_hour == 1.5 and res.curve.saved["finetune vs scratch"]
+    assert res.assessment.check.best_transfer in ("linear-probe", "finetune") and res.model_dir.is_dir()
+
+
+def test_results_from_older_versions_and_newer_keys_load_and_render():
+    """A results.json from before the decision metric (no metric block, no score / val_score) still loads, ranks
+    and renders as accuracy; a key this version does not know survives a rewrite."""
+    from headstart.core.run_results import RunResults
+    from headstart.outputs.report import render_markdown
+    arm = {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "macro_f1": 0.9, "val_acc": 0.85, "val_loss": 0.3,
+           "train_seconds": 2.0, "epochs_run": [3], "epoch_budget": 4, "n_test": 40, "per_class_recall": {"a": 0.9, "b": 0.9},
+           "confusion": [[18, 2], [2, 18]], "from_the_future": 1}
+    old = {"config": {"data": "d", "out": "runs/x", "seeds": 1}, "recommended": "finetune",
+           "data": {"root": "d", "classes": ["a", "b"],
+                    "counts": {"train": {"a": 5, "b": 5}, "val": {"a": 2, "b": 2}, "test": {"a": 20, "b": 20}},
+                    "roles": {"train": "d", "val": "d", "test": "d"}},
+           "strategies": {"finetune": arm, "linear-probe": {**arm, "val_acc": 0.8}, "classic": {"failed": "x"}}}
+    res = RunResults.from_dict(old)
+    assert res.metric_name == "accuracy" and res.strategies["finetune"].score == 0.9 and res.best_arm(
+        ["linear-probe", "finetune"]) == "finetune"
+    assert res.to_dict()["strategies"]["finetune"]["from_the_future"] == 1
+    assert res.to_dict()["strategies"]["classic"] == {"failed": "x"} and "metric" not in res.to_dict()
+    assert "**Deploy `finetune`**" in render_markdown(res)
 
 
 def test_report_html_is_self_contained_and_renders_in_chromium(curve_run, tmp_path):

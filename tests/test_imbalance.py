@@ -241,10 +241,10 @@ def test_export_recommended_saves_the_deployed_seeds_threshold_and_predict_appli
         write_unit_result(folder, UnitResult(strategy="linear-probe", seed=seed, val_loss=loss, val_acc=0.5))
     ops = [{"seed": 0, "threshold": 0.9, "why": "x"}, {"seed": 1, "threshold": 0.2, "why": "tuned"}]
     results = {"recommended": "linear-probe", "strategies": {"linear-probe": {"operating_point": ops}}}
-    export_recommended(ctx, results)
+    exported = export_recommended(ctx, results)
     meta = json.loads((ctx.run_dir / "model" / "headstart_model.json").read_text())
     assert meta["seed"] == 1 and meta["operating_point"]["threshold"] == 0.2
-    assert meta["operating_point"]["positive"] == "dogs" and results["model"]["operating_point"]["threshold"] == 0.2
+    assert meta["operating_point"]["positive"] == "dogs" and exported.operating_point["threshold"] == 0.2
     rows = [r for r in predict(ctx.run_dir / "model", [str(tiny_folder)]) if "error" not in r]
     assert rows and all(r["label"] == ("dogs" if r["p_positive"] >= 0.2 else "cats") for r in rows)
 
@@ -280,10 +280,11 @@ def test_thin_validation_of_a_rare_class_chooses_c_by_cross_validation_on_train_
 
 def test_the_best_transfer_arm_breaks_a_validation_tie_as_the_deploy_choice_does():
     """predicted-vs-measured compared the probe while fine-tuning was deployed (tie on 3 validation bees)."""
-    from headstart.core.results import best_arm
+    from headstart.core.run_results import RunResults
     from headstart.pipeline.summarize import choose
     arms = {"linear-probe": {"val_acc": 0.9, "val_score": 1.0, "val_loss": 0.4},
             "finetune": {"val_acc": 0.9, "val_score": 1.0, "val_loss": 0.2}}
-    assert best_arm({"strategies": arms}, ["linear-probe", "finetune"]) == "finetune" == choose(arms, 40)["recommended"]
+    best_arm = lambda: RunResults.from_dict({"strategies": arms}).best_arm(["linear-probe", "finetune"])  # noqa: E731
+    assert best_arm() == "finetune" == choose(arms, 40).recommended
     arms["linear-probe"]["val_score"] = 1.0 + 1e-9                  # equal to 6 decimals: still the loss decides
-    assert best_arm({"strategies": arms}, ["linear-probe", "finetune"]) == "finetune"
+    assert best_arm() == "finetune"

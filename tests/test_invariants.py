@@ -135,12 +135,12 @@ def test_overfitting_flag():
 def test_resume_skips_finished_units(tiny_folder, tmp_path, monkeypatch):
     cfg = dict(data=str(tiny_folder), out=str(tmp_path / "run"), image_size=32, epochs=1, batch_size=8,
                strategies=["linear-probe", "scratch"], scratch_epochs=1, probe_cs=[1.0])
-    first = run_experiment(RunConfig(**cfg), log=lambda *a: None)
+    first = run_experiment(RunConfig(**cfg), log=lambda *a: None).to_dict()
 
     def boom(*a, **k):
         raise AssertionError("a finished unit was retrained")
     monkeypatch.setattr(grid, "run_unit", boom)
-    second = run_experiment(RunConfig(**cfg), log=lambda *a: None)
+    second = run_experiment(RunConfig(**cfg), log=lambda *a: None).to_dict()
     for s in ("linear-probe", "scratch"):
         assert second["strategies"][s]["accuracy"] == first["strategies"][s]["accuracy"]
 

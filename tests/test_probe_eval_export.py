@@ -147,32 +147,32 @@ def test_the_recommendation_is_deployable_healthy_and_the_better_validation_scor
     from headstart.pipeline.summarize import choose
     # classic best beyond noise: not exportable, so the best network is deployed and the classic lead is recorded
     c = choose({"classic": _arm(0.97), "linear-probe": _arm(0.80), "finetune": _arm(0.78), "scratch": _arm(0.5)}, 300)
-    assert c["recommended"] == "linear-probe" and c["best_on_validation"] == "classic"
+    assert c.recommended == "linear-probe" and c.best_on_validation == "classic"
     # 49 validation items cannot separate 0.92 from 0.96: reported as a tie, but the deployable arms share one
     # network (the same serving cost), so the better validation score is deployed
     c = choose({"linear-probe": _arm(0.92), "finetune": _arm(0.96), "scratch": _arm(0.6)}, 49)
-    assert c["recommended"] == "finetune" and set(c["tied_within_noise"]) == {"linear-probe", "finetune"}
+    assert c.recommended == "finetune" and set(c.tied_within_noise) == {"linear-probe", "finetune"}
     c = choose({"linear-probe": _arm(0.92), "finetune": _arm(0.96), "scratch": _arm(0.6)}, 2000)
-    assert c["recommended"] == "finetune" and c["tied_within_noise"] == []
+    assert c.recommended == "finetune" and c.tied_within_noise == []
     # scratch ahead on validation is deployed, tied or not (the demo deployed the probe at 85% over scratch at 90%)
-    assert choose({"linear-probe": _arm(0.7), "scratch": _arm(0.98)}, 200)["recommended"] == "scratch"
-    assert choose({"linear-probe": _arm(0.93), "scratch": _arm(0.95)}, 40)["recommended"] == "scratch"
+    assert choose({"linear-probe": _arm(0.7), "scratch": _arm(0.98)}, 200).recommended == "scratch"
+    assert choose({"linear-probe": _arm(0.93), "scratch": _arm(0.95)}, 40).recommended == "scratch"
     # the decision metric decides where the units recorded it (val_score), not accuracy
     c = choose({"linear-probe": {**_arm(0.95), "val_score": 0.5}, "finetune": {**_arm(0.90), "val_score": 0.8}}, 40)
-    assert c["recommended"] == "finetune"
+    assert c.recommended == "finetune"
     # an arm that ignores a class on validation is never deployed over one that does not, however it scores
     flat = {"collapsed": True, "ignored": [{"class": "bees", "items": 3}], "one_class": "ants"}
     c = choose({"linear-probe": {**_arm(0.93), "val_collapse": flat}, "scratch": {**_arm(0.80), "val_collapse": {}}},
                40)
-    assert c["recommended"] == "scratch" and c["passed_over_collapsed"] == ["linear-probe"]
+    assert c.recommended == "scratch" and c.passed_over_collapsed == ["linear-probe"]
     # ... unless every deployable arm collapsed: then the best score still wins
     c = choose({"linear-probe": {**_arm(0.93), "val_collapse": flat}, "scratch": {**_arm(0.8), "val_collapse": flat}},
                40)
-    assert c["recommended"] == "linear-probe" and c["passed_over_collapsed"] == []
+    assert c.recommended == "linear-probe" and c.passed_over_collapsed == []
     # a fine-tune whose kept weights are its starting weights (best epoch -1 for every seed) is named
     c = choose({"linear-probe": _arm(0.9), "finetune": _arm(0.9, best=(-1, -1))}, 50)
-    assert c["kept_starting_weights"] == ["finetune"]
-    assert choose({"classic": {"failed": "empty vocabulary"}, "linear-probe": _arm(0.8)}, 50)["recommended"] == \
+    assert c.kept_starting_weights == ["finetune"]
+    assert choose({"classic": {"failed": "empty vocabulary"}, "linear-probe": _arm(0.8)}, 50).recommended == \
         "linear-probe"                                   # a failed arm is never a candidate
 
 
@@ -183,7 +183,7 @@ def test_the_recommendation_text_says_tie_undeployable_best_and_unmoved_finetune
     results = {"strategies": {s: {**v, "accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "n_test": 100,
                                   "train_seconds": 1.0} for s, v in arms.items()},
                "paired_differences": {}}
-    results["recommendation"] = choose(results["strategies"], 49)
+    results["recommendation"] = choose(results["strategies"], 49).to_dict()
     results["recommended"] = results["recommendation"]["recommended"]
     text = recommendation(results)
     assert text.startswith("**Deploy `finetune`**") and "validation cannot separate it from `linear-probe`" in text

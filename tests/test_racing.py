@@ -109,14 +109,14 @@ def test_racing_stops_scratch_in_a_run_and_the_report_says_bounded(tmp_path, mon
     data = make_image_folder(tmp_path / "data", per_class=10, extras=False)
     base = dict(data=str(data), image_size=32, epochs=2, scratch_epochs=8, scratch_patience=99,
                 strategies=["linear-probe", "scratch"], assess=False, jobs=1, race_margin=-2.0)
-    res = run_experiment(RunConfig(out=str(tmp_path / "raced"), **base), log=lambda *a: None)
+    res = run_experiment(RunConfig(out=str(tmp_path / "raced"), **base), log=lambda *a: None).to_dict()
     m = res["strategies"]["scratch"]
     assert m["epochs_run"] == [racing.MIN_POINTS] and m["provenance"]["kind"] == "bounded"
     raced = m["provenance"]["raced"][0]
     assert raced["rival"] == "linear-probe" and raced["epoch"] == racing.MIN_POINTS and raced["budget"] == 8
     md = render_markdown(res)
     assert "(bounded)" in md and "scratch stopped at epoch 4 of 8" in md and "--full-scratch" in md
-    full = run_experiment(RunConfig(out=str(tmp_path / "full"), full_scratch=True, **base), log=lambda *a: None)
+    full = run_experiment(RunConfig(out=str(tmp_path / "full"), full_scratch=True, **base), log=lambda *a: None).to_dict()
     assert full["strategies"]["scratch"]["epochs_run"] == [8]
     assert full["strategies"]["scratch"]["provenance"]["kind"] == "full"
 
@@ -301,13 +301,13 @@ def test_a_run_resizes_scratch_progressively_and_evaluates_it_at_the_size_it_tra
     data = make_image_folder(tmp_path / "data", per_class=8, extras=False)
     base = dict(data=str(data), image_size=160, epochs=2, scratch_epochs=8, scratch_patience=99,
                 strategies=["linear-probe", "scratch"], assess=False, jobs=1, race_margin=-2.0)
-    res = run_experiment(RunConfig(out=str(tmp_path / "p"), **base), log=lambda *a: None)
+    res = run_experiment(RunConfig(out=str(tmp_path / "p"), **base), log=lambda *a: None).to_dict()
     r = unit_result(tmp_path / "p", "scratch", 0)
     assert [h["input_size"] for h in r.history] == [80] * racing.MIN_POINTS
     assert r.details["eval_size"] == 80 and r.details["progressive_sizes"] == [[80, racing.MIN_POINTS]]
     assert res["strategies"]["scratch"]["input_sizes"][0]["eval_size"] == 80
     assert "progressive resizing, 80 px for 4 epochs; evaluated at 80 px" in render_markdown(res)
-    off = run_experiment(RunConfig(out=str(tmp_path / "off"), progressive_resize=False, **base), log=lambda *a: None)
+    off = run_experiment(RunConfig(out=str(tmp_path / "off"), progressive_resize=False, **base), log=lambda *a: None).to_dict()
     assert "input_sizes" not in off["strategies"]["scratch"]
     assert all("input_size" not in h for h in unit_result(tmp_path / "off", "scratch", 0).history)
 

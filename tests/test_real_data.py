@@ -57,7 +57,7 @@ def test_lite_normalisation_beats_imagenet_stats(lite0):
 def test_hymenoptera_linear_probe(tmp_path):
     root = need_shared("hymenoptera")
     res = run_experiment(RunConfig(data=str(root), out=str(tmp_path / "run"), strategies=["linear-probe"]),
-                         log=lambda *a: None)
+                         log=lambda *a: None).to_dict()
     assert res["data"]["roles"]["test"].startswith("val/")
     assert res["data"]["counts"]["test"] == {"ants": 70, "bees": 83}
     assert res["strategies"]["linear-probe"]["accuracy"] >= 0.90
@@ -73,7 +73,7 @@ def test_bf16_feature_pass_keeps_probe_accuracy(tmp_path):
     acc = {}
     for dtype in ("float32", "bfloat16"):
         res = run_experiment(RunConfig(data=str(root), out=str(tmp_path / dtype), strategies=["linear-probe"],
-                                       feature_dtype=dtype, assess=False), log=lambda *a: None)
+                                       feature_dtype=dtype, assess=False), log=lambda *a: None).to_dict()
         acc[dtype] = res["strategies"]["linear-probe"]["accuracy"]
         assert dtype in res["strategies"]["linear-probe"]["policy"]["features"]
     assert abs(acc["float32"] - acc["bfloat16"]) <= 2 / 153 + 1e-9, acc
@@ -108,7 +108,7 @@ def test_suggest_on_trec_ranks_unlabelled_questions(tmp_path):
             w.writerows(rs)
     run_experiment(RunConfig(data=str(tmp_path / "train.csv"), out=str(tmp_path / "run"),
                              strategies=["linear-probe"]), log=lambda *a: None)
-    res = run_suggest(str(tmp_path / "run"), [str(tmp_path / "pool.csv")], n=30, log=lambda *a: None)
+    res = run_suggest(str(tmp_path / "run"), [str(tmp_path / "pool.csv")], n=30, log=lambda *a: None).to_dict()
     assert len(res["rows"]) == 30 and res["pool"] + len(res["skipped"]) == 300     # repeated questions: skipped
     rule = [r["uncertainty"] for r in res["rows"] if r["why"] != "random"]
     assert np.mean(rule) > 0.5 and min(r["uncertainty"] for r in res["rows"][:5]) > 0.5

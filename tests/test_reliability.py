@@ -108,7 +108,7 @@ def test_diverging_arm_is_diagnosed_and_the_others_finish(tmp_path):
     logs = []
     res = run_experiment(RunConfig(data=str(data), out=str(tmp_path / "run"), image_size=32, epochs=1,
                                    strategies=["linear-probe", "scratch"], scratch_lr=1e12, assess=False),
-                         log=logs.append)
+                         log=logs.append).to_dict()
     assert "learning rate too high" in res["strategies"]["scratch"]["failed"]
     assert res["recommended"] == "linear-probe" and "accuracy" in res["strategies"]["linear-probe"]
     assert any("scratch seed 0 stopped" in str(m) for m in logs)

@@ -38,7 +38,7 @@ def test_a_csv_of_image_paths_trains_on_the_images_never_on_the_paths(tmp_path):
     table = _path_table(tmp_path)
     assert detect_modality(str(table)) == "image"
     res = run_experiment(RunConfig(data=str(table), out=str(tmp_path / "run"), image_size=32, assess=False, jobs=1,
-                                   strategies=["classic", "linear-probe"]), log=lambda *a: None)
+                                   strategies=["classic", "linear-probe"]), log=lambda *a: None).to_dict()
     assert res["data"]["modality"] == "image" and res["data"]["n_items"] == 16
     reasons = {s["path"]: s["reason"] for s in res["data"]["skipped"]}
     assert reasons == {"files.csv:18": "file not found: pics/missing.jpg", "files.csv:19": "missing label"}
@@ -121,7 +121,8 @@ def test_python_api_runs_a_dataframe_and_returns_typed_results(tmp_path):
     arm = res.arms["linear-probe"]
     assert isinstance(arm, headstart.Arm) and 0 <= arm.accuracy_ci[0] <= arm.accuracy <= arm.accuracy_ci[1] <= 1
     d = res.difference("linear-probe", "classic")
-    assert isinstance(d, headstart.Difference) and d.ci[0] <= d.points <= d.ci[1]
+    assert isinstance(d, headstart.Difference) and d.points_ci[0] <= d.points <= d.points_ci[1]
+    assert d.points == pytest.approx(100 * d.difference) and d.beyond_noise == d.significant
     assert res.verdict().startswith("Deploy linear-probe") and res.report.exists()
     frame_csv = Path(res.raw["config"]["data"])
     assert frame_csv.parent == tmp_path / "c" / "frames" and frame_csv.read_text().startswith("review,stars")

@@ -188,7 +188,7 @@ def test_trec_linear_probe_and_classic(tmp_path):
     from headstart.app.run import run_experiment
     res = run_experiment(RunConfig(data=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"),
                                    out=str(tmp_path / "run"), strategies=["linear-probe", "classic"]),
-                         log=lambda *a: None)
+                         log=lambda *a: None).to_dict()
     assert res["data"]["counts"]["test"] and sum(res["data"]["counts"]["test"].values()) == 500
     assert res["strategies"]["linear-probe"]["accuracy"] >= 0.85
     assert res["strategies"]["classic"]["accuracy"] >= 0.80

@@ -142,7 +142,7 @@ def test_a_toy_modality_registered_from_outside_runs_the_whole_experiment(regist
     from headstart.outputs.predict import predict
     data = _data(tmp_path / "vectors.npz")
     res = run_experiment(RunConfig(data=str(data), out=str(tmp_path / "run"), batch_size=16, scratch_epochs=4),
-                         log=lambda *a: None)
+                         log=lambda *a: None).to_dict()
     assert res["data"]["modality"] == "vectors" and set(res["strategies"]) == {"classic", "linear-probe", "finetune",
                                                                                 "scratch"}
     assert all("failed" not in m for m in res["strategies"].values()), res["strategies"]

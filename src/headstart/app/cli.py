@@ -276,7 +276,7 @@ def suggest(
         res = run_suggest(run_dir, unlabelled, n, uncertainty, random_share, seed, out, progress=progress,
                           log=_log)
     show.suggestions(console, res)
-    console.print(f"written: {res['file']}")
+    console.print(f"written: {res.file}")
 
 
 @app.command()

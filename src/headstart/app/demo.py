@@ -15,6 +15,7 @@ import numpy as np
 
 from headstart.app.run import run_experiment
 from headstart.core.config import RunConfig
+from headstart.core.run_results import RunResults
 
 TEST_PER_CLASS = 40
 DEMO_SIZE = 96        # digits are 8x8: 96 px keeps the demo about a minute per label budget on 2 CPU cores
@@ -41,7 +42,7 @@ def write_digits(folder: Path, per_class: int, seed: int = 0) -> Path:
 
 
 def run_demo(out: str = "runs/demo", per_class: int = 20, curve: tuple[float, ...] = (0.25, 0.5),
-             progress=None, log=print) -> dict:
+             progress=None, log=print) -> RunResults:
     """One experiment with a small learning curve: every strategy at `curve` fractions of the labels and at all."""
     data = write_digits(Path(out) / "data" / f"digits-{per_class}-per-class", per_class)
     cfg = RunConfig(data=str(data), out=str(Path(out) / f"run-{per_class}-per-class"), image_size=DEMO_SIZE,

@@ -16,7 +16,11 @@ import time
 from pathlib import Path
 
 from headstart.core.config import RunConfig
+from headstart.core.comparison import AssessReport
 from headstart.core.errors import DamagedFile, UserError
+from headstart.core.findings import Assessment, Leakage
+from headstart.core.records import Skipped
+from headstart.core.run_results import RunResults
 from headstart.core.io import default_run_dir, ensure_writable, read_json, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
@@ -34,8 +38,8 @@ from headstart.pipeline.compute import backbone_cost
 from headstart.training.strategies import ORDER, TRANSFER
 
 
-def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
-    """Run (or resume) the experiment described by cfg and return the results dict."""
+def run_experiment(cfg: RunConfig, progress=None, log=print) -> RunResults:
+    """Run (or resume) the experiment described by cfg and return its results (results.json's record)."""
     t_start = time.perf_counter()
     ctx = build_context(cfg, progress, log)
     cfg = ctx.cfg                   # the resolved copy (modality, backbone, defaults, strategies, paths)
@@ -44,20 +48,19 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     assessment, leakage = pretraining_checks(ctx)
     run_grid(ctx, plan(cfg, strategies))
     results = summarize(ctx, strategies)
-    results["leakage"] = leakage
-    results["curve"] = summarize_curve(ctx, strategies)
-    if assessment and "failed" in assessment:
-        results["assessment"] = assessment
-    elif assessment:
-        results["assessment"] = {**assessment, "check": predicted_vs_measured(assessment, results)}
-    results["wall_seconds_this_invocation"] = time.perf_counter() - t_start
+    results.leakage = Leakage.of(leakage)
+    results.curve = summarize_curve(ctx, strategies)
+    if assessment:
+        results.assessment = Assessment.of(assessment)
+        if results.assessment.ok:
+            results.assessment.check = predicted_vs_measured(assessment, results)
+    results.wall_seconds_this_invocation = time.perf_counter() - t_start
     if ctx.fabric.is_global_zero:
-        export_recommended(ctx, results)
-        results["plots"] = make_plots(results, ctx.run_dir)
+        results.model = export_recommended(ctx, results)
+        results.plots = make_plots(results, ctx.run_dir)
         before = _previous_results(ctx.run_dir / "results.json", log)
-        for key in ("suggestions", "backbone_comparison"):       # written by `suggest` / `run --backbones`
-            if before.get(key):
-                results[key] = before[key]
+        if before:                          # sections written by `suggest` / `run --backbones`
+            results.suggestions, results.backbone_comparison = before.suggestions, before.backbone_comparison
         publish(results, ctx.run_dir)
         logged = track(results, ctx.run_dir, cfg.tracker)
         if logged:
@@ -66,25 +69,25 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> dict:
     return results
 
 
-def _previous_results(path: Path, log) -> dict:
-    """The run's earlier results.json (its suggest / backbone-comparison sections are kept); {} if none or damaged."""
+def _previous_results(path: Path, log) -> RunResults | None:
+    """The run's earlier results (its suggest / backbone-comparison sections are kept); None if none or damaged."""
     try:
-        return read_json(path) if path.exists() else {}
-    except DamagedFile:
+        return RunResults.from_dict(read_json(path)) if path.exists() else None
+    except (DamagedFile, AttributeError, TypeError, ValueError):
         log(f"{path} was damaged: writing it again (a suggest or --backbones section in it is lost; run those "
             "again)")
-        return {}
+        return None
 
 
-def publish(results: dict, run_dir: Path) -> None:
+def publish(results: RunResults, run_dir: Path) -> None:
     """results.json, report.md and report.html of a run folder (again after `suggest` adds its section)."""
-    write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results.to_dict())
     md = render_markdown(results)
     write_text(run_dir / "report.md", md)
-    write_text(run_dir / "report.html", render_html(md, run_dir, f"headstart report: {results['data']['root']}"))
+    write_text(run_dir / "report.html", render_html(md, run_dir, f"headstart report: {results.data.root}"))
 
 
-def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, memory: bool = False) -> dict:
+def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, memory: bool = False) -> AssessReport:
     """`headstart assess`: every backbone that loads, ranked by LogME, with what each costs to run (FLOPs,
     parameters, latency; memory=True: a training step's peak memory too); written to <out>/assessment.{json,md}."""
     if not cfg.out:
@@ -93,9 +96,9 @@ def run_assess(cfg: RunConfig, backbones: list[str], progress=None, log=print, m
         return _assess_backbones(cfg, backbones, ensure_writable(Path(cfg.out)), progress, log, memory)
 
 
-def _assess_backbones(cfg: RunConfig, backbones: list[str], out: Path, progress, log, memory: bool) -> dict:
+def _assess_backbones(cfg: RunConfig, backbones: list[str], out: Path, progress, log, memory: bool) -> AssessReport:
     backbones = backbones or [MODALITIES[detect_modality(cfg.data, cfg.modality)].default_backbone]
-    rows, skipped = [], []
+    report = AssessReport(data=cfg.data)
     for b in backbones:
         try:
             ctx = build_context(dataclasses.replace(cfg, backbone=b, strategies=list(TRANSFER[:1])), progress, log,
@@ -103,15 +106,14 @@ def _assess_backbones(cfg: RunConfig, backbones: list[str], out: Path, progress,
         except UserError as e:
             if len(backbones) == 1:
                 raise
-            skipped.append({"backbone": b, "reason": str(e)})
+            report.skipped.append(Skipped(backbone=b, reason=str(e)))
             log(f"{b}: skipped ({e})")
             continue
-        rows.append({**assess(ctx), "cost": backbone_cost(ctx, memory=memory)})
-    if not rows:
+        report.ranking.append(Assessment.from_dict({**assess(ctx), "cost": backbone_cost(ctx, memory=memory)}))
+    if not report.ranking:
         raise UserError("none of the backbones loaded: "
-                        + "; ".join(f"{s['backbone']}: {s['reason']}" for s in skipped))
-    rows.sort(key=lambda r: -r["scores"]["logme"])
-    result = {"data": cfg.data, "ranking": rows, "skipped": skipped, "ranked_by": "LogME (higher is better)"}
-    write_json(out / "assessment.json", result)
-    write_text(out / "assessment.md", render_assessment(result))
-    return result
+                        + "; ".join(f"{s.backbone}: {s.reason}" for s in report.skipped))
+    report.ranking.sort(key=lambda r: -r.scores.logme)
+    write_json(out / "assessment.json", report.to_dict())
+    write_text(out / "assessment.md", render_assessment(report))
+    return report

@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.markdown import Markdown
 from rich.table import Table
 
+from headstart.core.comparison import AssessReport, Comparison
+from headstart.core.run_results import RunResults, Suggestions
 from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_header, summary_rows
 from headstart.outputs.report_metric import collapsed, metric_label, metric_name
 from headstart.stats.metrics import REBALANCE
@@ -16,7 +18,8 @@ from headstart.outputs.report_compare import HEADER, comparison_rows
 NARROW_DROPS = ("macro-F1", "stopped early?", "overfitting?")    # left out below 110 columns (report.md has them)
 
 
-def summary(console, results: dict) -> None:
+def summary(console, results: RunResults) -> None:
+    results = RunResults.of(results)
     header = summary_header(results)
     keep = [i for i, h in enumerate(header) if console.width >= 110 or h not in NARROW_DROPS]
     table = Table(title="headstart summary (test split)", caption=None if len(keep) == len(header) else
@@ -26,25 +29,25 @@ def summary(console, results: dict) -> None:
     for row in summary_rows(results):
         table.add_row(*[row[i] for i in keep])
     console.print(table)
-    met = results.get("metric") or {}
-    if met.get("name", "accuracy") != "accuracy" or met.get("rebalance", "none") != "none":
-        console.print(f"decision metric: {met['label']} ({met['why']}); {REBALANCE[met['rebalance']]}",
+    met = results.metric
+    if met and (met.name != "accuracy" or met.rebalance != "none"):
+        console.print(f"decision metric: {met.label} ({met.why}); {REBALANCE[met.rebalance]}",
                       highlight=False, markup=False)
-    for s, m in results["strategies"].items():
-        if "failed" not in m and collapsed(m):
+    for s, m in results.ok.items():
+        if collapsed(m):
             console.print(f"collapsed: {s} {collapsed(m)}", style="bold yellow", highlight=False, markup=False)
-    for k, v in results.get("paired_differences", {}).items():
-        console.print(f"{k}: {100 * v['difference']:+.1f} pts{_of(results)}, paired 95% CI "
-                      f"[{100 * v['ci'][0]:+.1f}, {100 * v['ci'][1]:+.1f}]")
+    for k, v in results.paired_differences.items():
+        lo, hi = v.points_ci
+        console.print(f"{k}: {v.points:+.1f} pts{_of(results)}, paired 95% CI [{lo:+.1f}, {hi:+.1f}]")
     console.print(Markdown(recommendation(results)))
-    console.print(f"report: {Path(results['config']['out']) / 'report.md'} (and report.html)")
+    console.print(f"report: {results.report} (and report.html)")
 
 
-def _of(results: dict) -> str:
+def _of(results: RunResults) -> str:
     return "" if metric_name(results) == "accuracy" else f" of {metric_label(results)}"
 
 
-def comparison(console, res: dict) -> None:
+def comparison(console, res: Comparison) -> None:
     keep = [0, 3, 4, 5, 7, 8, 10, 11]      # backbone, arm, val, test, training s, GFLOPs, MB, latency
     table = Table(title="which backbone (test split; chosen on validation)")
     for i in keep:
@@ -52,41 +55,42 @@ def comparison(console, res: dict) -> None:
     for row in comparison_rows(res):
         table.add_row(*[row[i] for i in keep])
     console.print(table)
-    console.print(res["agreement"]["words"] + ".", highlight=False)
-    console.print(Markdown("**Recommendation:** " + res["summary"]))
-    console.print(f"report: {Path(res['out']) / 'report.md'} (and report.html)")
+    console.print(res.agreement.words + ".", highlight=False)
+    console.print(Markdown("**Recommendation:** " + res.summary))
+    console.print(f"report: {Path(res.out) / 'report.md'} (and report.html)")
 
 
-def assessment(console, res: dict) -> None:
+def assessment(console, res: AssessReport) -> None:
     table = Table(title="transferability (ranked by LogME; higher is better)")
     for h in SCORE_HEADER:
         table.add_column(h)
-    for row in score_rows(res["ranking"]):
+    for row in score_rows(res.ranking):
         table.add_row(*row)
     console.print(table)
-    best = res["ranking"][0]
-    v = best["verdict"]
-    console.print(f"[bold]{best['backbone']}: {v['label']}[/]. Try {v['try_first']} first: {v['why']}.")
-    for e in v["evidence"]:
-        console.print(f"  - {e}", highlight=False)
-    for s in res["skipped"]:
-        console.print(f"[yellow]not assessed[/] {s['backbone']}: {s['reason']}", highlight=False)
+    best = res.ranking[0]
+    v = best.verdict
+    console.print(f"{best.backbone}: {v.label}. Try {v.try_first} first: {v.why}.", style="bold", highlight=False,
+                  markup=False)
+    for e in v.evidence:
+        console.print(f"  - {e}", highlight=False, markup=False)
+    for s in res.skipped:
+        console.print(f"not assessed {s.backbone}: {s.reason}", style="yellow", highlight=False, markup=False)
 
 
-def suggestions(console, res: dict) -> None:
-    table = Table(title=f"label these first ({len(res['rows'])} of {res['pool']} unlabelled items)")
-    deployed = bool(res.get("deployed"))
-    for h in ("rank", "item", "why", "predicted") + ((f"deployed {res['deployed']}",) if deployed else ()) + ("score",):
+def suggestions(console, res: Suggestions) -> None:
+    table = Table(title=f"label these first ({len(res.rows)} of {res.pool} unlabelled items)")
+    deployed = bool(res.deployed)
+    for h in ("rank", "item", "why", "predicted") + ((f"deployed {res.deployed}",) if deployed else ()) + ("score",):
         table.add_column(h, no_wrap=h == "rank")
-    for r in res["rows"][:15]:
-        table.add_row(str(r["rank"]), r["item"], r["why"], f"{r['predicted']} {r['probability']:.2f}",
-                      *([f"{r['deployed_predicted']} {r['deployed_probability']:.2f}"] if deployed else []),
-                      f"{r['score']:.3f}")
+    for r in res.rows[:15]:
+        table.add_row(str(r.rank), r.item, r.why, f"{r.predicted} {r.probability:.2f}",
+                      *([f"{r.deployed_predicted} {r.deployed_probability:.2f}"] if deployed else []),
+                      f"{r.score:.3f}")
     console.print(table)
-    for s in res["skipped"][:5]:
-        console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
-    if len(res["skipped"]) > 5:
-        console.print(f"[yellow]skipped[/] … and {len(res['skipped']) - 5} more (listed in the CSV)")
+    for s in res.skipped[:5]:
+        console.print(f"skipped {s.path}: {s.reason}", style="yellow", highlight=False, markup=False)
+    if len(res.skipped) > 5:
+        console.print(f"[yellow]skipped[/] … and {len(res.skipped) - 5} more (listed in the CSV)")
 
 
 def predictions(console, rows: list[dict]) -> None:
@@ -107,13 +111,13 @@ def predictions(console, rows: list[dict]) -> None:
     console.print(table)
 
 
-def demo_curve(console, res: dict) -> None:
-    c = res["curve"]
-    counts = sorted({int(n) for p in c["points"].values() for n in p})
+def demo_curve(console, res: RunResults) -> None:
+    c = res.curve
+    counts = sorted({int(n) for p in c.points.values() for n in p})
     table = Table(title="digits: test accuracy by training labels (all 10 digits together)")
     for h in ["strategy", *[f"{n} labels" for n in counts]]:
         table.add_column(h)
-    for s, p in c["points"].items():
+    for s, p in c.points.items():
         table.add_row(s, *[f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}%" if str(n) in p else "—"
                            for n in counts])
     console.print(table)

@@ -97,11 +97,3 @@ def write_unit_result(folder: Path, r: UnitResult) -> None:
     write_json(folder / "result.json", r.to_dict())
 
 
-def best_arm(results: dict, names) -> str | None:
-    """The arm among `names` with the best validation score (the run's decision metric; accuracy in runs from
-    before it) in a results.json dict; a tie goes to the lower validation loss, then the first listed (the order
-    pipeline/summarize.choose ranks by). None if none of them finished."""
-    ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
-    names = [s for s in names if s in ok]
-    return min(names, key=lambda s: (-round(ok[s].get("val_score", ok[s]["val_acc"]), 6), ok[s].get("val_loss", 0.0),
-                                     names.index(s)), default=None)

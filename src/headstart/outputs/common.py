@@ -27,8 +27,3 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
-
-
-def bounded(m: dict) -> bool:
-    """A strategy summary whose numbers racing bounded (stopped before its budget)."""
-    return (m.get("provenance") or {}).get("kind") == "bounded"

@@ -1,7 +1,7 @@
 """Export the recommended model as a self-contained folder (weights, architecture, classes; ONNX for images).
 
     save_model("runs/x/model", model, spec, classes, input_size, extra={"strategy": "finetune"})
-    export_recommended(ctx, results)        # model/ for the recommended arm's best-validation seed
+    results.model = export_recommended(ctx, results)    # model/ for the recommended arm's best-validation seed
 
 The folder holds model.safetensors (weights, no pickle), headstart_model.json (architecture, preprocessing,
 class names) and whatever the encoder family needs to rebuild offline (models/factory.py save_folder). Loading
@@ -15,6 +15,7 @@ from pathlib import Path
 from headstart.pipeline.state import RunContext
 from headstart.core.io import atomic_write_bytes
 from headstart.core.results import unit_dir, unit_result
+from headstart.core.run_results import ExportedModel, RunResults
 from headstart.models.device import model_device
 from headstart.models.factory import create_backbone, family, save_folder
 from headstart.models.weights import read_weights
@@ -51,12 +52,13 @@ def export_onnx(path: Path, model, example) -> tuple[str | None, str]:
     return path.name, ""
 
 
-def export_recommended(ctx: RunContext, results: dict) -> None:
-    """Write model/ for the recommended strategy (its best-validation seed)."""
+def export_recommended(ctx: RunContext, results: RunResults) -> ExportedModel | None:
+    """Write model/ for the recommended strategy (its best-validation seed); None when that arm exports nothing."""
     import torch
-    s = results["recommended"]      # an exportable arm (summarize.choose) unless no arm is
+    results = RunResults.of(results)
+    s = results.recommended      # an exportable arm (summarize.choose) unless no arm is
     if not STRATEGIES[s].exports:
-        return
+        return None
     units = [r for seed in range(ctx.cfg.seeds) if (r := unit_result(ctx.run_dir, s, seed)) and r.ok]
     best = min(units, key=lambda r: (r.val_loss, r.seed))
     seed = best.seed
@@ -72,16 +74,15 @@ def export_recommended(ctx: RunContext, results: dict) -> None:
             head.bias.copy_(state["bias"])
     else:
         model.load_state_dict(state)
-    ops = ((results.get("strategies") or {}).get(s) or {}).get("operating_point", [])
-    op = next((o for o in ops if o["seed"] == seed), None)
-    rule = ({"positive": ctx.ds.classes[ctx.decision.positive], "threshold": op["threshold"], "why": op["why"],
-             "metric": ctx.decision.metric} if op and op["threshold"] is not None else None)
+    arm = results.strategies.get(s)
+    op = next((o for o in (arm.operating_point if arm else None) or [] if o.seed == seed), None)
+    rule = ({"positive": ctx.ds.classes[ctx.decision.positive], "threshold": op.threshold, "why": op.why,
+             "metric": ctx.decision.metric} if op and op.threshold is not None else None)
     why = save_model(ctx.run_dir / "model", model, ctx.spec, ctx.ds.classes, size,
                      extra={"strategy": s, "seed": seed, "run": str(ctx.run_dir),
                             **({"operating_point": rule} if rule else {})})
-    results["model"] = {"path": str(ctx.run_dir / "model"), "strategy": s, "seed": seed,
-                        **({"operating_point": rule} if rule else {}),
-                        **({"onnx_skipped": why} if why else {})}
     if why:
         ctx.log(why)
+    return ExportedModel(path=str(ctx.run_dir / "model"), strategy=s, seed=seed, operating_point=rule,
+                         onnx_skipped=why or None)
 

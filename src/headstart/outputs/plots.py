@@ -14,6 +14,7 @@ import numpy as np
 
 from headstart.core.io import atomic_write_bytes
 from headstart.core.results import unit_result
+from headstart.core.run_results import RunResults
 from headstart.training.strategies import STRATEGIES
 
 
@@ -21,7 +22,8 @@ def _color(s: str) -> str | None:
     return STRATEGIES[s].color if s in STRATEGIES else None
 
 
-def make_plots(results: dict, run_dir: Path) -> dict:
+def make_plots(results: RunResults, run_dir: Path) -> dict:
+    results = RunResults.of(results)
     import matplotlib
     matplotlib.use("Agg")
     out = Path(run_dir) / "plots"
@@ -39,26 +41,26 @@ def make_plots(results: dict, run_dir: Path) -> dict:
     return made
 
 
-def _curve(results: dict, run_dir: Path):
+def _curve(results: RunResults, run_dir: Path):
     import matplotlib.pyplot as plt
-    c = results.get("curve")
-    if not c or not c["points"]:
+    c = results.curve
+    if not c or not c.points:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for s, pts in c["points"].items():
+    for s, pts in c.points.items():
         n = np.array(sorted(int(k) for k in pts))
         accs = [pts[str(k)] for k in n]
         mean = np.array([np.mean(a) for a in accs])
         lo, hi = np.array([min(a) for a in accs]), np.array([max(a) for a in accs])
         ax.errorbar(n, mean, yerr=[mean - lo, hi - mean], fmt="o", capsize=3, color=_color(s), label=s)
-        fit = c["needed"].get(s, {}).get("fit")
+        fit = c.needed[s].fit if s in c.needed else None
         if fit:
             grid = np.geomspace(n.min(), n.max() * 2, 50)
-            ax.plot(grid, 1 - fit["a"] * grid ** -fit["b"], "--", color=_color(s), lw=1)
-    if c.get("target"):
-        ax.axhline(c["target"], color="k", lw=0.8, ls=":", label=f"target {100 * c['target']:.1f}%")
+            ax.plot(grid, 1 - fit.a * grid ** -fit.b, "--", color=_color(s), lw=1)
+    if c.target:
+        ax.axhline(c.target, color="k", lw=0.8, ls=":", label=f"target {100 * c.target:.1f}%")
     ax.set_xscale("log")
-    counts = sorted({int(k) for pts in c["points"].values() for k in pts})
+    counts = sorted({int(k) for pts in c.points.values() for k in pts})
     ax.set_xticks(counts, [str(k) for k in counts])     # the measured label counts, not 2x10^1-style ticks
     ax.minorticks_off()
     ax.set_xlabel("training labels (log scale)")
@@ -68,10 +70,10 @@ def _curve(results: dict, run_dir: Path):
     return fig
 
 
-def _losses(results: dict, run_dir: Path):
+def _losses(results: RunResults, run_dir: Path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-    arms = [s for s, m in results["strategies"].items() if "failed" not in m and m.get("epoch_budget")]
+    arms = [s for s, m in results.ok.items() if m.epoch_budget]
     if not arms:
         return None
     fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.4), squeeze=False)
@@ -107,11 +109,11 @@ def _losses(results: dict, run_dir: Path):
     return fig
 
 
-def _confusion(results: dict, run_dir: Path):
+def _confusion(results: RunResults, run_dir: Path):
     import matplotlib.pyplot as plt
-    rec = results["recommended"]
-    conf = np.asarray(results["strategies"][rec]["confusion"])
-    classes = results["data"]["classes"]
+    rec = results.recommended
+    conf = np.asarray(results.strategies[rec].confusion)
+    classes = results.data.classes
     if len(classes) > 40:
         return None
     size = 3 + 0.35 * len(classes)

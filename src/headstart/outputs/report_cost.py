@@ -10,7 +10,7 @@ import html as _html
 import re
 from pathlib import Path
 
-from headstart.core.results import best_arm
+from headstart.core.run_results import Needed, RunResults, Saved
 from headstart.outputs.common import money as _money
 from headstart.outputs.common import table as _table
 from headstart.training.strategies import NETWORK_BASELINE, STRATEGIES, TRANSFER
@@ -29,74 +29,81 @@ def _labels(n) -> str:
     return "not reached" if n is None else f"{n:,.0f}"
 
 
-def _saved(results: dict):
+def _saved(results: RunResults):
     """(curve, best transfer arm, its labels-saved entry vs scratch), or Nones when no curve measured it."""
-    c = results.get("curve")
-    if not c or not c.get("saved"):
+    c = results.curve
+    if not c or not c.saved:
         return c, None, None
-    t = best_arm(results, TRANSFER)
-    return c, t, c["saved"].get(f"{t} vs {NETWORK_BASELINE}")
+    t = results.best_arm(TRANSFER)
+    return c, t, c.saved.get(f"{t} vs {NETWORK_BASELINE}")
 
 
-def labels_saved_cell(results: dict) -> str:
+def _money_range(s: Saved) -> tuple[str, str] | None:
+    money = [abs(m) for m in s.money or []]
+    return (_money(money[0]), _money(money[-1])) if money else None
+
+
+def labels_saved_cell(results: RunResults) -> str:
     """The verdict card's labels-saved cell: '240 labels (≈ $1,200–$4,800)', or '' when not measured."""
+    results = RunResults.of(results)
     _, _, s = _saved(results)
-    if not s or s["saved"] is None:
-        return f"at least {s['at_least']:,.0f} labels" if s and s.get("at_least") is not None else ""
-    money = [abs(m) for m in s.get("money") or []]
-    cost = f" (≈ {_money(money[0])}–{_money(money[-1])})" if money else ""
-    return (f"{s['saved']:,.0f} labels{cost}" if s["saved"] >= 0 else f"none: {-s['saved']:,.0f} more labels{cost}")
+    if not s or s.saved is None:
+        return f"at least {s.at_least:,.0f} labels" if s and s.at_least is not None else ""
+    money = _money_range(s)
+    cost = f" (≈ {money[0]}–{money[1]})" if money else ""
+    return f"{s.saved:,.0f} labels{cost}" if s.saved >= 0 else f"none: {-s.saved:,.0f} more labels{cost}"
 
 
-def curve_summary(results: dict) -> str:
+def curve_summary(results: RunResults) -> str:
     """One sentence for the verdict: labels (and money) transfer saved, or why that is not known."""
+    results = RunResults.of(results)
     c, t, s = _saved(results)
     if not s:
         return ""
-    target = f"{100 * c['target']:.1f}% test accuracy ({c['target_source']})"
-    if c.get("bounded") and c["target_source"] == "best scratch score":
+    target = f"{100 * c.target:.1f}% test accuracy ({c.target_source})"
+    if c.bounded and c.target_source == "best scratch score":
         target += ", a score of scratch units stopped by racing, so a bound, not scratch's best possible"
-    if s["saved"] is None:
-        if s.get("at_least") is not None:
-            return (f"To reach {target}, `{t}` needs {_labels(c['needed'][t]['labels'])} labels; scratch did not "
-                    f"reach it within the measured range, so transfer saves at least {s['at_least']:,.0f} labels. ")
-        return f"Labels saved: unknown ({s['note']}). "
-    seeds = max(len(v) for p in c["points"].values() for v in p.values())
-    ci = (f" (95% CI {s['ci'][0]:,.0f} to {s['ci'][1]:,.0f})" if s["ci"] else
+    if s.saved is None:
+        if s.at_least is not None:
+            return (f"To reach {target}, `{t}` needs {_labels(c.needed[t].labels)} labels; scratch did not "
+                    f"reach it within the measured range, so transfer saves at least {s.at_least:,.0f} labels. ")
+        return f"Labels saved: unknown ({s.note}). "
+    seeds = max(len(v) for p in c.points.values() for v in p.values())
+    ci = (f" (95% CI {s.ci[0]:,.0f} to {s.ci[1]:,.0f})" if s.ci else
           " (one seed, so no interval: --seeds 3 gives one)" if seeds < 2 else
           " (no interval: with these seeds the bootstrap does not reach the target in every resample; more seeds "
           "would bound it)")
-    money = [abs(m) for m in s.get("money") or []]
-    per = f"${c['cost_per_label'][0]:g}–${c['cost_per_label'][-1]:g} per label"
-    if s["saved"] >= 0:
-        cost = f", i.e. {_money(money[0])}–{_money(money[-1])} of annotation at {per}" if money else ""
-        return f"To reach {target}, `{t}` saves {s['saved']:,.0f} training labels vs scratch{ci}{cost}. "
-    cost = f" ({_money(money[0])}–{_money(money[-1])} more annotation at {per})" if money else ""
-    return (f"To reach {target}, `{t}` needs {-s['saved']:,.0f} **more** training labels than scratch{ci}{cost}: "
+    money = _money_range(s)
+    per = f"${c.cost_per_label[0]:g}–${c.cost_per_label[-1]:g} per label"
+    if s.saved >= 0:
+        cost = f", i.e. {money[0]}–{money[1]} of annotation at {per}" if money else ""
+        return f"To reach {target}, `{t}` saves {s.saved:,.0f} training labels vs scratch{ci}{cost}. "
+    cost = f" ({money[0]}–{money[1]} more annotation at {per})" if money else ""
+    return (f"To reach {target}, `{t}` needs {-s.saved:,.0f} **more** training labels than scratch{ci}{cost}: "
             "transfer did not save labels here. ")
 
 
-def savings_lines(results: dict, plots: dict) -> list[str]:
+def savings_lines(results: RunResults, plots: dict) -> list[str]:
+    results = RunResults.of(results)
     lines = []
-    c = results.get("curve")
-    if c and c["points"]:
+    c = results.curve
+    if c and c.points:
         lines += ["## Label efficiency", "",
-                  f"Every strategy trained on nested stratified fractions {c['fractions']} of the training labels "
-                  f"(same seeds, same test split; the {c['val_items']} validation items stay fixed for early "
+                  f"Every strategy trained on nested stratified fractions {c.fractions} of the training labels "
+                  f"(same seeds, same test split; the {c.val_items} validation items stay fixed for early "
                   "stopping and model choice). Fits: error = a · labels^-b, least squares in log-log space; "
                   "intervals: bootstrap over seeds; no extrapolation beyond 2x the largest label count.", ""]
-        counts = sorted({int(n) for p in c["points"].values() for n in p})
+        counts = sorted({int(n) for p in c.points.values() for n in p})
         rows = []
-        raced = {(b["strategy"], b["labels"]) for b in c.get("bounded", [])}
-        for s, p in c["points"].items():
-            need = c["needed"].get(s, {})
-            ci = need.get("ci")
+        raced = {(b["strategy"], b["labels"]) for b in c.bounded}
+        for s, p in c.points.items():
+            need = c.needed.get(s, Needed())
             rows.append([s] + [("—" if str(n) not in p else f"{100 * sum(p[str(n)]) / len(p[str(n)]):.1f}% "
                                 f"(±{50 * (max(p[str(n)]) - min(p[str(n)])):.1f})" + ("*" if (s, n) in raced else ""))
                                for n in counts]
-                        + [_labels(need.get("labels")) + (" or fewer" if need.get("at_most") else "")
-                           + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")])
-        target = f"labels for {100 * c['target']:.1f}%" if c.get("target") else "labels for target"
+                        + [_labels(need.labels) + (" or fewer" if need.at_most else "")
+                           + (f" [{need.ci[0]:,.0f}, {need.ci[1]:,.0f}]" if need.ci else "")])
+        target = f"labels for {100 * c.target:.1f}%" if c.target else "labels for target"
         lines += [_table(["strategy"] + [f"{n} labels" for n in counts] + [target], rows), ""]
         if raced:
             lines += ["\\* stopped by racing (bounded, not final): even the optimistic extrapolation of that "
@@ -117,42 +124,41 @@ def savings_lines(results: dict, plots: dict) -> list[str]:
     return lines
 
 
-def cost_lines(results: dict) -> list[str]:
-    ok = {s: m for s, m in results["strategies"].items() if "failed" not in m and m.get("compute")}
+def cost_lines(results: RunResults) -> list[str]:
+    results = RunResults.of(results)
+    ok = {s: m for s, m in results.ok.items() if m.compute}
     if not ok:
         return []
-    first = next(iter(ok.values()))["compute"]
-    rows = [[s, f"{m['compute']['wall_seconds']:.1f} s", f"{m['compute']['cpu_seconds']:.1f} s",
-             _flops(m["compute"]["flops_train"]), _flops(m["compute"]["flops_inference_per_item"]),
-             f"{m['compute']['peak_rss_gib']:.2f} GiB", f"{m['trainable_params']:,}",
-             f"{m['compute']['device_hours']:.4f}", f"{1000 * m['compute']['energy_kwh']:.2f} Wh",
-             _money(m["compute"]["money"])] for s, m in ok.items()]
+    first = next(iter(ok.values())).compute
+    dev = first.device.upper()
+    rows = [[s, f"{c.wall_seconds:.1f} s", f"{c.cpu_seconds:.1f} s", _flops(c.flops_train),
+             _flops(c.flops_inference_per_item), f"{c.peak_rss_gib:.2f} GiB", f"{m.trainable_params:,}",
+             f"{c.device_hours:.4f}", f"{1000 * c.energy_kwh:.2f} Wh", _money(c.money)]
+            for s, m in ok.items() for c in [m.compute]]
     lines = ["## Compute and cost", "",
              _table(["strategy", "wall time", "CPU time", "training FLOPs", "inference FLOPs / item",
-                     "peak memory (process)", "trainable params", f"{first['device'].upper()} hours", "energy",
-                     "cost"], rows), "",
-             f"Priced at ${first['price_per_hour']:g} per {first['device'].upper()} hour and {first['watts']:g} W "
+                     "peak memory (process)", "trainable params", f"{dev} hours", "energy", "cost"], rows), "",
+             f"Priced at ${first.price_per_hour:g} per {dev} hour and {first.watts:g} W "
              "(--price-per-hour, --device-watts to use yours). Training FLOPs count every epoch at the final "
              "unfreeze state (an upper bound) plus validation passes; the linear probe's are one frozen forward "
              "pass over every item. Peak memory is the process's peak so far (exact per unit with --jobs).", ""]
-    t, base = best_arm(results, TRANSFER), NETWORK_BASELINE
+    t, base = results.best_arm(TRANSFER), NETWORK_BASELINE
     if t and base in ok and t in ok:
-        c = results.get("curve") or {}
-        need = c.get("needed", {})
+        c = results.curve
+        need = c.needed if c else {}
         rows = []
         for s in (t, base):
             m = ok[s]
-            n_train = sum(results["data"]["counts"]["train"].values())
-            data = ((f"{_labels(need[s]['labels'])} labels for {100 * c['target']:.1f}%" if need[s]["labels"] else
-                     f"{100 * c['target']:.1f}% not reached") if s in need else
-                    f"{n_train} labels used → {100 * m['accuracy']:.1f}%")
-            rows.append([STRATEGIES[s].short, data, f"{_flops(m['compute']['flops_train'])}, "
-                         f"{_money(m['compute']['money'])}", f"{m['compute']['wall_seconds']:.0f} s to a trained model"])
+            data = ((f"{_labels(need[s].labels)} labels for {100 * c.target:.1f}%" if need[s].labels else
+                     f"{100 * c.target:.1f}% not reached") if s in need else
+                    f"{results.data.n_train} labels used → {100 * m.accuracy:.1f}%")
+            rows.append([STRATEGIES[s].short, data, f"{_flops(m.compute.flops_train)}, {_money(m.compute.money)}",
+                         f"{m.compute.wall_seconds:.0f} s to a trained model"])
         lines += ["### Scratch vs transfer, with this run's numbers", "",
                   _table(["approach", "data required", "compute cost", "time to deploy"], rows), "",
-                  _table(["approach", f"{first['device'].upper()} hours", "training time", "cost"],
-                         [[STRATEGIES[s].short, f"{ok[s]['compute']['device_hours']:.4f}",
-                           f"{ok[s]['compute']['wall_seconds']:.1f} s", _money(ok[s]["compute"]["money"])]
+                  _table(["approach", f"{dev} hours", "training time", "cost"],
+                         [[STRATEGIES[s].short, f"{ok[s].compute.device_hours:.4f}",
+                           f"{ok[s].compute.wall_seconds:.1f} s", _money(ok[s].compute.money)]
                           for s in (t, base)]), ""]
     return lines
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from headstart.core.run_results import RunResults
 from headstart.outputs.common import pct as _pct
 from headstart.stats.curve import fit_power_law
 
@@ -11,12 +12,11 @@ LARGER = {"efficientnet_lite0": "efficientnet_lite0,efficientnet_lite1,efficient
           "efficientnet_lite1": "efficientnet_lite1,efficientnet_lite2"}
 
 
-def more_labels(results: dict) -> str:
+def more_labels(results: RunResults) -> str:
     """Accuracy at twice the labels, from the power law fitted to the recommended arm's curve (an extrapolation,
     said as one), or how to measure it."""
-    rec = results.get("recommended")
-    c = results.get("curve") or {}
-    pts = (c.get("points") or {}).get(rec) or {}
+    rec = results.recommended
+    pts = results.curve.points.get(rec) or {} if results.curve else {}
     if len(pts) < 2:
         return ("**More labels:** not measured in this run; `--curve 0.25,0.5` trains every arm on nested subsets and "
                 "fits a learning curve (resuming this run keeps the finished units).")
@@ -37,29 +37,26 @@ def more_labels(results: dict) -> str:
             "budget, not a promise.")
 
 
-def label_first(results: dict) -> list[str]:
-    s = results.get("suggestions")
-    out = results["config"]["out"]
+def label_first(results: RunResults) -> list[str]:
+    s, out = results.suggestions, results.config.out
     if not s:
         return [f"**Which items to label first:** `headstart suggest {out} <folder or table of unlabelled items> "
                 "--n 50` ranks them (uncertain to the model, or far from every labelled item, plus a random share)."]
-    lines = [f"**Which items to label first** (`{s['file']}`, {len(s['rows'])} of {s['pool']} unlabelled items, by "
-             f"{s['kind']} uncertainty x coverage, {100 * s['random_share']:.0f}% random; "
-             f"{s['model']}){' — ' + s['validated'] if s.get('validated') else ''}:", ""]
-    lines += [f"{r['rank']}. `{r['item']}`: {r['why']} (predicted {r['predicted']} {r['probability']:.2f}, "
-              f"runner-up {r['runner_up']} {r['runner_up_probability']:.2f}"
-              + (f"; the deployed {s['deployed']} model says {r['deployed_predicted']} {r['deployed_probability']:.2f}"
-                 if r.get("deployed_predicted") else "") + ")" for r in s["rows"][:5]]
+    lines = [f"**Which items to label first** (`{s.file}`, {len(s.rows)} of {s.pool} unlabelled items, by "
+             f"{s.kind} uncertainty x coverage, {100 * s.random_share:.0f}% random; "
+             f"{s.model}){' — ' + s.validated if s.validated else ''}:", ""]
+    lines += [f"{r.rank}. `{r.item}`: {r.why} (predicted {r.predicted} {r.probability:.2f}, runner-up {r.runner_up} "
+              f"{r.runner_up_probability:.2f}" + (f"; the deployed {s.deployed} model says {r.deployed_predicted} "
+                                                  f"{r.deployed_probability:.2f}" if r.deployed_predicted else "")
+              + ")" for r in s.rows[:5]]
     return lines
 
 
-def larger_backbone(results: dict) -> str:
-    cmp = results.get("backbone_comparison")
-    if cmp:
-        return f"**A larger backbone:** {cmp['summary']}"
-    b = results["config"].get("backbone", "")
+def larger_backbone(results: RunResults) -> str:
+    if results.backbone_comparison:
+        return f"**A larger backbone:** {results.backbone_comparison.summary}"
+    b, data = results.config.backbone, results.config.data
     nxt = LARGER.get(b)
-    data = results["config"]["data"]
     if nxt:
         return (f"**A larger backbone:** not measured; `headstart run {data} --backbones {nxt}` assesses each, trains "
                 "the transfer arms of the most promising and the cheapest on this split, and weighs accuracy against "
@@ -68,5 +65,6 @@ def larger_backbone(results: dict) -> str:
             "starting points on this split (any registry name, timm:/hf: id, or a headstart model/ folder).")
 
 
-def next_steps_lines(results: dict) -> list[str]:
+def next_steps_lines(results: RunResults) -> list[str]:
+    results = RunResults.of(results)
     return ["## Next steps", "", more_labels(results), "", *label_first(results), "", larger_backbone(results), ""]

@@ -5,6 +5,7 @@ trained arm (unfreezing, progressive resizing, the trunk cache). No torch.
 """
 from __future__ import annotations
 
+from headstart.core.run_results import RunResults
 from headstart.outputs.common import table as _table
 
 LABELS = {"pretrained": "starts from pretrained weights", "bn_policy": "BatchNorm", "patience": "early-stopping "
@@ -31,42 +32,43 @@ def _value(v) -> str:
     return str(v).replace("|", "/")
 
 
-def policy_table(results: dict) -> str:
-    arms = {s: m for s, m in results["strategies"].items() if "failed" not in m}
+def policy_table(results: RunResults) -> str:
+    results = RunResults.of(results)
+    arms = results.ok
     cols = {}
     for s, m in arms.items():
-        pol = {k: v for k, v in m["policy"].items() if k != "strategy"}
-        if m["epoch_budget"]:
-            pol.update(precision=m.get("precision", ""), budget=m["epoch_budget"], epochs_run=m["epochs_run"],
-                       best_epochs=m["best_epochs"])
+        pol = {k: v for k, v in m.policy.items() if k != "strategy"}
+        if m.epoch_budget:
+            pol.update(precision=m.precision or "", budget=m.epoch_budget, epochs_run=m.epochs_run,
+                       best_epochs=m.best_epochs)
         cols[s] = pol
     keys = list(dict.fromkeys(k for pol in cols.values() for k in pol))
     return _table(["setting", *arms], [[LABELS.get(k, k.replace("_", " "))] + [_value(cols[s][k]) if k in cols[s]
                                                                              else "—" for s in arms] for k in keys])
 
 
-def training_lines(results: dict) -> list[str]:
-    b = results["backbone"]
+def training_lines(results: RunResults) -> list[str]:
+    results = RunResults.of(results)
+    b = results.backbone
     lines = ["## How each arm was trained", "",
-             f"Backbone `{b['name']}` (architecture `{b['arch']}`, weights: {b['source']}), "
-             f"{results.get('input') or 'input ' + str(results['image_size']) + ' px'}, normalisation mean "
-             f"{tuple(round(x, 3) for x in b['mean'])}, std {tuple(round(x, 3) for x in b['std'])}. Same split and "
+             f"Backbone `{b.name}` (architecture `{b.arch}`, weights: {b.source}), "
+             f"{results.input or f'input {results.image_size} px'}, normalisation mean "
+             f"{tuple(round(x, 3) for x in b.mean)}, std {tuple(round(x, 3) for x in b.std)}. Same split and "
              "seeds for every arm.", "", policy_table(results), ""]
-    for s, m in results["strategies"].items():
-        if "failed" in m or not m["epoch_budget"]:
+    for s, m in results.ok.items():
+        if not m.epoch_budget:
             continue
-        notes = list(m.get("events", []))
-        for r in m.get("input_sizes", []):
+        notes = list(m.events)
+        for r in m.input_sizes or []:
             runs = ", then ".join(f"{px} px for {n} epoch{'s' * (n > 1)}" for px, n in r["epochs_at_size"])
             notes.append(f"seed {r['seed']}: progressive resizing, {runs}; evaluated at {r['eval_size']} px (the "
                          "size its kept weights trained at)")
-        if m.get("trunk_cache"):
-            tc = m["trunk_cache"]
-            stage = tc.get("first_trained_stage") or f"blocks.{tc['first_trained_block']}"
-            notes.append(f"frozen trunk (everything below `{stage}`) computed once for {tc['views']} cached augmented "
-                         f"views per training image ({tc['seconds']:.1f} s, {tc.get('dtype', 'float32')}); each "
-                         "epoch trained only the top on one of those views (`\"trunk_views\": 0` in a --config file "
-                         "turns this off)")
+        if m.trunk_cache:
+            tc = m.trunk_cache
+            stage = tc.first_trained_stage or f"blocks.{tc.first_trained_block}"
+            notes.append(f"frozen trunk (everything below `{stage}`) computed once for {tc.views} cached augmented "
+                         f"views per training image ({tc.seconds:.1f} s, {tc.dtype}); each epoch trained only the "
+                         "top on one of those views (`\"trunk_views\": 0` in a --config file turns this off)")
         if notes:
             lines += [f"- **{s}**:", *[f"  - {n}" for n in notes]]
     return lines

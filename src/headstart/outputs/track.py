@@ -14,6 +14,7 @@ from pathlib import Path
 
 from headstart.core.errors import UserError
 from headstart.core.results import unit_dir
+from headstart.core.run_results import RunResults
 
 TRACKERS = ("", "tensorboard", "mlflow")
 
@@ -43,29 +44,27 @@ def check_tracker(kind: str) -> None:
         raise UserError(_needs(kind))
 
 
-def track(results: dict, run_dir: str | Path, kind: str) -> list[str]:
+def track(results: RunResults, run_dir: str | Path, kind: str) -> list[str]:
     """Log every finished unit of the main experiment; returns what was logged ("strategy/seed")."""
+    results = RunResults.of(results)
     if kind not in TRACKERS:
         raise UserError(f"--tracker {kind!r} unknown; choose tensorboard or mlflow")
     if not kind:
         return []
     run_dir, done = Path(run_dir), []
-    seeds = results["config"]["seeds"]
-    for s, m in results["strategies"].items():
-        if "failed" in m:
-            continue
-        for seed in range(seeds):
+    for s, m in results.ok.items():
+        for seed in range(results.config.seeds):
             path = unit_dir(run_dir, s, seed) / "metrics.csv"
             logger = _logger(kind, run_dir, s, seed)
-            logger.log_hyperparams({"strategy": s, "seed": seed, "backbone": results["backbone"]["name"],
-                                    "n_train": sum(results["data"]["counts"]["train"].values())})
+            logger.log_hyperparams({"strategy": s, "seed": seed, "backbone": results.backbone.name,
+                                    "n_train": results.data.n_train})
             if path.exists():
                 with open(path, newline="") as f:
                     for step, row in enumerate(csv.DictReader(f)):    # epochs; a probe's rows are its C grid
                         logger.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v
                                             and _number(v)}, step=int(row.get("epoch", step)))
-            logger.log_metrics({"test/accuracy": m["accuracy_per_seed"][seed] if seed < len(m["accuracy_per_seed"])
-                                else m["accuracy"], "val/accuracy": m["val_acc"]}, step=m["epoch_budget"] or 0)
+            logger.log_metrics({"test/accuracy": m.accuracy_per_seed[seed] if seed < len(m.accuracy_per_seed)
+                                else m.accuracy, "val/accuracy": m.val_acc}, step=m.epoch_budget or 0)
             logger.finalize("success")
             done.append(f"{s}/seed{seed}")
     return done

@@ -23,7 +23,9 @@ import numpy as np
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import DamagedFile
 from headstart.core.io import read_json, write_json
-from headstart.core.results import best_arm
+from headstart.core.findings import Check, CheckRow
+from headstart.core.records import Difference
+from headstart.core.run_results import RunResults
 from headstart.modalities import MODALITIES
 from headstart.models.bnshift import BatchNormShift, summarize_profile
 from headstart.models.device import to_numpy
@@ -153,39 +155,38 @@ def vs_scratch(a: dict) -> dict:
     return {"label": label, "evidence": [why]}
 
 
-def predicted_vs_measured(a: dict, results: dict) -> dict:
+def predicted_vs_measured(a: dict, results: RunResults) -> Check:
     """Did each prediction hold? The best transfer arm (picked on validation) against scratch and against the
     classic baseline, each on test with its paired CI; plus whether the arm to try first was the best one."""
-    ok = {s: m for s, m in results["strategies"].items() if "failed" not in m}
-    t = best_arm(results, TRANSFER)
-    deltas = results.get("paired_differences", {})
+    results = RunResults.of(results)
+    ok = results.ok
+    t = results.best_arm(TRANSFER)
     v = a["verdict"]
     rows = {}
     for key, base, words in (("vs_scratch", NETWORK_BASELINE, VS_SCRATCH),
                              ("vs_classic", next((b for b in BASELINES if b != NETWORK_BASELINE), ""), VS_CLASSIC)):
         pred = (v.get(key) or {}).get("label")
-        d = deltas.get(f"{t} - {base}")
+        d = results.paired_differences.get(f"{t} - {base}")
         if pred is None or d is None:
-            rows[key] = {"predicted": pred, "baseline": base, "measured": "not measured", "agrees": None}
+            rows[key] = CheckRow(predicted=pred, baseline=base)
             continue
         measured = measured_words(d)
         agrees = (None if pred == "uncertain" or measured.startswith("too few") else
                   (measured == "transfer helped") == (pred == words[0]))
-        rows[key] = {"predicted": pred, "baseline": base, "measured": measured, "difference": d["difference"],
-                     "ci": d["ci"], "agrees": agrees,
-                     "bounded": base == NETWORK_BASELINE and (ok.get(base, {}).get("provenance") or {}).get(
-                         "kind") == "bounded"}
-    return {"best_transfer": t, "rows": rows, "try_first": v["try_first"],
-            "try_first_agrees": t == v["try_first"] if all(s in ok for s in TRANSFER) else None}
+        rows[key] = CheckRow(predicted=pred, baseline=base, measured=measured, difference=d.difference, ci=d.ci,
+                             agrees=agrees, bounded=base == NETWORK_BASELINE and base in ok and ok[base].bounded)
+    return Check(best_transfer=t, rows=rows, try_first=v["try_first"],
+                 try_first_agrees=t == v["try_first"] if all(s in ok for s in TRANSFER) else None)
 
 
-def measured_words(d: dict) -> str:
+def measured_words(d: Difference) -> str:
     """A paired difference in words, with a practical margin: helped / lost only by at least PRACTICAL points and
     beyond noise; a CI wider than TOO_WIDE that cannot even tell the sign checks nothing."""
-    if d["ci"][1] - d["ci"][0] > TOO_WIDE and d["ci"][0] <= 0 <= d["ci"][1]:
-        return f"too few test items to check (95% CI {100 * (d['ci'][1] - d['ci'][0]):.0f} points wide)"
-    if d["significant"] and abs(d["difference"]) >= PRACTICAL:
-        return "transfer helped" if d["difference"] > 0 else "transfer lost"
+    d = Difference.of(d)
+    if d.ci[1] - d.ci[0] > TOO_WIDE and d.ci[0] <= 0 <= d.ci[1]:
+        return f"too few test items to check (95% CI {100 * (d.ci[1] - d.ci[0]):.0f} points wide)"
+    if d.significant and abs(d.difference) >= PRACTICAL:
+        return "transfer helped" if d.difference > 0 else "transfer lost"
     return f"within {100 * PRACTICAL:.0f} points or noise"
 
 

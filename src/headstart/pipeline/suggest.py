@@ -18,6 +18,7 @@ import numpy as np
 from headstart.core.config import RunConfig
 from headstart.pipeline.state import Timings
 from headstart.core.errors import UserError
+from headstart.core.run_results import Suggestions
 from headstart.models.factory import load_folder
 from headstart.models.weights import META
 from headstart.pipeline.arms import predict_probs
@@ -78,11 +79,11 @@ def suggest_items(run_dir: str | Path, inputs: list[str], n: int = 50, kind: str
                      "uncertainty": round(pk.uncertainty, 4), "gap": round(pk.gap, 4)})
         if said:
             rows[-1]["deployed_predicted"], rows[-1]["deployed_probability"] = said[rank - 1]
-    return {"rows": rows, "pool": len(pool.paths), "skipped": skipped, "labelled": len(labelled), "kind": kind,
-            "random_share": random_share, "seed": seed, "inputs": [str(Path(s).resolve()) for s in inputs],
-            "model": f"linear probe (C={p.C:g}, fitted on the run's train + val labels) on frozen "
-                     f"{ctx.cfg.backbone} features",
-            "deployed": strategy}
+    return Suggestions.from_dict({
+        "rows": rows, "pool": len(pool.paths), "skipped": skipped, "labelled": len(labelled), "kind": kind,
+        "random_share": random_share, "seed": seed, "inputs": [str(Path(s).resolve()) for s in inputs],
+        "model": f"linear probe (C={p.C:g}, fitted on the run's train + val labels) on frozen {ctx.cfg.backbone} "
+                 "features", "deployed": strategy})
 
 
 def deployed_predictions(ctx, sub, indices: list[int]) -> tuple[str, list[tuple[str, float]]] | None:

@@ -1,7 +1,8 @@
-"""Finished units -> the results.json dict: metrics with CIs, paired differences, the recommendation, the curve.
+"""Finished units -> results.json's record (core/run_results.RunResults): metrics with CIs, paired differences,
+the recommendation, the curve.
 
     results = summarize(ctx, strategies)             # every strategy's numbers; `recommended` chosen on validation
-    results["curve"] = summarize_curve(ctx, strategies)   # points, fits, labels needed and saved (--curve)
+    results.curve = summarize_curve(ctx, strategies)   # points, fits, labels needed and saved (--curve)
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
 from headstart.core.results import UnitResult, unit_result
+from headstart.core.run_results import ArmSummary, Curve, Recommendation, RunResults
 from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
 from headstart.stats.curve import labels_needed, labels_saved, money, public
@@ -18,7 +20,7 @@ from headstart.stats.metrics import LABELS, collapse, item_weights, operating_th
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, ORDER, STRATEGIES, TRANSFER
 
 
-def summarize(ctx: RunContext, strategies: list[str]) -> dict:
+def summarize(ctx: RunContext, strategies: list[str]) -> RunResults:
     cfg, ds, split, dec = ctx.cfg, ctx.ds, ctx.split, ctx.decision
     y_test = np.asarray(ds.labels)[split["test"]]
     y_val = np.asarray(ds.labels)[split["val"]]
@@ -28,14 +30,14 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
         failed = [r for r in res if r and not r.ok]
         ok = [r for r in res if r and r.ok]
         if not ok:
-            per_strategy[s] = {"failed": "not run" if not failed else failed[0].failed}
+            per_strategy[s] = ArmSummary(failed="not run" if not failed else failed[0].failed)
             continue
         probs[s] = [np.asarray(r.test_probs, dtype=np.float64) for r in ok]
         ops = [operating_point(r, y_val, dec) for r in ok]
         preds[s] = [predict(p, op["threshold"], dec.positive) for p, op in zip(probs[s], ops)]
         m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap, metric=dec.metric, preds=preds[s],
                     positive=dec.positive)
-        per_strategy[s] = {
+        per_strategy[s] = ArmSummary.from_dict({
             **m,
             "val_acc": float(np.mean([r.val_acc for r in ok])),
             **_validation(ok, ops, y_val, dec, ds.classes),
@@ -54,7 +56,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
             **({"input_sizes": [{"seed": r.seed, "epochs_at_size": r.details["progressive_sizes"],
                                  "eval_size": r.details["eval_size"]} for r in ok]}
                if ok[0].details.get("progressive_sizes") else {}),
-        }
+        })
     deltas = {}
     for base in BASELINES:             # every transfer arm against every from-scratch baseline
         for s in probs:
@@ -67,7 +69,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
     counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
               for r in ("train", "val", "test")}
     words = LABELS[dec.metric]
-    return {
+    return RunResults.from_dict({
         "headstart_version": _version(),
         "config": cfg.to_dict(),
         "metric": {**dec.to_dict(ds.classes), "label": words},
@@ -81,13 +83,13 @@ def summarize(ctx: RunContext, strategies: list[str]) -> dict:
                  "skipped": ds.skipped},
         "strategies": per_strategy,
         "paired_differences": deltas,
-        "recommended": choice["recommended"],
+        "recommended": choice.recommended,
         "recommendation": choice,
         "recommendation_basis": f"the deployable arm (one headstart exports) with the highest mean validation {words}"
                                 ", passing over an arm that ignores a class on validation when another does not; "
                                 "the deployable arms share one network, so a tie within validation noise goes to the"
                                 " better score too; the test split was not used for this choice",
-    }
+    })
 
 
 def operating_point(r: UnitResult, y_val: np.ndarray, dec) -> dict:
@@ -113,29 +115,35 @@ def _validation(units: list[UnitResult], ops: list[dict], y_val: np.ndarray, dec
             "val_collapse": collapse(y_val, vp, classes)}
 
 
-def choose(per_strategy: dict, n_val: int) -> dict:
+def choose(per_strategy: dict, n_val: int) -> Recommendation:
     """The arm to deploy, from validation only: the best exportable arm by validation score (the decision metric;
     then loss, then registry order), passing over arms that ignore a class on validation (collapse) while another
     does not. Arms within the validation noise of it are reported as tied (paired over the same validation items
     when the units recorded their validation predictions: stats/evaluate.validation_ties); the deployable arms share
     one network and cost the same to serve, so a tie still goes to the better validation score. Also says which arm
     was best overall when that one is not exportable (the classic baseline), and which trained arms kept their
-    starting weights (fine-tuning that never improved on the probe it began from)."""
-    per_strategy = {s: m for s, m in per_strategy.items() if "failed" not in m}      # a failed arm is no candidate
-    val = lambda s: per_strategy[s].get("val_score", per_strategy[s]["val_acc"])  # noqa: E731
-    key = lambda s: (-round(val(s), 6), per_strategy[s]["val_loss"], ORDER.index(s))  # noqa: E731
-    ranked = sorted(per_strategy, key=key)
+    starting weights (fine-tuning that never improved on the probe it began from). per_strategy: name ->
+    ArmSummary (or its dict)."""
+    arms = {s: ArmSummary.of(m) for s, m in per_strategy.items()}
+    arms = {s: m for s, m in arms.items() if m.ok}        # a failed arm is no candidate
+    key = lambda s: (-round(arms[s].val_score, 6), arms[s].val_loss, ORDER.index(s))  # noqa: E731
+    ranked = sorted(arms, key=key)
     deployable = [s for s in ranked if STRATEGIES[s].exports] or ranked
-    collapsed = [s for s in deployable if (per_strategy[s].get("val_collapse") or {}).get("collapsed")]
+    collapsed = [s for s in deployable if (arms[s].val_collapse or {}).get("collapsed")]
     healthy = [s for s in deployable if s not in collapsed] or deployable
-    tied, noise, paired = validation_ties({s: per_strategy[s] for s in healthy}, healthy[0], n_val)
+    tied, noise, paired = validation_ties({s: _credits(arms[s]) for s in healthy}, healthy[0], n_val)
     others = [s for s in (tied if len(tied) > 1 else healthy) if s != healthy[0]]
-    return {"recommended": healthy[0], "best_on_validation": ranked[0],
-            "tied_within_noise": tied if len(tied) > 1 else [],
-            "validation_noise": max((noise[s] for s in others), default=noise[healthy[0]]), "paired": paired,
-            "n_val": n_val, "passed_over_collapsed": [s for s in collapsed if healthy != deployable],
-            "kept_starting_weights": [s for s in ranked if STRATEGIES[s].trains_network and STRATEGIES[s].pretrained
-                                      and all(b == -1 for b in per_strategy[s].get("best_epochs", [0]))]}
+    return Recommendation(
+        recommended=healthy[0], best_on_validation=ranked[0], tied_within_noise=tied if len(tied) > 1 else [],
+        validation_noise=max((noise[s] for s in others), default=noise[healthy[0]]), paired=paired, n_val=n_val,
+        passed_over_collapsed=[s for s in collapsed if healthy != deployable],
+        kept_starting_weights=[s for s in ranked if STRATEGIES[s].trains_network and STRATEGIES[s].pretrained
+                               and all(b == -1 for b in arms[s].best_epochs or [0])])
+
+
+def _credits(m) -> dict:
+    """What stats/evaluate.validation_ties judges a candidate on (an arm's or a backbone row's)."""
+    return {"val_credit": m.val_credit, "val_correct": m.val_correct, "val_score": m.val_score}
 
 
 def provenance(units_ok: list[UnitResult]) -> dict:
@@ -161,7 +169,7 @@ def _version() -> str:
         return "dev"
 
 
-def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
+def summarize_curve(ctx: RunContext, strategies: list[str]) -> Curve | None:
     """Test score (the decision metric) per (strategy, label count) over seeds, a power-law fit, labels needed for the target and saved."""
     cfg = ctx.cfg
     if not cfg.curve:
@@ -189,7 +197,7 @@ def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
            "cost_per_label": cfg.cost_per_label, "val_items": len(ctx.split["val"]), "needed": {}, "saved": {},
            "bounded": bounded}
     if target is None:
-        return out
+        return Curve.from_dict(out)
     needed = {s: labels_needed(p, target) for s, p in points.items() if len(p) >= 2}
     out["needed"] = {s: public(v) for s, v in needed.items()}
     for s in TRANSFER:
@@ -197,4 +205,4 @@ def summarize_curve(ctx: RunContext, strategies: list[str]) -> dict | None:
             saved = labels_saved(needed[s], needed[NETWORK_BASELINE])
             saved["money"] = money(saved["saved"], cfg.cost_per_label)
             out["saved"][f"{s} vs {NETWORK_BASELINE}"] = saved
-    return out
+    return Curve.from_dict(out)
