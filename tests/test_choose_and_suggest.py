@@ -232,6 +232,13 @@ def test_run_backbones_text_offline(tmp_path):
     assert runs[other].name.startswith("hf-minilm-l2-") or runs[first].name.startswith("hf-minilm-l2-")
     assert "A larger backbone:" in (runs[first] / "report.md").read_text()
     assert res["summary"] in json.loads((runs[first] / "results.json").read_text())["backbone_comparison"]["summary"]
+    # `suggest` on the comparison folder works with the recommended backbone's run (it was refused as "not a run")
+    pool = tmp_path / "pool.csv"
+    pool.write_text("text\n" + "\n".join(f"a brand new sentence number {i} about something" for i in range(6)))
+    r = _hs("suggest", out, pool, "--n", 3)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pick = runs[res["recommendation"]["recommended"]]
+    assert "suggesting with the recommended one" in r.stdout and (pick / "suggestions.csv").exists()
     r = _hs("run", data, "--backbones", "minilm_l6", "--out", tmp_path / "x")
     assert r.returncode == 2 and "at least two different backbones" in r.stdout
     r = _hs("run", data, "--backbones", f"minilm_l6,hf:{tmp_path / 'minilm-l2'}", "--strategies", "scratch")

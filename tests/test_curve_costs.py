@@ -202,7 +202,9 @@ def test_results_from_older_versions_and_newer_keys_load_and_render():
 
 def test_report_html_is_self_contained_and_renders_in_chromium(curve_run, tmp_path):
     html = (curve_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and 'src="plots/' not in html
+    res = json.loads((curve_run / "results.json").read_text())
+    pictures = 3 + sum(bool(m.get("picture")) for m in (res.get("gallery") or {}).get("mistakes", []))
+    assert html.count("data:image/png;base64,") == pictures and 'src="plots/' not in html
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -210,7 +212,8 @@ def test_report_html_is_self_contained_and_renders_in_chromium(curve_run, tmp_pa
                           "--dump-dom", (curve_run / "report.html").as_uri()], capture_output=True, text=True,
                          timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "<table>" in dom.stdout and "Label efficiency" in dom.stdout and dom.stdout.count("<img") == 3
+    assert "<table>" in dom.stdout and "Label efficiency" in dom.stdout and dom.stdout.count("<img") == pictures
+    assert "What the deployed model gets wrong (test)" in dom.stdout and "Labels to check" in dom.stdout
     from PIL import Image
     for width in (1280, 420):               # a laptop and a phone
         shot = tmp_path / f"page{width}.png"

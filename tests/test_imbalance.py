@@ -47,13 +47,13 @@ def test_the_rebalanced_probes_match_their_oracles_and_recall_the_rare_class():
     subtracted from the bias (the logit-adjusted loss's solution when the intercept is not penalised)."""
     from sklearn.linear_model import LogisticRegression
     from headstart.stats.metrics import class_weights, log_prior
-    from headstart.stats.probe import _fit, fit_probe
+    from headstart.stats.probe import fit_head, fit_probe
     rng = np.random.default_rng(1)
     y = np.r_[np.zeros(190, int), np.ones(12, int)]
     x = rng.normal(size=(len(y), 6)) + 0.9 * y[:, None]
     cw = class_weights(y, 2)
     assert cw == pytest.approx([202 / (2 * 190), 202 / (2 * 12)])
-    w, b, _ = _fit(x, y, 1.0, 2, 0, class_weight=cw)
+    w, b, _ = fit_head(x, y, 1.0, 2, 0, class_weight=cw)
     mean, scale = x.mean(0), np.maximum(x.std(0), 0.01 * np.median(x.std(0)) + 1e-12)
     ref = LogisticRegression(C=1.0, max_iter=3000, class_weight="balanced").fit((x - mean) / scale, y)
     z = x @ w.T + b

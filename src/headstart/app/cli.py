@@ -6,6 +6,7 @@ when a command runs, so `headstart --help` answers at once (those imports take 5
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,7 +20,12 @@ from headstart.core.errors import UserError
 from headstart.models.registry import available_backbones
 from headstart.training.strategies import ORDER, STRATEGIES
 
+# rich's help panels give each option a column as wide as the longest flag (--progressive-resize/--no-...), which at
+# 80 columns or in a pipe left one word per line; below RICH_HELP columns, click's plain help wraps under the flag
+RICH_HELP = 120
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  rich_markup_mode="rich" if sys.stdout.isatty() and shutil.get_terminal_size().columns >= RICH_HELP
+                  else None,
                   help="Should I reuse a pretrained model for my small labelled dataset? headstart measures it.")
 
 
@@ -143,6 +149,8 @@ def run(
     assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,
     dedupe: Annotated[bool, typer.Option(help="drop train items that duplicate val/test items (exact or near) or "
                                          "carry conflicting labels; val/test stay untouched")] = False,
+    check_labels: Annotated[bool, typer.Option(help="list train/val labels the probe disputes (label_issues.csv)")]
+    = True,
     config: Annotated[Optional[Path], typer.Option(help="JSON config file; command-line options override it")]
     = None,
 ):
@@ -162,7 +170,8 @@ def run(
                                       seeds=seeds, epochs=epochs, scratch_epochs=scratch_epochs,
                                       image_size=image_size, batch_size=batch_size, augment=augment, crop_scale=crop_scale,
                                       devices=devices, accelerator=accelerator, precision=precision,
-                                      assess=assess, dedupe=dedupe, curve=_floats(curve, "--curve"),
+                                      assess=assess, dedupe=dedupe, check_labels=check_labels,
+                                      curve=_floats(curve, "--curve"),
                                       target_metric=target_metric, price_per_hour=price_per_hour,
                                       metric=metric, rebalance=rebalance,
                                       device_watts=device_watts, jobs=jobs, full_scratch=full_scratch,

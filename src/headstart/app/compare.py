@@ -25,7 +25,8 @@ from headstart.core.errors import UserError
 from headstart.core.io import default_run_dir, ensure_writable, read_json, write_json, write_text
 from headstart.core.records import Difference
 from headstart.core.results import unit_result
-from headstart.core.run_results import BackboneComparisonRef, RunResults
+from headstart.core.run_results import RunResults
+from headstart.core.sections import BackboneComparisonRef
 from headstart.outputs.report_compare import render_comparison
 from headstart.outputs.report_cost import render_html
 from headstart.pipeline.compare import pick_backbones, rank_agreement, recommend_backbone

@@ -24,6 +24,7 @@ from headstart.core.run_results import RunResults
 from headstart.core.io import default_run_dir, ensure_writable, read_json, write_json, write_text
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.outputs.export import export_recommended
+from headstart.outputs.gallery import make_gallery
 from headstart.outputs.track import check_tracker, track
 from headstart.outputs.plots import make_plots
 from headstart.outputs.report import render_markdown
@@ -33,6 +34,7 @@ from headstart.pipeline.assess import assess, predicted_vs_measured
 from headstart.pipeline.checks import pretraining_checks
 from headstart.pipeline.context import build_context, removed_on_user_error
 from headstart.pipeline.grid import plan, run_grid
+from headstart.pipeline.labels import check_labels
 from headstart.pipeline.summarize import summarize, summarize_curve
 from headstart.pipeline.compute import backbone_cost
 from headstart.training.strategies import ORDER, TRANSFER
@@ -48,6 +50,7 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> RunResults:
     assessment, leakage = pretraining_checks(ctx)
     run_grid(ctx, plan(cfg, strategies))
     results = summarize(ctx, strategies)
+    results.label_issues = check_labels(ctx) if cfg.check_labels else None
     results.leakage = Leakage.of(leakage)
     results.curve = summarize_curve(ctx, strategies)
     if assessment:
@@ -58,6 +61,7 @@ def run_experiment(cfg: RunConfig, progress=None, log=print) -> RunResults:
     if ctx.fabric.is_global_zero:
         results.model = export_recommended(ctx, results)
         results.plots = make_plots(results, ctx.run_dir)
+        results.gallery = make_gallery(results, ctx.run_dir)
         before = _previous_results(ctx.run_dir / "results.json", log)
         if before:                          # sections written by `suggest` / `run --backbones`
             results.suggestions, results.backbone_comparison = before.suggestions, before.backbone_comparison

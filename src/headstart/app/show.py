@@ -8,7 +8,8 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from headstart.core.comparison import AssessReport, Comparison
-from headstart.core.run_results import RunResults, Suggestions
+from headstart.core.run_results import RunResults
+from headstart.core.sections import Suggestions
 from headstart.outputs.report import SUMMARY_HEADER, recommendation, summary_header, summary_rows
 from headstart.outputs.report_metric import collapsed, metric_label, metric_name
 from headstart.stats.metrics import REBALANCE

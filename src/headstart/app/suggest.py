@@ -11,8 +11,9 @@ from pathlib import Path
 
 from headstart.app.run import publish
 from headstart.core.io import atomic_write_bytes, read_json
-from headstart.core.run_results import RunResults, Suggestions
-from headstart.pipeline.suggest import COLUMNS, suggest_items
+from headstart.core.run_results import RunResults
+from headstart.core.sections import Suggestions
+from headstart.pipeline.suggest import COLUMNS, resolve_run_dir, suggest_items
 
 # what the simulated annotation rounds found (benchmarks/README.md, "Which examples to label next"), said in the report
 VALIDATED = ("in simulated annotation rounds on the shared sets this rule beat random picks by 2-5 points while labels "
@@ -22,6 +23,7 @@ VALIDATED = ("in simulated annotation rounds on the shared sets this rule beat r
 
 def run_suggest(run_dir: str, inputs: list[str], n: int = 50, kind: str = "margin", random_share: float = 0.2,
                 seed: int = 0, out: str = "", progress=None, log=print) -> Suggestions:
+    run_dir = str(resolve_run_dir(run_dir, log))
     res = suggest_items(run_dir, inputs, n, kind, random_share, seed, progress, log)
     path = Path(out) if out else Path(run_dir) / "suggestions.csv"
     buf = io.StringIO()

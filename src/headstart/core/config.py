@@ -20,7 +20,7 @@ from headstart.core.io import write_json
 # settings that may change when a run resumes: where and how units run (activation checkpointing recomputes the
 # same values), what the summary prices, which seeds, strategies and extra curve points are added (finished units
 # never depend on them), and where the data lies (split.json's item hashes refuse different data at a new path)
-RESUMABLE = ("out", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
+RESUMABLE = ("out", "check_labels", "devices", "num_workers", "jobs", "executor", "grad_checkpointing", "cost_per_label",
              "price_per_hour", "device_watts", "target_metric", "curve", "seeds", "strategies", "data", "test_file",
              "tracker")
 INF = float("inf")
@@ -61,6 +61,7 @@ class RunConfig:
     pad_to_30s: bool = False            # audio: feed Whisper 30 s of padding (its native input) instead of clip length
     assess: bool = True                 # measure transferability and domain shift before training (assessment.json)
     dedupe: bool = False                # drop train items that duplicate val/test items or conflict in label
+    check_labels: bool = True           # list train/val labels the out-of-fold probe disputes (cleanlab): label_issues.csv
     near_dup_threshold: float = 0.9     # floor of the near-duplicate cosine (data-relative above it); >= 1 disables
     curve: list[float] = field(default_factory=list)   # label fractions for learning curves, e.g. [0.1, 0.25, 0.5, 1.0]
     metric: str = ""                    # the decision metric every choice runs on: accuracy | balanced_accuracy |

@@ -102,6 +102,30 @@ class Assessment(Record):
 
 
 @dataclass
+class LabelIssue(Record):
+    """One train or validation item whose given label the out-of-fold probe disputes."""
+    rank: int = 0
+    item: str = ""
+    split: str = ""
+    given: str = ""
+    suggested: str = ""
+    p_given: float = 0.0                  # the out-of-fold probability of the given label (self-confidence)
+    p_suggested: float = 0.0
+
+
+@dataclass
+class LabelIssues(Record):
+    """pipeline/labels.check_labels: cleanlab's flags on the train+val labels (label_issues.csv holds them all)."""
+    checked: int = 0
+    flagged: int = 0
+    rows: list[LabelIssue] = field(default_factory=list)      # the first ones, most suspect first
+    file: str = ""                       # in the run folder
+    method: str = ""
+    skipped: str | None = None           # why no check ran (a class with too few items, cleanlab missing)
+    OPTIONAL = ("skipped",)
+
+
+@dataclass
 class LeakCounts(Record):
     leak: int = 0
     conflict: int = 0

@@ -9,12 +9,14 @@ and the Python API read.
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from headstart.core.config import RunConfig
-from headstart.core.findings import Assessment, Leakage
+from headstart.core.findings import Assessment, LabelIssues, Leakage
 from headstart.core.records import Difference, Record, Skipped
+from headstart.core.sections import BackboneComparisonRef, Curve, ExportedModel, Gallery, Prediction, Suggestions
 
 
 @dataclass
@@ -200,102 +202,6 @@ class MetricInfo(Record):
 
 
 @dataclass
-class Fit(Record):
-    """error = a * labels^-b (stats/curve.fit_power_law)."""
-    a: float = 0.0
-    b: float = 0.0
-
-
-@dataclass
-class Needed(Record):
-    """Labels an arm needs to reach the curve's target (stats/curve.labels_needed)."""
-    labels: float | None = None
-    ci: list | None = None
-    reached: bool = False
-    boot_reached_share: float = 0.0
-    fit: Fit | None = None
-    at_most: bool = False
-    n_max: int = 0
-
-
-@dataclass
-class Saved(Record):
-    """Labels a transfer arm saves against scratch (stats/curve.labels_saved), and what they cost."""
-    saved: float | None = None
-    ci: list | None = None
-    at_least: float | None = None
-    note: str | None = None
-    money: list | None = None
-    OPTIONAL = ("at_least", "note")
-
-
-@dataclass
-class Curve(Record):
-    fractions: list = field(default_factory=list)
-    target: float | None = None
-    metric: str = "accuracy"
-    target_source: str = ""
-    points: dict[str, dict[str, list[float]]] = field(default_factory=dict)   # arm -> labels -> score per seed
-    cost_per_label: list = field(default_factory=list)
-    val_items: int = 0
-    needed: dict[str, Needed] = field(default_factory=dict)
-    saved: dict[str, Saved] = field(default_factory=dict)     # "finetune vs scratch" -> Saved
-    bounded: list[dict] = field(default_factory=list)         # racing-stopped units: their points are bounds
-
-
-@dataclass
-class ExportedModel(Record):
-    path: str = ""
-    strategy: str = ""
-    seed: int = 0
-    operating_point: dict | None = None
-    onnx_skipped: str | None = None
-    OPTIONAL = ("operating_point", "onnx_skipped")
-
-
-@dataclass
-class SuggestionRow(Record):
-    """One item to label next (pipeline/suggest.py; a row of suggestions.csv)."""
-    rank: int = 0
-    item: str = ""
-    score: float = 0.0
-    why: str = ""
-    predicted: str = ""
-    probability: float = 0.0
-    runner_up: str = ""
-    runner_up_probability: float = 0.0
-    uncertainty: float = 0.0
-    gap: float = 0.0
-    deployed_predicted: str | None = None        # what the run's exported model says, when it is not the probe
-    deployed_probability: float | None = None
-    OPTIONAL = ("deployed_predicted", "deployed_probability")
-
-
-@dataclass
-class Suggestions(Record):
-    """`headstart suggest`: the ranking (in results.json, its first rows; the full list is in the CSV)."""
-    rows: list[SuggestionRow] = field(default_factory=list)
-    pool: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    labelled: int = 0
-    kind: str = "margin"
-    random_share: float = 0.0
-    seed: int = 0
-    inputs: list[str] = field(default_factory=list)
-    model: str = ""
-    deployed: str | None = None
-    file: str = ""
-    validated: str | None = None
-    OPTIONAL = ("validated",)
-
-
-@dataclass
-class BackboneComparisonRef(Record):
-    summary: str = ""
-    report: str = ""
-
-
-@dataclass
 class BackboneInfo(Record):
     """The backbone's spec (models/registry.BackboneSpec) as the run recorded it."""
     name: str = ""
@@ -326,16 +232,20 @@ class RunResults(Record):
     paired_differences: dict[str, Difference] = field(default_factory=dict)    # "finetune - scratch" -> Difference
     recommended: str = ""
     recommendation: Recommendation = field(default_factory=Recommendation)
+    predictions: str | None = None                       # predictions.csv: every arm, seed and item (val, test)
     recommendation_basis: str = ""
+    label_issues: LabelIssues | None = None
     leakage: Leakage | None = None
     curve: Curve | None = None
     assessment: Assessment | None = None
     wall_seconds_this_invocation: float = 0.0
     model: ExportedModel | None = None
     plots: dict[str, str] = field(default_factory=dict)
+    gallery: Gallery | None = None
     suggestions: Suggestions | None = None
     backbone_comparison: BackboneComparisonRef | None = None
-    OPTIONAL = ("metric", "assessment", "model", "suggestions", "backbone_comparison")
+    OPTIONAL = ("metric", "predictions", "label_issues", "assessment", "model", "gallery", "suggestions",
+                "backbone_comparison")
 
     # --- what the Python API and the reports ask of a run ---
     @property
@@ -371,6 +281,24 @@ class RunResults(Record):
     def raw(self) -> dict:
         """results.json as a dict."""
         return self.to_dict()
+
+    def predictions_rows(self) -> list[dict]:
+        """The run's predictions.csv (every arm, seed and validation / test item) as rows, numbers as numbers:
+        `pandas.DataFrame(res.predictions_rows())` is one call away. [] for runs from before it."""
+        path = self.run_dir / (self.predictions or "predictions.csv")
+        if not path.exists():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            for k, v in row.items():
+                row[k] = int(v) if k in ("seed", "correct") else float(v) if k.startswith("p_") else v
+        return rows
+
+    def prediction_records(self, **where) -> list[Prediction]:
+        """predictions.csv as records, filtered by field values: res.prediction_records(split="test", strategy="finetune")."""
+        rows = [Prediction.from_row(r) for r in self.predictions_rows()]
+        return [p for p in rows if all(getattr(p, k) == v for k, v in where.items())]
 
     def difference(self, a: str, b: str) -> Difference:
         return self.paired_differences[f"{a} - {b}"]

@@ -174,6 +174,28 @@ def metadata_file(folder: Path) -> Path | None:
     return next((folder / m for m in METADATA if (folder / m).is_file()), None)
 
 
+def split_metadata(folder: Path, exts: set[str]) -> list[dict] | None:
+    """The rows of a Hugging Face imagefolder/audiofolder whose metadata lies in its split folders
+    (train/metadata.csv beside train's files, test/metadata.csv, ...), as one table relative to `folder` with a
+    `split` column; None when no split folder holds a metadata table with a file column."""
+    rows = []
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and d.name.lower() in SPLITS):
+        meta = metadata_file(sub)
+        part = read_rows(meta, "utf-8") if meta else []
+        pcol = path_column(part, exts) if part else None
+        if pcol is None:
+            continue
+        for r in part:
+            r = dict(r)
+            r["__line__"] = f"{r.get('__line__')} ({sub.name}/{meta.name})"
+            if "__error__" not in r:
+                name = str(r.get(pcol) or "").strip()
+                r[pcol] = name if not name or Path(name).is_absolute() else f"{sub.name}/{name}"
+                r["split"] = sub.name
+            rows.append(r)
+    return rows or None
+
+
 def group_of(row: dict, col: str) -> str:
     """A row's --group-col value; a row without one is a group of its own."""
     return str(row.get(col) or "").strip() or f"(row {row['__line__']})"
@@ -248,6 +270,9 @@ def scan_media(data: str | Path, exts: set[str], what: str, label_col: str = "",
         cols = {c for r in rows[:1] for c in r if not c.startswith("__")}
         if label_col in cols or any(c.lower() in LABEL_COLS for c in cols):   # else: labels are the folder names
             return media_table(meta, exts, what, label_col, group_col=group_col, rows=rows)
+    split_rows = split_metadata(p, exts) if p.is_dir() and meta is None else None
+    if split_rows:                      # train/metadata.csv, test/metadata.csv, ...: one table with a split column
+        return media_table(p / "metadata.csv", exts, what, label_col, group_col=group_col, rows=split_rows)
     if group_col:
         raise UserError(f"--group-col {group_col} needs a table (CSV/TSV/JSONL/Parquet, or a metadata.csv beside the "
                         f"files) with that column; {data} is a folder of class subfolders")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,23 @@ class AudioModality(ModalityBase):
 
     def input_description(self, size: int) -> str:
         return "16 kHz log-mel frames, at most 30 s per clip"
+
+    def picture(self, path, size: int = 96) -> bytes | None:
+        """A spectrogram of the clip (about `size` px wide) for the error gallery."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import soundfile as sf
+        from scipy.signal import spectrogram
+        wav, rate = sf.read(str(path), always_2d=True)
+        f, t, s = spectrogram(wav.mean(1), fs=rate, nperseg=min(512, len(wav)))
+        fig, ax = plt.subplots(figsize=(size / 60, size / 96), dpi=80)
+        ax.pcolormesh(t, f, 10 * np.log10(s + 1e-10), shading="auto", cmap="magma")
+        ax.set_axis_off()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0)
+        plt.close(fig)
+        return buf.getvalue()
 
     def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
         """Audio files or folders without labels (for `headstart suggest`), decoded like the training clips."""

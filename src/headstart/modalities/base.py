@@ -74,6 +74,7 @@ class Modality(Protocol):
     def predict(self, model_dir, model, spec, classes: list[str], inputs: list[str], top: int, batch_size: int,
                 runtime: str, options: dict | None = None) -> list[dict]: ...   # options: text_col, encoding
     def read_unlabelled(self, inputs: list[str], spec, size: int): ...   # LabeledSet without labels (suggest)
+    def picture(self, path, size: int = 96) -> bytes | None: ...      # the error gallery's thumbnail, or None
 
 
 class ModalityBase:
@@ -113,6 +114,10 @@ class ModalityBase:
         return []
 
     def hidden_gain(self) -> tuple[str, str] | None:
+        return None
+
+    def picture(self, path, size: int = 96) -> bytes | None:
+        """A small PNG of one input for the report's error gallery (None: the gallery shows its name or text)."""
         return None
 
 

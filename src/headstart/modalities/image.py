@@ -6,10 +6,12 @@ reading and decoding the files is modalities/image_files.py.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from headstart.core.dataset import LabeledSet, display_name
@@ -170,6 +172,15 @@ class ImageModality(ModalityBase):
 
     def input_description(self, size: int) -> str:
         return f"input {size} px"
+
+    def picture(self, path, size: int = 96) -> bytes | None:
+        """A thumbnail (longest side `size` px) for the error gallery."""
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+        return buf.getvalue()
 
     def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
         """Image files or folders without labels (for `headstart suggest`), decoded like the training images."""

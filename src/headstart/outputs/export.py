@@ -15,7 +15,8 @@ from pathlib import Path
 from headstart.pipeline.state import RunContext
 from headstart.core.io import atomic_write_bytes
 from headstart.core.results import unit_dir, unit_result
-from headstart.core.run_results import ExportedModel, RunResults
+from headstart.core.run_results import RunResults
+from headstart.core.sections import ExportedModel
 from headstart.models.device import model_device
 from headstart.models.factory import create_backbone, family, save_folder
 from headstart.models.weights import read_weights

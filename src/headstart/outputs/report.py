@@ -9,6 +9,8 @@ from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
 from headstart.outputs.report_cost import curve_summary, labels_saved_cell, savings_lines
 from headstart.outputs.report_metric import collapsed, metric_label, metric_lines, score_cells
+from headstart.outputs.gallery import gallery_lines
+from headstart.outputs.report_labels import label_lines
 from headstart.outputs.report_next import next_steps_lines
 from headstart.stats.metrics import collapse_words
 from headstart.outputs.report_training import training_lines
@@ -122,10 +124,16 @@ def _why(results: RunResults) -> str:
     if best != rec and best not in c.tied_within_noise:
         text += (f" `{best}` scored higher on validation ({_pct(val[best])}), but it is a baseline headstart does not "
                  "export for `predict`.")
+    probe = next((s for s in results.ok if STRATEGIES[s].runner == "probe"), None)
     for s in c.kept_starting_weights:
-        text += (f" `{s}` did not move: no epoch improved its validation loss on its starting weights (the linear "
-                 "probe's head on the frozen backbone), so its numbers are the probe's; fine-tuning bought nothing "
-                 "here.")
+        text += (f" `{s}` did not move: no epoch improved its validation loss on its starting weights (the pretrained "
+                 "backbone with the probe's head fitted on the training split), so fine-tuning bought nothing here.")
+        if probe:
+            a, b = results.strategies[s], results.strategies[probe]
+            bf16 = "bfloat16" in str(b.policy.get("features", ""))
+            text += (f" Its test score ({_pct(a.score)}) is not `{probe}`'s ({_pct(b.score)}) because the deployed "
+                     "probe's head is refit on train + validation" + (" and reads the cached bfloat16 features"
+                                                                        if bf16 else "") + ".")
     return text
 
 
@@ -250,11 +258,13 @@ def render_markdown(results: RunResults) -> str:
                       + [str(sum(row)), _pct(row[i] / sum(row)) if sum(row) else "—"]
                       for i, (c, row) in enumerate(zip(d.classes, conf))]), "",
               "Bold: right; · : none.", ""]
+    lines += gallery_lines(results)
     lines += ["## Data", "", f"{d.n_items} {d.modality} items, {len(d.classes)} classes, layout: {d.layout}.", "",
               _table(["role", "source", "images"] + d.classes,
                      [[r, source, sum(counts.values())] + [counts[c] for c in d.classes]
                       for (r, source), (_, counts) in zip(d.roles, d.counts)]), ""]
     lines += leakage_lines(results)
+    lines += label_lines(results)
     if d.skipped:
         lines += [f"**{len(d.skipped)} file(s) skipped** (unreadable):", ""]
         lines += [f"- `{s.path}`: {s.reason}" for s in d.skipped[:50]]

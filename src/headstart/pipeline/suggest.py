@@ -17,8 +17,10 @@ import numpy as np
 
 from headstart.core.config import RunConfig
 from headstart.pipeline.state import Timings
+from headstart.core.comparison import Comparison
 from headstart.core.errors import UserError
-from headstart.core.run_results import Suggestions
+from headstart.core.io import read_json
+from headstart.core.sections import Suggestions
 from headstart.models.factory import load_folder
 from headstart.models.weights import META
 from headstart.pipeline.arms import predict_probs
@@ -29,6 +31,21 @@ from headstart.stats.evaluate import softmax
 
 COLUMNS = ["rank", "item", "score", "why", "predicted", "probability", "runner_up", "runner_up_probability",
            "uncertainty", "gap", "deployed_predicted", "deployed_probability"]
+
+
+def resolve_run_dir(run_dir: str | Path, log=print) -> Path:
+    """A run folder, or for the folder `headstart run --backbones` wrote (comparison.json), the run of the backbone
+    it recommends (its model/ is the deployed one)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "comparison.json").is_file() and not (run_dir / "config.json").is_file():
+        cmp = Comparison.from_dict(read_json(run_dir / "comparison.json"))
+        pick = cmp.recommendation.recommended
+        if not pick or pick not in cmp.rows or not Path(cmp.rows[pick].run).is_dir():
+            raise UserError(f"{run_dir} is a backbone comparison without a finished recommended run; pass one of its "
+                            "run folders")
+        log(f"{run_dir} compares backbones: suggesting with the recommended one, {pick} ({cmp.rows[pick].run})")
+        return Path(cmp.rows[pick].run)
+    return run_dir
 
 
 def load_run(run_dir: str | Path, progress=None, log=print):

@@ -11,9 +11,12 @@ import numpy as np
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
 from headstart.core.results import UnitResult, unit_result
-from headstart.core.run_results import ArmSummary, Curve, Recommendation, RunResults
+from headstart.core.run_results import ArmSummary, Recommendation, RunResults
+from headstart.core.sections import Curve
 from headstart.models.device import resolve_precision
 from headstart.pipeline.grid import fractions, plan, unit_root
+from headstart.pipeline.predictions import FILE as PREDICTIONS
+from headstart.pipeline.predictions import write_predictions
 from headstart.stats.curve import labels_needed, labels_saved, money, public
 from headstart.stats.evaluate import metrics, paired_difference, validation_ties
 from headstart.stats.metrics import LABELS, collapse, item_weights, operating_threshold, predict, score
@@ -24,7 +27,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> RunResults:
     cfg, ds, split, dec = ctx.cfg, ctx.ds, ctx.split, ctx.decision
     y_test = np.asarray(ds.labels)[split["test"]]
     y_val = np.asarray(ds.labels)[split["val"]]
-    per_strategy, probs, preds = {}, {}, {}
+    per_strategy, probs, preds, said = {}, {}, {}, {}
     for s in strategies:
         res = [unit_result(ctx.run_dir, s, seed) for seed in range(cfg.seeds)]
         failed = [r for r in res if r and not r.ok]
@@ -35,6 +38,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> RunResults:
         probs[s] = [np.asarray(r.test_probs, dtype=np.float64) for r in ok]
         ops = [operating_point(r, y_val, dec) for r in ok]
         preds[s] = [predict(p, op["threshold"], dec.positive) for p, op in zip(probs[s], ops)]
+        said[s] = [(r, op["threshold"]) for r, op in zip(ok, ops)]
         m = metrics(y_test, probs[s], ds.classes, reps=cfg.bootstrap, metric=dec.metric, preds=preds[s],
                     positive=dec.positive)
         per_strategy[s] = ArmSummary.from_dict({
@@ -66,6 +70,8 @@ def summarize(ctx: RunContext, strategies: list[str]) -> RunResults:
     if not probs:
         raise UserError("every strategy failed; see the 'failed' entries in the unit result.json files")
     choice = choose(per_strategy, len(split["val"]))
+    if ctx.fabric.is_global_zero:
+        write_predictions(ctx, said)
     counts = {r: {c: int(sum(1 for i in split[r] if ds.labels[i] == k)) for k, c in enumerate(ds.classes)}
               for r in ("train", "val", "test")}
     words = LABELS[dec.metric]
@@ -85,6 +91,7 @@ def summarize(ctx: RunContext, strategies: list[str]) -> RunResults:
         "paired_differences": deltas,
         "recommended": choice.recommended,
         "recommendation": choice,
+        "predictions": PREDICTIONS,
         "recommendation_basis": f"the deployable arm (one headstart exports) with the highest mean validation {words}"
                                 ", passing over an arm that ignores a class on validation when another does not; "
                                 "the deployable arms share one network, so a tie within validation noise goes to the"

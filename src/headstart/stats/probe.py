@@ -41,7 +41,7 @@ class Probe:
         return feats @ self.weight.T + self.bias
 
 
-def _fit(x, y, C, n_classes, seed, clf=None, class_weight=None):
+def fit_head(x, y, C, n_classes, seed, clf=None, class_weight=None):
     """Standardised logistic regression folded into a raw-feature head. Passing the previous C's `clf` warm-starts
     the solver from its solution (the C path is swept from strong to weak regularisation)."""
     from sklearn.exceptions import ConvergenceWarning
@@ -103,7 +103,7 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
 
     def fit(idx, C, clf=None):
         fit_w = class_weights(y[idx], n_classes) if rebalance == "class-weights" else None
-        w, b, clf = _fit(feats[idx], y[idx], C, n_classes, seed, clf, fit_w)
+        w, b, clf = fit_head(feats[idx], y[idx], C, n_classes, seed, clf, fit_w)
         if rebalance == "logit-adjust":
             b = (b - log_prior(y[idx], n_classes)).astype(np.float32)
         return w, b, clf
