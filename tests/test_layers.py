@@ -142,6 +142,33 @@ def _string_comparisons(tree) -> list[tuple[str, int]]:
     return out
 
 
+def _string_assignments(tree) -> list[tuple[str, int]]:
+    """String constants assigned as a value (x = "a"; x: str = "a"; a, b = "a", f(); return "a"); a literal list of
+    words (column names that happen to read "text") is data, not a name being set."""
+    out = []
+    for node in ast.walk(tree):
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign, ast.Return)) else None
+        unpacked = isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple) and isinstance(
+            value, ast.Tuple)
+        for v in value.elts if unpacked else [value]:
+            if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                out.append((v.value, node.lineno))
+    return out
+
+
+def test_modality_and_strategy_names_are_assigned_only_in_their_registries():
+    """No `first = "finetune"` in the assessment, no `modality = "audio"` guessed from a hub id: a name is set where
+    its registry entry lives (the strategy and modality registries; a backbone's modality in the backbone
+    registry), and everywhere else it comes from an entry."""
+    bad = []
+    for m, f in MODULES.items():
+        names = (set() if ".modalities" in m or m == "headstart.models.registry" else MODALITY_NAMES) | (
+            set() if m == "headstart.training.strategies" else STRATEGY_NAMES)
+        bad += [f"{m}:{line} assigns {v!r}" for v, line in _string_assignments(ast.parse(f.read_text()))
+                if v in names]
+    assert not bad, "\n".join(bad)
+
+
 def test_modality_and_strategy_names_are_compared_only_in_their_registries():
     """No `modality.name == "text"` outside modalities/, no `strategy == "scratch"` outside the strategy registry:
     every other module asks the registry entry (its attributes and methods) instead."""

@@ -18,7 +18,7 @@ from headstart.core.config import RunConfig
 from headstart.app import show
 from headstart.core.errors import UserError
 from headstart.models.registry import available_backbones
-from headstart.training.strategies import ORDER, STRATEGIES
+from headstart.training.strategies import DEFAULT, ORDER, STRATEGIES
 
 # rich's help panels give each option a column as wide as the longest flag (--progressive-resize/--no-...), which at
 # 80 columns or in a pipe left one word per line; below RICH_HELP columns, click's plain help wraps under the flag
@@ -104,7 +104,7 @@ def run(
                                            "scratch and classic once), and one is recommended")] = "",
     top_k: Annotated[int, typer.Option(help="with --backbones: how many of the assessment's best to train")] = 2,
     strategies: Annotated[str, typer.Option(help="comma list of " + "; ".join(
-        f"{s} ({STRATEGIES[s].label})" for s in ORDER))] = ",".join(ORDER),
+        f"{s} ({STRATEGIES[s].label})" for s in ORDER))] = ",".join(DEFAULT),
     modality: Annotated[str, typer.Option(help="a registered modality: image, text or audio (default: detected "
                                           "from DATA)")] = "",
     text_col: Annotated[str, typer.Option(help="text tables: the text column (auto-detected if unambiguous)")] = "",

@@ -33,7 +33,7 @@ from headstart.pipeline.compare import pick_backbones, rank_agreement, recommend
 from headstart.pipeline.context import removed_on_user_error
 from headstart.pipeline.summarize import choose
 from headstart.stats.evaluate import paired_difference
-from headstart.training.strategies import BASELINES, ORDER, STRATEGIES
+from headstart.training.strategies import BASELINES, DEFAULT, ORDER, STRATEGIES
 
 
 def folder_name(backbone: str) -> str:
@@ -70,7 +70,7 @@ def run_compare(cfg: RunConfig, backbones: list[str], top_k: int = 2, progress=N
     ranking = [r.backbone for r in assessment.ranking]
     cost = {r.backbone: r.cost.to_dict() for r in assessment.ranking}
     trained, why = pick_backbones(ranking, cost, top_k)
-    strategies = [s for s in ORDER if s in (cfg.strategies or ORDER)]
+    strategies = [s for s in ORDER if s in (cfg.strategies or DEFAULT)]
     runs: dict[str, RunResults] = {}
     primary = trained[0]
     for b in trained:

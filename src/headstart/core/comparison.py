@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from headstart.core.findings import Assessment, BackboneCost
-from headstart.core.records import Difference, Record, Skipped
+from headstart.core.records import Difference, Failable, Record, Skipped
 
 
 @dataclass
@@ -22,9 +22,9 @@ class AssessReport(Record):
 
 
 @dataclass
-class BackboneRow(Record):
-    """One trained backbone: its best transfer arm on validation, that arm's test numbers, what it costs."""
-    failed: str | None = None                 # every transfer arm failed: only cost, why_trained, run are kept
+class BackboneRow(Failable):
+    """One trained backbone: its best transfer arm on validation, that arm's test numbers, what it costs; when every
+    transfer arm failed, only `failed`, cost, why_trained and run."""
     arm: str = ""
     val_acc: float = 0.0
     val_correct: list | None = None
@@ -42,16 +42,7 @@ class BackboneRow(Record):
     run: str = ""
     input_size: int | None = None
     OPTIONAL = ("failed",)
-
-    def to_dict(self) -> dict:
-        if self.failed is None:
-            return super().to_dict()
-        return {"failed": self.failed, "cost": self.cost.to_dict(), "why_trained": self.why_trained, "run": self.run,
-                **self.extra}
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
+    KEEP_ON_FAIL = ("cost", "why_trained", "run")
 
 
 @dataclass

@@ -38,7 +38,7 @@ RANGES = {"seeds": (1, 100, "seeds"), "batch_size": (1, 4096, "items per batch")
           "lr_decay": (0.0, 1.0, "a factor per group"), "scratch_lr": (0.0, INF, "a learning rate"),
           "weight_decay": (0.0, 10.0, "a factor"), "target_metric": (0.0, 1.0, "a score between 0 and 1"),
           "price_per_hour": (0.0, 1e6, "dollars"), "device_watts": (0.0, 1e6, "watts"),
-          "unfreeze_groups": (0, 1000, "block groups"), "unfreeze_every": (-1, 1000, "epochs (-1: all at once)"),
+          "unfreeze_groups": (0, 1000, "block groups"), "lora_rank": (1, 1024, "a rank"), "unfreeze_every": (-1, 1000, "epochs (-1: all at once)"),
           "split_seed": (0, 2 ** 31, "a seed")}
 CHOICES = {"augment": ("crop-flip", "crop", "none"), "bn_policy": ("eval-all", "train-unfrozen"),
            "executor": ("local", "process", "ray"), "feature_dtype": ("auto", "float32", "bfloat16"),
@@ -91,7 +91,8 @@ class RunConfig:
     scratch_epochs: int = 0             # 0 -> 2 x epochs (never fewer than epochs: a fair scratch budget)
     patience: int = 3                   # early stopping on validation loss
     scratch_patience: int = 0           # 0 -> 2 x patience (random-init val loss is noisy early on)
-    lr_head: float = 1e-3               # head LR for finetune; scratch uses scratch_lr everywhere
+    lr_head: float = 1e-3               # head LR for finetune (and the adapters' of lora); scratch uses scratch_lr
+    lora_rank: int = 8                  # lora: the adapters' rank
     lr_body: float = 0.0                # LR of the block group next to the head; 0 -> modality default
     lr_decay: float = 0.0               # each deeper group gets lr_body * lr_decay**depth; 0 -> modality default
     unfreeze_groups: int = 0            # block groups (from the top) finetune unfreezes in the end; 0 -> modality

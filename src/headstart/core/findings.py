@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from headstart.core.records import Record
+from headstart.core.records import Failable, Record
 
 
 @dataclass
@@ -75,9 +75,8 @@ class BackboneCost(Record):
 
 
 @dataclass
-class Assessment(Record):
+class Assessment(Failable):
     """pipeline/assess.assess: the failed form holds only `failed` (the run went on without it)."""
-    failed: str | None = None
     backbone: str = ""
     modality: str = ""
     n_items: int = 0
@@ -92,13 +91,6 @@ class Assessment(Record):
     cost: BackboneCost | None = None          # `headstart assess`: what the backbone costs (pipeline/compute.py)
     check: Check | None = None                # in results.json: did the predictions hold?
     OPTIONAL = ("failed", "train_per_class_median", "cost", "check")
-
-    def to_dict(self) -> dict:
-        return {"failed": self.failed, **self.extra} if self.failed is not None else super().to_dict()
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
 
 
 @dataclass

@@ -91,6 +91,22 @@ def _build(tp, v):
 
 
 @dataclass
+class Failable(Record):
+    """A record that is a result, or when it failed only the reason (plus the fields KEEP_ON_FAIL names)."""
+    failed: str | None = None
+    KEEP_ON_FAIL: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        if self.failed is None:
+            return super().to_dict()
+        return {"failed": self.failed, **{k: plain(getattr(self, k)) for k in self.KEEP_ON_FAIL}, **self.extra}
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+@dataclass
 class Difference(Record):
     """a's score minus b's on the same items (a share: 0.05 = 5 points), with the paired 95% CI."""
     difference: float = 0.0

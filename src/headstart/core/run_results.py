@@ -15,7 +15,7 @@ from pathlib import Path
 
 from headstart.core.config import RunConfig
 from headstart.core.findings import Assessment, LabelIssues, Leakage
-from headstart.core.records import Difference, Record, Skipped
+from headstart.core.records import Difference, Failable, Record, Skipped
 from headstart.core.sections import BackboneComparisonRef, Curve, ExportedModel, Gallery, Prediction, Suggestions
 
 
@@ -71,9 +71,9 @@ class TrunkCache(Record):
 
 
 @dataclass
-class ArmSummary(Record):
-    """One strategy over its seeds: test numbers with CIs (stats/evaluate.metrics), validation, how it trained."""
-    failed: str | None = None                  # the arm failed (or never ran): no other key is written
+class ArmSummary(Failable):
+    """One strategy over its seeds: test numbers with CIs (stats/evaluate.metrics), validation, how it trained; an
+    arm that failed (or never ran) writes only `failed`."""
     n_test: int = 0
     seeds: int = 0
     accuracy: float = 0.0
@@ -124,13 +124,6 @@ class ArmSummary(Record):
         if "failed" not in d and "val_acc" in d:
             d.setdefault("val_score", d["val_acc"])
         return d
-
-    def to_dict(self) -> dict:
-        return {"failed": self.failed, **self.extra} if self.failed is not None else super().to_dict()
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
 
     @property
     def bounded(self) -> bool:
@@ -212,7 +205,7 @@ class BackboneInfo(Record):
     std: list = field(default_factory=list)
     source: str = ""
     source_classes: int = 0
-    modality: str = "image"
+    modality: str = ""
     path: str = ""
     family: str = ""
 

@@ -23,6 +23,7 @@ from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
 from headstart.models.device import to_device, to_numpy
+from headstart.models.factory import family
 from headstart.modalities.base import (IndexedItems, ModalityBase, ModalityState, add_unlabelled, expand_inputs,
                                       standardised_logreg, top_k)
 
@@ -101,6 +102,31 @@ def _feature_extractor():
     return WhisperFeatureExtractor(feature_size=80, sampling_rate=RATE)
 
 
+def reads_waveform(spec) -> bool:
+    """Whether the spec's family reads raw samples (wav2vec2, HuBERT) rather than Whisper's log-mels."""
+    return getattr(family(spec), "INPUT", "") == "waveform"
+
+
+def clip_input(x: np.ndarray, spec, pad_to_30s: bool = False) -> np.ndarray:
+    """What the backbone's family reads of one clip: its log-mel, or its samples normalised to zero mean and unit
+    variance (as wav2vec2's feature extractor does)."""
+    if reads_waveform(spec):
+        return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+    return log_mel(x, pad_to_30s=pad_to_30s)
+
+
+class WaveBatches(IndexedItems):
+    """Normalised samples -> batches padded with zeros to the longest clip, with each clip's length."""
+
+    def collate(self, batch):
+        n = max(len(w) for w, _ in batch)
+        wave = torch.zeros((len(batch), n), dtype=torch.float32)
+        for k, (w, _) in enumerate(batch):
+            wave[k, : len(w)] = torch.from_numpy(w)
+        return ({"wave": wave, "lengths": torch.tensor([len(w) for w, _ in batch])},
+                torch.tensor([y for _, y in batch]))
+
+
 class MelBatches(IndexedItems):
     """Log-mel arrays -> batches padded to the longest clip (or 30 s); `frames` = encoder frames of the clip."""
 
@@ -160,21 +186,23 @@ class AudioModality(ModalityBase):
         return load_audio_folder(cfg.data, label_col=cfg.label_col, group_col=cfg.group_col)
 
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
-        mels = [log_mel(x, pad_to_30s=cfg.pad_to_30s) for x in ds.items]
+        inputs = [clip_input(x, spec, cfg.pad_to_30s) for x in ds.items]
         secs = [len(x) / RATE for x in ds.items]
-        return ModalityState(mels, {**ds.stats, "mean_seconds": float(sum(secs) / len(secs)),
-                                    "max_seconds": max(secs),
-                                    "encoder_input": "padded to 30 s (Whisper's own)" if cfg.pad_to_30s else
-                                    "each clip's own length (positional embedding sliced)"})
+        return ModalityState(inputs, {**ds.stats, "mean_seconds": float(sum(secs) / len(secs)),
+                                      "max_seconds": max(secs),
+                                      "encoder_input": "the normalised waveform, each clip's own length"
+                                      if reads_waveform(spec) else "padded to 30 s (Whisper's own)" if cfg.pad_to_30s
+                                      else "each clip's own length (positional embedding sliced)"})
 
     def dataset(self, data, indices, train: bool = False):
+        if reads_waveform(data.spec):
+            return WaveBatches(data.state.inputs, data.ds.labels, indices)
         return MelBatches(data.state.inputs, data.ds.labels, indices, data.cfg.pad_to_30s)
 
 
 
     def embed(self, data, model, progress=None):
-        mels = data.state.inputs
-        order = np.argsort([m.shape[1] for m in mels])       # similar lengths together: little padding
+        order = np.argsort([m.shape[-1] for m in data.state.inputs])    # similar lengths together: little padding
         ds = self.dataset(data, order)
         out = np.zeros((len(order), model.num_features), dtype=np.float32)
         model.eval()
@@ -183,7 +211,7 @@ class AudioModality(ModalityBase):
                 x, _ = ds.collate([ds[i] for i in range(start, min(len(order), start + 64))])
                 out[order[start: start + 64]] = to_numpy(model.forward_features(to_device(x, model)))
                 if progress:
-                    progress(len(x["frames"]))
+                    progress(len(order[start: start + 64]))
         return out
 
 
@@ -191,8 +219,9 @@ class AudioModality(ModalityBase):
         return "float32" + ("-pad30s" if data.cfg.pad_to_30s else "")
 
     def classic_inputs(self, data, indices=None):
-        mels = data.state.inputs
-        return [mfcc_stats(mels[i]) for i in (range(len(mels)) if indices is None else indices)]
+        wave = reads_waveform(data.spec)       # the classic baseline reads MFCCs whatever the backbone reads
+        return [mfcc_stats(log_mel(data.ds.items[i]) if wave else data.state.inputs[i])
+                for i in (range(len(data.ds.items)) if indices is None else indices)]
 
 
     def classic_pipeline(self, C: float, seed: int):
@@ -249,11 +278,11 @@ class AudioModality(ModalityBase):
         rows = []
         for f in expand_inputs(inputs, AUDIO_EXTS, "audio"):
             try:
-                mel = log_mel(decode_audio(f)[0])
+                x = clip_input(decode_audio(f)[0], spec)
             except Exception as e:  # listed, not fatal
                 rows.append({"path": display_name(str(f)), "error": f"{type(e).__name__}: {e}"[:200]})
                 continue
-            ds = MelBatches([mel], [0], [0])
+            ds = WaveBatches([x], [0], [0]) if reads_waveform(spec) else MelBatches([x], [0], [0])
             with torch.inference_mode():
                 p = model(ds.collate([ds[0]])[0]).softmax(1)[0]
             rows.append({"path": display_name(str(f)), **top_k(p, classes, top)})

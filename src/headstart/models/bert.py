@@ -30,12 +30,17 @@ class TextClassifier(EncoderClassifier):
         from transformers.utils import logging as hf_logging
         hf_logging.set_verbosity_error()        # the unused pooler's "unexpected keys" notice is expected
         hf_logging.disable_progress_bar()
-        if pretrained:
-            # float32 master weights whatever the checkpoint stores (transformers 5 would keep an fp16 file's dtype)
-            enc = AutoModel.from_pretrained(str(folder), add_pooling_layer=False, dtype=torch.float32)
-        else:
+        if not pretrained:
             torch.manual_seed(torch.initial_seed())
-            enc = AutoModel.from_config(AutoConfig.from_pretrained(str(folder)), add_pooling_layer=False)
+
+        def load(**kw):
+            # float32 master weights whatever the checkpoint stores (transformers 5 would keep an fp16 file's dtype)
+            return (AutoModel.from_pretrained(str(folder), dtype=torch.float32, **kw) if pretrained else
+                    AutoModel.from_config(AutoConfig.from_pretrained(str(folder)), **kw))
+        try:
+            enc = load(add_pooling_layer=False)     # BERT, RoBERTa, MPNet: the unused pooler left out
+        except TypeError:                           # DistilBERT, ELECTRA, DeBERTa have none
+            enc = load()
         return cls(enc, num_classes)
 
     def forward_features(self, batch: dict) -> torch.Tensor:
@@ -44,7 +49,7 @@ class TextClassifier(EncoderClassifier):
         return (out * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def group_matcher(self, coarse: bool = True) -> dict:
-        return {"stem": r"^encoder\.embeddings", "blocks": [(r"^encoder\.encoder\.layer\.(\d+)", None)]}
+        return {"stem": r"^encoder\.embeddings", "blocks": [(r"^encoder\.(?:encoder|transformer)\.layer\.(\d+)", None)]}
 
 
 def build(spec, weights, num_classes: int, pretrained: bool):

@@ -5,7 +5,8 @@
     available_backbones()                                  # what `headstart backbones` lists
 
 A backbone name is one of: a registry key (weights shipped by a package, offline), `timm:<model>` (timm hub),
-`hf:<model id>` (Hugging Face hub: a BERT-family text encoder or openai/whisper-*), or the path of an earlier
+`hf:<model id>` (Hugging Face hub, or a local folder in its layout: resolved by its config.json's model_type to a
+family, HF_FAMILIES: transformers image models, BERT-family text encoders, Whisper, wav2vec2), or the path of an earlier
 headstart model/ folder. models/factory.py turns a name into a model, through the builder of the spec's family.
 """
 from __future__ import annotations
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.core.errors import UserError
+from headstart.models.hub import hub_unreachable, offline_mode
 
 # model families: the module whose build / from_folder / save_extras / onnx_example make its models (imported by
 # models/factory.py on first use, so this registry loads no model library), and each modality's default family
 FAMILIES = {"timm": "headstart.models.timm_family", "bert": "headstart.models.bert",
-            "whisper": "headstart.models.whisper"}
+            "whisper": "headstart.models.whisper", "hf_vision": "headstart.models.hf_vision",
+            "wav2vec2": "headstart.models.wav2vec2"}
 FAMILY_OF_MODALITY = {"image": "timm", "text": "bert", "audio": "whisper"}
 
 
@@ -116,9 +119,41 @@ def hub_spec(kind: str, value: str, name: str) -> BackboneSpec:
         cfg = timm.create_model(value, pretrained=False).pretrained_cfg
         return BackboneSpec(name, value, cfg["input_size"][-1], cfg.get("crop_pct", 0.875), tuple(cfg["mean"]),
                             tuple(cfg["std"]), "timm-hub", cfg.get("num_classes", 0))
-    if "whisper" in value.lower():
-        return BackboneSpec(name, "whisper-encoder", 3000, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "audio", value)
-    return BackboneSpec(name, "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, "text", value)
+    family, modality = hf_family(value)
+    if family == "hf_vision":           # preprocessing from the model's image-processor config
+        return importlib.import_module(FAMILIES[family]).hub_spec(value, name)
+    if family == "whisper":
+        return BackboneSpec(name, "whisper-encoder", 3000, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, modality, value)
+    if family == "wav2vec2":
+        return BackboneSpec(name, "wav2vec2", 3000, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, modality, value,
+                            family=family)
+    return BackboneSpec(name, "bert", 256, 1.0, (0.0,) * 3, (1.0,) * 3, "hf-hub", 0, modality, value)
+
+
+# Hugging Face model types headstart runs, by the model's own config.json (model_type): (family, modality)
+HF_FAMILIES = {**{t: ("bert", "text") for t in ("bert", "roberta", "xlm-roberta", "camembert", "mpnet", "electra",
+                                                 "distilbert", "deberta", "deberta-v2")},
+               "whisper": ("whisper", "audio"),
+               **{t: ("wav2vec2", "audio") for t in ("wav2vec2", "hubert", "wavlm")},
+               **{t: ("hf_vision", "image") for t in ("vit", "deit", "dinov2", "convnext", "convnextv2", "swin")}}
+
+
+def hf_family(model_id: str) -> tuple[str, str]:
+    """(family, modality) of an `hf:` model from its config.json (a local folder, the Hugging Face cache, or the hub;
+    offline and uncached it fails at once), never from its name."""
+    from transformers import AutoConfig
+    offline = hub_unreachable()
+    try:
+        with offline_mode(offline):
+            model_type = AutoConfig.from_pretrained(model_id).model_type
+    except (OSError, ValueError) as e:
+        raise UserError(f"hf:{model_id}: its config.json could not be read"
+                        + (" (offline, and not in the Hugging Face cache)" if offline else f" ({str(e)[:120]})")
+                        + "; offline, use a packaged backbone (headstart backbones)") from None
+    if model_type not in HF_FAMILIES:
+        raise UserError(f"hf:{model_id} is a {model_type!r} model; from the hub headstart runs "
+                        f"{', '.join(sorted(HF_FAMILIES))} models (and any timm:<name> image model)")
+    return HF_FAMILIES[model_type]
 
 
 def available_backbones() -> list[dict]:
@@ -134,7 +169,9 @@ def available_backbones() -> list[dict]:
     rows.append({"name": "timm:<model>", "available": None, "source": "timm hub (needs internet)",
                  "input_size": None})
     rows.append({"name": "hf:<model id>", "available": None, "input_size": None,
-                 "source": "Hugging Face hub: BERT-family text encoders or openai/whisper-* (needs internet)"})
+                 "source": "Hugging Face hub, by config.json: ViT/DeiT/DINOv2/ConvNeXt/Swin image models, "
+                           "BERT/RoBERTa/DistilBERT/DeBERTa/ELECTRA/MPNet text encoders, Whisper, wav2vec2/HuBERT/"
+                           "WavLM (needs internet or the HF cache)"})
     rows.append({"name": "<path to a headstart model/>", "available": None,
                  "source": "an earlier headstart export, for a new task", "input_size": None})
     return rows

@@ -26,6 +26,11 @@ def _flops(x) -> str:
     return f"{x:.0f} FLOP"
 
 
+def _per_epoch(m) -> str:
+    epochs = sum(m.epochs_run) / len(m.epochs_run) if m.epoch_budget and m.epochs_run else 0
+    return f"{m.train_seconds / epochs:.1f} s" if epochs else "—"
+
+
 def _labels(n) -> str:
     return "not reached" if n is None else f"{n:,.0f}"
 
@@ -132,13 +137,16 @@ def cost_lines(results: RunResults) -> list[str]:
         return []
     first = next(iter(ok.values())).compute
     dev = first.device.upper()
-    rows = [[s, f"{c.wall_seconds:.1f} s", f"{c.cpu_seconds:.1f} s", _flops(c.flops_train),
-             _flops(c.flops_inference_per_item), f"{c.peak_rss_gib:.2f} GiB", f"{m.trainable_params:,}",
+    rows = [[s, f"{c.wall_seconds:.1f} s", f"{c.cpu_seconds:.1f} s", _per_epoch(m), _flops(c.flops_train),
+             _flops(c.flops_inference_per_item), f"{c.peak_rss_gib:.2f} GiB", f"{m.trainable_params:,}"
+             + (f" ({100 * m.trainable_params / m.total_params:.2f}%)" if m.total_params else ""),
+             f"{m.policy['adapter_mb']:.2f} MB" if "adapter_mb" in m.policy else "—",
              f"{c.device_hours:.4f}", f"{1000 * c.energy_kwh:.2f} Wh", _money(c.money)]
             for s, m in ok.items() for c in [m.compute]]
     lines = ["## Compute and cost", "",
-             _table(["strategy", "wall time", "CPU time", "training FLOPs", "inference FLOPs / item",
-                     "peak memory (process)", "trainable params", f"{dev} hours", "energy", "cost"], rows), "",
+             _table(["strategy", "wall time", "CPU time", "training s / epoch", "training FLOPs",
+                     "inference FLOPs / item", "peak memory (process)", "trainable params (share)", "adapter on disk",
+                     f"{dev} hours", "energy", "cost"], rows), "",
              f"Priced at ${first.price_per_hour:g} per {dev} hour and {first.watts:g} W "
              "(--price-per-hour, --device-watts to use yours). Training FLOPs count every epoch at the final "
              "unfreeze state (an upper bound) plus validation passes; the linear probe's are one frozen forward "

@@ -186,7 +186,7 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         else None
     t0 = time.perf_counter()
     # eval-mode BatchNorms (frozen statistics) run folded into their convolutions: same maths, one pass less
-    with folded_batchnorm(model, cfg.fold_batchnorm) as folded:
+    with folded_batchnorm(model, cfg.fold_batchnorm and not strat.adapters) as folded:
         with cache or contextlib.nullcontext() as ct:
             if ct is not None:     # only the trainable top runs each epoch, on stored views of the frozen trunk
                 train_ds, val_ds, batch_fn = ct.train_ds, ct.val_ds, ct.batch_fn
@@ -205,9 +205,12 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                 cached["flops_train"] = ct.flops(res.epochs_run)
         train_seconds = time.perf_counter() - t0
         trainable = max(h["trainable_params"] for h in res.history)
+        adapter = strat.finish(model)          # e.g. LoRA merged into the weights: the plain architecture again
         if ctx.fabric.is_global_zero:   # under DDP every rank holds identical weights; rank 0 writes
             _write_csv(unit_dir / "metrics.csv", [{k: v for k, v in h.items() if k != "lr"} for h in res.history])
             save_weights(unit_dir / "weights.safetensors", model.state_dict())
+            if adapter:
+                save_weights(unit_dir / "adapter.safetensors", adapter)
         best = res.best()
         size = best.get("input_size", sizes[0] if sizes else None)      # the size its kept weights trained at
         test_probs = predict_probs(model, ctx, ctx.split["test"], size)
@@ -229,6 +232,8 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         racing=stop_check.last if stop_check is not None else None,
         details={"augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
                  "batchnorm_folded_pairs": folded,
+                 **({"adapter_mb": round(sum(t.numel() * t.element_size() for t in adapter.values()) / 2 ** 20, 3)}
+                    if adapter else {}),
                  **({"progressive_sizes": _runs(sizes[:res.epochs_run]), "eval_size": size} if sizes else {})}), model
 
 

@@ -34,7 +34,7 @@ from headstart.pipeline.frozen import features
 from headstart.stats.evaluate import softmax
 from headstart.stats.transferability import hscore, knn_accuracy, leep, logme, nce
 from headstart.training.features import cache_key
-from headstart.training.strategies import BASELINES, NETWORK_BASELINE, TRANSFER
+from headstart.training.strategies import BASELINES, FINETUNE_FIRST, NETWORK_BASELINE, PROBE_FIRST, TRANSFER
 
 # Calibrated in docs/assessment.md on 9 tasks: frozen-feature k-NN minus raw-input k-NN accuracy (cross-validated)
 GAIN_HELPS = 0.05          # at or above (+6.7 to +50 measured): transfer won clearly in every such task
@@ -110,14 +110,14 @@ def verdict(a: dict, modality=None) -> dict:
     evidence += mod.evidence_lines(a.get("shift", {}))
     few = a.get("train_per_class_median", 1e9) < FEW_LABELS
     if hidden:
-        first, why = "finetune", hidden[1]
+        first, why = FINETUNE_FIRST, hidden[1]
     elif s["knn"] >= PROBE_FIRST_KNN or few:
-        first = "linear-probe"
+        first = PROBE_FIRST
         why = ("the frozen features already separate the classes; fine-tune only if the probe falls short"
                if s["knn"] >= PROBE_FIRST_KNN else
                f"with a median of {a['train_per_class_median']:.0f} labels per class fine-tuning tends to overfit")
     else:
-        first, why = "finetune", mod.finetune_advice(early)
+        first, why = FINETUNE_FIRST, mod.finetune_advice(early)
     scratch = vs_scratch(a)
     return {"label": f"vs scratch: {scratch['label']}; vs classic: {label}", "gain": gain,
             "evidence": scratch["evidence"] + evidence, "try_first": first, "why": why,
@@ -176,7 +176,8 @@ def predicted_vs_measured(a: dict, results: RunResults) -> Check:
         rows[key] = CheckRow(predicted=pred, baseline=base, measured=measured, difference=d.difference, ci=d.ci,
                              agrees=agrees, bounded=base == NETWORK_BASELINE and base in ok and ok[base].bounded)
     return Check(best_transfer=t, rows=rows, try_first=v["try_first"],
-                 try_first_agrees=t == v["try_first"] if all(s in ok for s in TRANSFER) else None)
+                 try_first_agrees=t == v["try_first"] if all(s in ok for s in (PROBE_FIRST, FINETUNE_FIRST))
+                 else None)
 
 
 def measured_words(d: Difference) -> str:

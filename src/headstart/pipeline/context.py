@@ -23,7 +23,7 @@ from headstart.models.factory import resolve_spec
 from headstart.stats.evaluate import wilson_ci
 from headstart.stats.metrics import LABELS, REBALANCE, choose_metric, imbalance_ratio, positive_class, rebalance_mode
 from headstart.stats.split import load_split, make_split, save_split
-from headstart.training.strategies import ORDER
+from headstart.training.strategies import DEFAULT, ORDER
 
 
 _LOCKS: dict[str, int] = {}      # run folders this process holds (fd of the locked file), kept until exit
@@ -134,7 +134,7 @@ def check_strategies(cfg: RunConfig) -> None:
     bad = [s for s in cfg.strategies if s not in ORDER]
     if bad:
         raise UserError(f"unknown strategy {bad[0]!r}; choose from {', '.join(ORDER)}")
-    cfg.strategies = cfg.strategies or list(ORDER)
+    cfg.strategies = cfg.strategies or list(DEFAULT)
 
 
 def warn_thin_validation(ds, split: dict, log) -> None:

@@ -6,8 +6,10 @@
     STRATEGIES["scratch"].label, .color, .transfer, .runner   # what the pipeline and the report need to know
 
 Everything the rest of headstart knows about an arm is a class attribute here (order, labels, colour, whether it
-reuses pretrained weights, trains a network, needs the frozen features, how it runs and what it exports), so a new
-strategy is one class in this file (plus a runner in pipeline/arms.py if it is not a probe, a scikit-learn pipeline or a trained network).
+reuses pretrained weights, trains a network, needs the frozen features, how it runs and what it exports, whether a
+default run includes it), so a new strategy is one class registered with `@register` (in this file, or from any
+module: `tests/test_strategy_registry.py` registers a subclass and runs it), plus a runner in pipeline/arms.py only
+if it is not a probe, a scikit-learn pipeline or a trained network.
 
 Hooks, in the order the training loop (training/loop.py) calls them: `plan(model)` once, before the optimizer is
 built (freezes everything and returns the groups that will ever train, each with its LR); then
@@ -25,7 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from headstart.models.groups import block_groups
+from headstart.models.groups import block_groups, classifier_prefix
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Strategy:
     exports = "network"         # what model/ holds if it wins: "network" | "probe-head" | "" (not exportable)
     raced = False               # racing may stop it once its curve cannot reach the transfer arms
     progressive = False         # random-init training: small inputs first where the modality has a size to grow
+    default = True              # part of a run without --strategies
+    adapters = False            # adds modules to the network (LoRA): BatchNorm folding and the trunk cache stay off
     bn_policy = "train"
 
     def __init__(self, cfg):
@@ -76,7 +80,44 @@ class Strategy:
         return {"strategy": self.name, "pretrained": self.pretrained, "bn_policy": self.bn_policy,
                 "patience": self.patience(), "min_epochs": self.min_epochs()}
 
+    def finish(self, model) -> dict | None:
+        """After training, before the kept weights are saved and evaluated: e.g. merge adapters into the network.
+        Returns tensors to save beside the weights (the adapter alone), or None."""
+        return None
 
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+ORDER: list[str] = []            # the registry's order; also the tie-break order: cheaper first
+DEFAULT: list[str] = []          # what a run trains without --strategies
+TRANSFER: list[str] = []
+BASELINES: list[str] = []        # the from-scratch baselines, the same-network one first, then the classic ones
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Add a strategy class to the registry (a class decorator); the lists above are updated in place, so modules
+    that imported them see it."""
+    if not cls.name or cls.name in STRATEGIES and STRATEGIES[cls.name] is not cls:
+        raise ValueError(f"strategy name {cls.name!r} is empty or taken")
+    STRATEGIES[cls.name] = cls
+    _refresh()
+    return cls
+
+
+def unregister(name: str) -> None:
+    STRATEGIES.pop(name, None)
+    _refresh()
+
+
+def _refresh() -> None:
+    ranked = sorted(STRATEGIES, key=lambda s: (STRATEGIES[s].order, s))
+    ORDER[:] = ranked
+    DEFAULT[:] = [s for s in ranked if STRATEGIES[s].default]
+    TRANSFER[:] = [s for s in ranked if STRATEGIES[s].transfer]
+    BASELINES[:] = sorted((s for s in ranked if not STRATEGIES[s].transfer),
+                          key=lambda s: not STRATEGIES[s].trains_network)
+
+
+@register
 class Classic(Strategy):
     """No network: the modality's classic features (pixels, TF-IDF n-grams, MFCC) + logistic regression, C on val."""
     name, label, color, order = "classic", "classic baseline (no pretraining)", "#7f7f7f", 0
@@ -84,6 +125,7 @@ class Classic(Strategy):
     runner, exports = "sklearn", ""
 
 
+@register
 class LinearProbe(Strategy):
     """Backbone frozen; logistic-regression head on cached features; C chosen on the validation split."""
     name, label, short, color, order = ("linear-probe", "linear probe (frozen backbone)", "transfer: linear probe",
@@ -93,6 +135,7 @@ class LinearProbe(Strategy):
     bn_policy = "frozen (features from the eval-mode backbone)"
 
 
+@register
 class FineTune(Strategy):
     """LP-FT: head starts from the linear probe; top block groups unfreeze one by one with discriminative LRs."""
     name, label, short, color, order = "finetune", "fine-tune (LP-FT)", "transfer: fine-tune", "#2ca02c", 2
@@ -151,9 +194,72 @@ class FineTune(Strategy):
         return out
 
 
+@register
+class LoRA(Strategy):
+    """Low-rank adapters (Hugging Face peft's LoRA) on every linear and 1x1-convolution layer of the frozen backbone,
+    the head from the probe (as LP-FT); after training the adapters are merged into the weights, so the exported
+    model is the plain architecture (and the adapter alone is kept beside the unit's weights). Not in a default run:
+    --strategies linear-probe,finetune,lora."""
+    name, label, short, color, order = "lora", "LoRA adapters (frozen backbone)", "transfer: LoRA", "#9467bd", 3
+    trains_network = needs_features = adapters = True
+    default = False
+    bn_policy = "eval-all"
+
+    def targets(self, model) -> list[str]:
+        """Every nn.Linear and pointwise nn.Conv2d below the head (depthwise and spatial convolutions stay frozen)."""
+        import torch
+        head = classifier_prefix(model)
+        return [n for n, m in model.named_modules() if n and not n.startswith(head) and (
+            isinstance(m, torch.nn.Linear) or isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
+            and m.groups == 1)]
+
+    def plan(self, model) -> FreezePlan:
+        from peft import LoraConfig, inject_adapter_in_model
+        r = self.cfg.lora_rank
+        inject_adapter_in_model(LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0,
+                                           target_modules=self.targets(model)), model)
+        head = set(n for n, _ in model.get_classifier().named_parameters(prefix=classifier_prefix(model)))
+        params = dict(model.named_parameters())
+        lora = [n for n in params if "lora_" in n]
+        for n, p in params.items():
+            p.requires_grad_(n in head or "lora_" in n)
+        return FreezePlan([sorted(head), lora], 1, [
+            {"params": [params[n] for n in sorted(head)], "lr": self.cfg.lr_head, "name": "head", "depth": 0},
+            {"params": [params[n] for n in lora], "lr": self.cfg.lr_head, "name": "lora", "depth": 1}])
+
+    def on_epoch_start(self, model, plan: FreezePlan, epoch: int) -> list[str]:
+        model.train()
+        for m in model.modules():       # frozen sub-trees (BatchNorm, dropout outside the adapters) as at inference
+            ps = list(m.parameters())
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+        return []
+
+    def describe(self, plan: FreezePlan | None = None) -> dict:
+        out = {**super().describe(), "head_init": "linear probe (LP-FT)", "lr": self.cfg.lr_head,
+               "adapters": f"LoRA rank {self.cfg.lora_rank} (alpha {2 * self.cfg.lora_rank}) on every linear and "
+                           "1x1 convolution, merged into the weights after training"}
+        if plan is not None:
+            n = sum(p.numel() for g in plan.param_groups[1:] for p in g["params"])
+            out.update(adapter_params=n, adapter_mb=round(n * 4 / 2 ** 20, 3))   # float32 on disk
+        return out
+
+    def finish(self, model) -> dict:
+        """Merge every adapter into its layer and put the plain layer back; returns the adapter's tensors."""
+        from peft.tuners.lora import LoraLayer
+        kept = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" in n}
+        for name, module in list(model.named_modules()):
+            if isinstance(module, LoraLayer):
+                module.merge()
+                parent, _, leaf = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, leaf, module.get_base_layer())
+        return kept
+
+
+@register
 class Scratch(Strategy):
     """Same architecture, random init, everything trains; budget >= finetune's epochs."""
-    name, label, short, color, order = "scratch", "from scratch (same architecture)", "from scratch", "#d62728", 3
+    name, label, short, color, order = "scratch", "from scratch (same architecture)", "from scratch", "#d62728", 4
     transfer = pretrained = False
     trains_network = raced = progressive = True
 
@@ -179,12 +285,8 @@ class Scratch(Strategy):
         return []
 
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in sorted(Strategy.__subclasses__(), key=lambda s: s.order)}
-ORDER = list(STRATEGIES)                 # the registry's order; also the tie-break order: cheaper first
-TRANSFER = [s for s, c in STRATEGIES.items() if c.transfer]
-# the from-scratch baselines, the same-network one first (the controlled comparison), then the classic ones
-BASELINES = sorted((s for s, c in STRATEGIES.items() if not c.transfer), key=lambda s: not STRATEGIES[s].trains_network)
 NETWORK_BASELINE = BASELINES[0]          # scratch: whose curve sets the default label target
+PROBE_FIRST, FINETUNE_FIRST = LinearProbe.name, FineTune.name    # what the assessment may advise trying first
 
 
 def _batchnorms_of(model, names: set[str]) -> list:
