@@ -153,3 +153,14 @@ def test_demo_runs_on_bundled_digits(tmp_path):
     assert (run / "report.md").exists() and (run / "report.html").exists()
     res = json.loads((run / "results.json").read_text())
     assert sorted(int(n) for n in res["curve"]["points"]["scratch"]) == [20, 40]     # 2 and 4 per digit
+
+
+def test_help_loads_no_model_library():
+    """`headstart --help` stays instant: the CLI module and what the summary printer needs load no torch,
+    transformers, timm or matplotlib (the error gallery once pulled the modalities, hence torch, into --help)."""
+    import subprocess
+    import sys
+    code = ("import sys, headstart.app.cli; heavy = [m for m in ('torch', 'transformers', 'timm', 'matplotlib', "
+            "'cleanlab', 'peft') if m in sys.modules]; print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -134,7 +134,8 @@ def test_the_gallery_shows_confident_mistakes_first_and_counts_the_disagreements
     them right and misses another: the gallery orders by confidence, thumbnails the images, counts both sides."""
     from PIL import Image
     from headstart.core.run_results import RunResults
-    from headstart.outputs.gallery import gallery_lines, make_gallery
+    from headstart.outputs.gallery import make_gallery
+    from headstart.outputs.report_gallery import gallery_lines
     items = [f"cats/img {i}.jpg" for i in range(2)] + [f"dogs/img {i}.jpg" for i in range(2)]
     said = {"linear-probe": [("dogs", 0.6), ("cats", 0.8), ("cats", 0.9), ("dogs", 0.7)],
             "scratch": [("cats", 0.7), ("cats", 0.6), ("cats", 0.55), ("cats", 0.8)]}
@@ -160,3 +161,17 @@ def test_the_gallery_shows_confident_mistakes_first_and_counts_the_disagreements
     res.gallery = g
     text = "\n".join(gallery_lines(res))
     assert "wrong on 2 of 4 test items" in text and "1 right only by `linear-probe`, 1 right only by `scratch`" in text
+
+
+def test_the_label_section_warns_when_the_probe_itself_is_weak():
+    """8x8 digits through ImageNet features: the probe agrees with ~80% of the labels, so its 20 flags out of 200
+    are mostly hard digits; the report says how far to trust the list."""
+    from headstart.core.run_results import RunResults
+    from headstart.outputs.report_labels import label_lines
+    rows = [{"rank": 1, "item": "3/a.png", "split": "train", "given": "3", "suggested": "8", "p_given": 0.1,
+             "p_suggested": 0.8}]
+    weak = {"label_issues": {"checked": 200, "flagged": 20, "probe_accuracy": 0.79, "rows": rows,
+                             "file": "label_issues.csv", "method": "m"}}
+    strong = {"label_issues": {**weak["label_issues"], "probe_accuracy": 0.99}}
+    assert "agrees with only 79%" in "\n".join(label_lines(RunResults.from_dict(weak)))
+    assert "agrees with only" not in "\n".join(label_lines(RunResults.from_dict(strong)))

@@ -110,6 +110,7 @@ class LabelIssues(Record):
     """pipeline/labels.check_labels: cleanlab's flags on the train+val labels (label_issues.csv holds them all)."""
     checked: int = 0
     flagged: int = 0
+    probe_accuracy: float | None = None  # how often the out-of-fold probe agrees with the given labels
     rows: list[LabelIssue] = field(default_factory=list)      # the first ones, most suspect first
     file: str = ""                       # in the run folder
     method: str = ""

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from headstart.core.errors import UserError
-from headstart.models.encoder import EncoderClassifier
-from headstart.models.hub import hub_unreachable, offline_mode
+from headstart.models.encoder import EncoderClassifier, auto_encoder, hub_build
+from headstart.models.encoder import export_state  # noqa: F401  (the family interface: transformers' names on disk)
+from headstart.models.encoder import import_state as encoder_import_state
+from headstart.models.encoder import save_extras as encoder_save_extras
 
 
 class TextClassifier(EncoderClassifier):
@@ -26,22 +27,7 @@ class TextClassifier(EncoderClassifier):
 
     @classmethod
     def from_folder(cls, folder: str | Path, num_classes: int, pretrained: bool = True) -> "TextClassifier":
-        from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()        # the unused pooler's "unexpected keys" notice is expected
-        hf_logging.disable_progress_bar()
-        if not pretrained:
-            torch.manual_seed(torch.initial_seed())
-
-        def load(**kw):
-            # float32 master weights whatever the checkpoint stores (transformers 5 would keep an fp16 file's dtype)
-            return (AutoModel.from_pretrained(str(folder), dtype=torch.float32, **kw) if pretrained else
-                    AutoModel.from_config(AutoConfig.from_pretrained(str(folder)), **kw))
-        try:
-            enc = load(add_pooling_layer=False)     # BERT, RoBERTa, MPNet: the unused pooler left out
-        except TypeError:                           # DistilBERT, ELECTRA, DeBERTa have none
-            enc = load()
-        return cls(enc, num_classes)
+        return cls(auto_encoder(folder, pretrained, pooler=False), num_classes)     # mean pooling: no pooler
 
     def forward_features(self, batch: dict) -> torch.Tensor:
         out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -53,12 +39,8 @@ class TextClassifier(EncoderClassifier):
 
 
 def build(spec, weights, num_classes: int, pretrained: bool):
-    try:
-        with offline_mode(spec.source == "hf-hub" and hub_unreachable()):
-            return TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
-    except OSError as e:
-        raise UserError(f"could not load text encoder {spec.name} ({str(e)[:120]}); offline, use minilm_l6") \
-            from None
+    return hub_build(lambda: TextClassifier.from_folder(spec.path, num_classes, pretrained=pretrained), spec,
+                     "text encoder", "minilm_l6")
 
 
 def from_folder(folder: Path, spec, num_classes: int):
@@ -66,25 +48,18 @@ def from_folder(folder: Path, spec, num_classes: int):
     return TextClassifier.from_folder(folder, num_classes, pretrained=False)
 
 
-def export_state(state: dict) -> dict:
-    """Encoder tensors under transformers' own names (AutoModel.from_pretrained on the folder loads them, instead
-    of silently starting from random weights); the classification head stays `classifier.*` (AutoModel skips it)."""
-    return {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
-
-
 def import_state(state: dict) -> dict:
     """Back to the classifier's names (folders exported before export_state keep theirs)."""
     if any(k.startswith("encoder.embeddings.") for k in state):
         return state
-    return {k if k.startswith("classifier.") else "encoder." + k: v for k, v in state.items()}
+    return encoder_import_state(state)
 
 
 def save_extras(model, spec, folder: Path, **_) -> dict:
     """The encoder's config and tokenizer travel with the weights (no hub needed to reload)."""
     from transformers import AutoTokenizer
-    model.encoder.config.save_pretrained(str(folder))
     AutoTokenizer.from_pretrained(spec.path).save_pretrained(str(folder))
-    return {"path": ""}
+    return encoder_save_extras(model, spec, folder)
 
 
 def onnx_example(spec, size: int):

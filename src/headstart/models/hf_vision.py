@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from headstart.core.errors import UserError
-from headstart.models.encoder import EncoderClassifier
+from headstart.models.encoder import EncoderClassifier, auto_encoder, hub_build
+from headstart.models.encoder import export_state, import_state, save_extras  # noqa: F401  (the family interface)
 from headstart.models.hub import hub_unreachable, offline_mode
 from headstart.models.registry import BackboneSpec
 
@@ -37,20 +37,7 @@ class VisionClassifier(EncoderClassifier):
 
     @classmethod
     def from_folder(cls, folder: str | Path, num_classes: int, pretrained: bool = True) -> "VisionClassifier":
-        from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()
-        if not pretrained:
-            torch.manual_seed(torch.initial_seed())
-
-        def load(**kw):
-            return (AutoModel.from_pretrained(str(folder), dtype=torch.float32, **kw) if pretrained else
-                    AutoModel.from_config(AutoConfig.from_pretrained(str(folder)), **kw))
-        try:
-            enc = load(add_pooling_layer=False) if POOL.get(_model_type(folder)) == "cls" else load()
-        except TypeError:                   # DINOv2 has no pooler to leave out
-            enc = load()
-        return cls(enc, num_classes)
+        return cls(auto_encoder(folder, pretrained, pooler=POOL.get(_model_type(folder)) != "cls"), num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         kw = {"interpolate_pos_encoding": True} if self.kind in INTERPOLATES else {}
@@ -99,30 +86,12 @@ def hub_spec(model_id: str, name: str) -> BackboneSpec:
 
 
 def build(spec, weights, num_classes: int, pretrained: bool):
-    try:
-        with offline_mode(spec.source == "hf-hub" and hub_unreachable()):
-            return VisionClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
-    except OSError as e:
-        raise UserError(f"could not load image model {spec.name} ({str(e)[:120]}); offline, use efficientnet_lite0") \
-            from None
+    return hub_build(lambda: VisionClassifier.from_folder(spec.path, num_classes, pretrained=pretrained), spec,
+                     "image model", "efficientnet_lite0")
 
 
 def from_folder(folder: Path, spec, num_classes: int):
     return VisionClassifier.from_folder(folder, num_classes, pretrained=False)
-
-
-def export_state(state: dict) -> dict:
-    return {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
-
-
-def import_state(state: dict) -> dict:
-    return {k if k.startswith("classifier.") else "encoder." + k: v for k, v in state.items()}
-
-
-def save_extras(model, spec, folder: Path, **_) -> dict:
-    """The encoder's config travels with the weights (no hub needed to reload); preprocessing is in the spec."""
-    model.encoder.config.save_pretrained(str(folder))
-    return {"path": ""}
 
 
 def onnx_example(spec, size: int):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from headstart.core.errors import UserError
-from headstart.models.encoder import EncoderClassifier
-from headstart.models.hub import hub_unreachable, offline_mode
+from headstart.models.encoder import EncoderClassifier, auto_encoder, hub_build
+from headstart.models.encoder import export_state, import_state, save_extras  # noqa: F401  (the family interface)
 
 INPUT = "waveform"
 
@@ -24,14 +23,7 @@ class WaveClassifier(EncoderClassifier):
 
     @classmethod
     def from_folder(cls, folder: str | Path, num_classes: int, pretrained: bool = True) -> "WaveClassifier":
-        from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()
-        if not pretrained:
-            torch.manual_seed(torch.initial_seed())
-        enc = (AutoModel.from_pretrained(str(folder), dtype=torch.float32) if pretrained else
-               AutoModel.from_config(AutoConfig.from_pretrained(str(folder))))
-        return cls(enc, num_classes)
+        return cls(auto_encoder(folder, pretrained), num_classes)
 
     def forward_features(self, batch: dict) -> torch.Tensor:
         wave, lengths = batch["wave"], batch["lengths"]
@@ -50,29 +42,12 @@ class WaveClassifier(EncoderClassifier):
 
 
 def build(spec, weights, num_classes: int, pretrained: bool):
-    try:
-        with offline_mode(spec.source == "hf-hub" and hub_unreachable()):
-            return WaveClassifier.from_folder(spec.path, num_classes, pretrained=pretrained)
-    except OSError as e:
-        raise UserError(f"could not load speech encoder {spec.name} ({str(e)[:120]}); offline, use whisper_tiny_en") \
-            from None
+    return hub_build(lambda: WaveClassifier.from_folder(spec.path, num_classes, pretrained=pretrained), spec,
+                     "speech encoder", "whisper_tiny_en")
 
 
 def from_folder(folder: Path, spec, num_classes: int):
     return WaveClassifier.from_folder(folder, num_classes, pretrained=False)
-
-
-def export_state(state: dict) -> dict:
-    return {k[len("encoder."):] if k.startswith("encoder.") else k: v for k, v in state.items()}
-
-
-def import_state(state: dict) -> dict:
-    return {k if k.startswith("classifier.") else "encoder." + k: v for k, v in state.items()}
-
-
-def save_extras(model, spec, folder: Path, **_) -> dict:
-    model.encoder.config.save_pretrained(str(folder))
-    return {"path": ""}
 
 
 def onnx_example(spec, size: int):

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from headstart.core.errors import UserError
 from headstart.models.encoder import EncoderClassifier
+from headstart.models.encoder import save_extras  # noqa: F401  (the family interface: config.json)
 from headstart.models.hub import hub_unreachable, offline_mode
 
 
@@ -159,11 +160,6 @@ def from_folder(folder: Path, spec, num_classes: int):
     cfg_file = Path(folder) / "config.json"
     config = WhisperConfig.from_pretrained(str(folder)) if cfg_file.exists() else WhisperClassifier.tiny_en_config()
     return WhisperClassifier(WhisperEncoder(config), num_classes)
-
-
-def save_extras(model, spec, folder: Path, **_) -> dict:
-    model.encoder.config.save_pretrained(str(folder))
-    return {"path": ""}
 
 
 def onnx_example(spec, size: int):

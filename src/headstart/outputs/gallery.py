@@ -2,7 +2,8 @@
 scratch disagree (the items the paired difference is made of). Read from the run's predictions.csv.
 
     results.gallery = make_gallery(results, run_dir)   # thumbnails (images) / spectrograms (audio) under plots/
-    lines = gallery_lines(results)                     # the report section (no files touched)
+
+The report section is outputs/report_gallery.py (kept apart: the CLI's --help must not load the modalities).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from headstart.core.io import atomic_write_bytes
 from headstart.core.run_results import RunResults
 from headstart.core.sections import Gallery, GalleryItem, Prediction
 from headstart.modalities import MODALITIES
-from headstart.outputs.common import table
 from headstart.training.strategies import NETWORK_BASELINE, STRATEGIES
 
 MISTAKES = 8          # the deployed arm's most confident wrong answers shown
@@ -67,37 +67,3 @@ def _item(p: Prediction, k: int, modality: str, root: Path, out: Path) -> Galler
         atomic_write_bytes(out / f"gallery-{k}.png", png)
         it.picture = f"plots/gallery-{k}.png"
     return it
-
-
-def _cell(it: GalleryItem) -> str:
-    if it.picture:
-        return f"![{it.item}]({it.picture})"
-    return (it.text or "")[:160] or f"`{it.item}`"
-
-
-def gallery_lines(results: RunResults) -> list[str]:
-    g = RunResults.of(results).gallery
-    if g is None:
-        return []
-    lines = ["## What the deployed model gets wrong (test)", ""]
-    if not g.wrong:
-        return lines + [f"`{g.arm}` (seed {g.seed}) got all {g.n_test} test items right.", ""]
-    lines += [f"`{g.arm}` (seed {g.seed}, the exported model) is wrong on {g.wrong} of {g.n_test} test items. Its most "
-              "confident mistakes first (every item, arm and seed is in `predictions.csv`):", "",
-              table(["", "item", "true", "predicted (probability)"],
-                    [[_cell(it), f"`{it.item}`", it.true, f"{it.predicted} ({it.probability:.2f})"]
-                     for it in g.mistakes]), ""]
-    if g.confused:
-        lines += ["Most confused: " + "; ".join(f"{c['true']} read as {c['predicted']} ({c['items']})"
-                                                 for c in g.confused) + ".", ""]
-    if g.versus:
-        lines += [f"**`{g.arm}` vs `{g.versus}`** (seed 0, the same test items): {g.only_mine} right only by "
-                  f"`{g.arm}`, {g.only_theirs} right only by `{g.versus}`; the paired difference above is made of "
-                  f"these {g.only_mine + g.only_theirs} items."]
-        if g.disagreements:
-            lines += ["", table(["item", "true", f"`{g.arm}` says", f"`{g.versus}` says"],
-                                [[_cell(it), it.true, f"{it.predicted} ({it.probability:.2f})",
-                                  f"{it.other} ({it.other_probability:.2f})"] for it in g.disagreements])]
-        lines.append("")
-    return lines
-

@@ -9,7 +9,7 @@ from headstart.outputs.common import pct as _pct
 from headstart.outputs.common import table as _table
 from headstart.outputs.report_cost import curve_summary, labels_saved_cell, savings_lines
 from headstart.outputs.report_metric import collapsed, metric_label, metric_lines, score_cells
-from headstart.outputs.gallery import gallery_lines
+from headstart.outputs.report_gallery import gallery_lines
 from headstart.outputs.report_labels import label_lines
 from headstart.outputs.report_next import next_steps_lines
 from headstart.stats.metrics import collapse_words

@@ -6,6 +6,7 @@ from headstart.core.run_results import RunResults
 from headstart.outputs.common import table
 
 SHOWN = 10
+WEAK = 0.9            # below this out-of-fold agreement the flags mix hard items with wrong labels: said
 
 
 def label_lines(results: RunResults) -> list[str]:
@@ -27,6 +28,11 @@ def label_lines(results: RunResults) -> list[str]:
                     table(["rank", "item", "split", "given label", "the probe says", "p(given)"],
                           [[r.rank, f"`{r.item}`", r.split, r.given, f"{r.suggested} ({r.p_suggested:.2f})",
                             f"{r.p_given:.2f}"] for r in li.rows[:SHOWN]]), ""]
+    if li.probe_accuracy is not None and li.probe_accuracy < WEAK:
+        lines += [f"The probe agrees with only {100 * li.probe_accuracy:.0f}% of the given labels out of fold: where "
+                  "the frozen features separate the classes poorly, many flagged items are hard or unusual rather "
+                  "than mislabelled (on TREC, ~80% agreement, 30-45% of the flags were planted errors). "
+                  "Read the list as where to look first.", ""]
     if li.flagged > SHOWN:
         lines += [f"… {li.flagged - SHOWN} more in `{li.file}`.", ""]
     return lines

@@ -52,5 +52,8 @@ def check_labels(ctx: RunContext) -> LabelIssues:
     path = ctx.run_dir / FILE
     if ctx.fabric.is_global_zero:
         atomic_write_bytes(path, buf.getvalue().encode())
-    ctx.log(f"label check: {len(rows)} of {len(idx)} train+val labels look wrong to the probe; listed in {path}")
-    return LabelIssues(checked=len(idx), flagged=len(rows), rows=rows[:SHOWN], file=FILE, method=METHOD)
+    agree = float(np.mean(probs.argmax(1) == y))
+    ctx.log(f"label check: {len(rows)} of {len(idx)} train+val labels look wrong to the probe (which agrees with "
+            f"{100 * agree:.0f}% of the labels out of fold); listed in {path}")
+    return LabelIssues(checked=len(idx), flagged=len(rows), probe_accuracy=round(agree, 4), rows=rows[:SHOWN],
+                       file=FILE, method=METHOD)
