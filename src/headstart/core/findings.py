@@ -114,7 +114,7 @@ class LabelIssues(Record):
     rows: list[LabelIssue] = field(default_factory=list)      # the first ones, most suspect first
     file: str = ""                       # in the run folder
     method: str = ""
-    skipped: str | None = None           # why no check ran (a class with too few items, cleanlab missing)
+    skipped: str | None = None           # why no check ran (a class with too few train+val items)
     OPTIONAL = ("skipped",)
 
 

@@ -30,11 +30,6 @@ def check_labels(ctx: RunContext) -> LabelIssues:
     idx = ctx.split["train"] + ctx.split["val"]
     y = np.asarray(ctx.ds.labels)[idx]
     why = too_few(y, ctx.ds.classes)
-    if why is None:
-        try:
-            import cleanlab  # noqa: F401
-        except ImportError:
-            why = "cleanlab is not installed (pip install cleanlab)"
     if why:
         ctx.log(f"label check skipped: {why}")
         return LabelIssues(checked=len(idx), method=METHOD, skipped=why)

@@ -31,10 +31,15 @@ def columns(classes: list[str], text: bool) -> list[str]:
             + [f"p_{c}" for c in classes])
 
 
+def has_text(ctx: RunContext) -> bool:
+    """Text runs add each item's text to its rows."""
+    return bool(ctx.ds.items) and isinstance(ctx.ds.items[0], str)
+
+
 def unit_rows(ctx: RunContext, strategy: str, r: UnitResult, threshold: float | None) -> list[dict]:
     """The unit's rows: validation then test items, in split order."""
     ds, rows = ctx.ds, []
-    text = bool(ds.items) and isinstance(ds.items[0], str)
+    text = has_text(ctx)
     for split, probs in (("val", r.val_probs), ("test", r.test_probs)):
         idx = ctx.split[split]
         if len(probs) != len(idx):          # a unit from before validation probabilities were kept
@@ -60,8 +65,7 @@ def _csv(rows: list[dict], cols: list[str]) -> bytes:
 
 def write_predictions(ctx: RunContext, units: dict[str, list[tuple[UnitResult, float | None]]]) -> Path:
     """Each unit's predictions.csv and the run's (every strategy and seed); returns the run's file."""
-    text = bool(ctx.ds.items) and isinstance(ctx.ds.items[0], str)
-    cols = columns(ctx.ds.classes, text)
+    cols = columns(ctx.ds.classes, has_text(ctx))
     everything = []
     for s, runs in units.items():
         for r, threshold in runs:
