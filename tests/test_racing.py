@@ -346,7 +346,7 @@ def test_progressive_sizes_reach_dataloader_worker_processes(monkeypatch):
     from headstart.core.config import RunConfig
     from headstart.training import loop
     from headstart.training.strategies import Scratch
-    monkeypatch.setattr(loop, "loader_kwargs", lambda device, n=0: {"num_workers": 1, "persistent_workers": True})
+    monkeypatch.setattr(loop, "loader_kwargs", lambda device, n=0, streamed=False: {"num_workers": 1, "persistent_workers": True})
     model = _Seen()
     loop.fit(Fabric(accelerator="cpu", devices=1), model, Scratch(RunConfig(epochs=1, scratch_lr=1e-3)),
              _SizeEcho(16), _SizeEcho(8), batch_fn=lambda b: b, max_epochs=4, patience=99, batch_size=8,

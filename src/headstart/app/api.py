@@ -25,12 +25,11 @@ from headstart.app.run import run_experiment
 from headstart.app.suggest import run_suggest
 from headstart.core.comparison import Comparison
 from headstart.core.config import RunConfig
-from headstart.core.io import write_text
+from headstart.core.io import default_cache_dir, write_text
 from headstart.core.records import Difference
 from headstart.core.run_results import ArmSummary, RunResults
 from headstart.outputs.predict import predict as _predict
 from headstart.outputs.report import recommendation
-from headstart.pipeline.context import default_cache_dir
 
 
 Arm = ArmSummary             # one strategy's test numbers (means over seeds) and how it trained

@@ -70,9 +70,16 @@ def user_errors(fn):
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False, disable=not sys.stderr.isatty() and not console.is_terminal)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):        # items (images, texts, batches) per second
+        def render(self, task):
+            return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+                    disable=not sys.stderr.isatty() and not console.is_terminal)
 
 
 def print_summary(results: dict) -> None:
@@ -143,7 +150,8 @@ def run(
                                                "learning curve cannot reach the transfer arms")] = False,
     progressive_resize: Annotated[bool, typer.Option(help="images: scratch trains the first half of its budget on "
                                                      "half-size inputs (224 -> 112 px), where racing decides")] = True,
-    executor: Annotated[str, typer.Option(help="local | process | ray (optional extra: headstart[ray])")] = "local",
+    executor: Annotated[str, typer.Option(help="local | process | ray: every unit a task on the Ray cluster at "
+                                                      "RAY_ADDRESS, or a local one (extra: headstart[ray])")] = "local",
     tracker: Annotated[str, typer.Option(help="tensorboard | mlflow: log every unit's curves and test score "
                                          "(needs tensorboard/tensorboardX or mlflow)")] = "",
     assess: Annotated[bool, typer.Option(help="assess transferability and domain shift before training")] = True,

@@ -37,34 +37,44 @@ from headstart.pipeline.grid import plan, run_grid
 from headstart.pipeline.labels import check_labels
 from headstart.pipeline.summarize import summarize, summarize_curve
 from headstart.pipeline.compute import backbone_cost
+from headstart.pipeline.state import Stages
 from headstart.training.strategies import ORDER, TRANSFER
 
 
 def run_experiment(cfg: RunConfig, progress=None, log=print) -> RunResults:
     """Run (or resume) the experiment described by cfg and return its results (results.json's record)."""
     t_start = time.perf_counter()
-    ctx = build_context(cfg, progress, log)
+    stages = Stages()
+    with stages("reading data"):
+        ctx = build_context(cfg, progress, log)
+    ctx.stages = stages
     cfg = ctx.cfg                   # the resolved copy (modality, backbone, defaults, strategies, paths)
     check_tracker(cfg.tracker)
     strategies = [s for s in ORDER if s in cfg.strategies]
-    assessment, leakage = pretraining_checks(ctx)
-    run_grid(ctx, plan(cfg, strategies))
-    results = summarize(ctx, strategies)
-    results.label_issues = check_labels(ctx) if cfg.check_labels else None
-    results.leakage = Leakage.of(leakage)
-    results.curve = summarize_curve(ctx, strategies)
-    if assessment:
-        results.assessment = Assessment.of(assessment)
-        if results.assessment.ok:
-            results.assessment.check = predicted_vs_measured(assessment, results)
-    results.wall_seconds_this_invocation = time.perf_counter() - t_start
+    assessment, leakage = pretraining_checks(ctx)       # timed inside: assessment, duplicates
+    with stages("arms (units)"):
+        grid = run_grid(ctx, plan(cfg, strategies))
+    with stages("summary"):
+        results = summarize(ctx, strategies)
+        with stages("label check"):
+            results.label_issues = check_labels(ctx) if cfg.check_labels else None
+        results.leakage = Leakage.of(leakage)
+        results.curve = summarize_curve(ctx, strategies)
+        if assessment:
+            results.assessment = Assessment.of(assessment)
+            if results.assessment.ok:
+                results.assessment.check = predicted_vs_measured(assessment, results)
+    results.grid = grid if grid.units else None
     if ctx.fabric.is_global_zero:
-        results.model = export_recommended(ctx, results)
-        results.plots = make_plots(results, ctx.run_dir)
-        results.gallery = make_gallery(results, ctx.run_dir)
+        with stages("outputs"):
+            results.model = export_recommended(ctx, results)
+            results.plots = make_plots(results, ctx.run_dir)
+            results.gallery = make_gallery(results, ctx.run_dir)
         before = _previous_results(ctx.run_dir / "results.json", log)
         if before:                          # sections written by `suggest` / `run --backbones`
             results.suggestions, results.backbone_comparison = before.suggestions, before.backbone_comparison
+        results.stages = stages.rounded()
+        results.wall_seconds_this_invocation = time.perf_counter() - t_start
         publish(results, ctx.run_dir)
         logged = track(results, ctx.run_dir, cfg.tracker)
         if logged:

@@ -35,6 +35,18 @@ class LabeledSet:
     groups: list[str] = field(default_factory=list)     # --group-col: one group id per item (patient, speaker); []
     stats: dict = field(default_factory=dict)           # loader facts for the report (e.g. audio rates)
 
+    def add(self, path: str, label: int, source: str, digest: str, item=None, group: str | None = None) -> None:
+        """One readable item: its path, class index, split folder ("" if none), content hash, the item itself (None
+        when the items are held elsewhere, e.g. modalities/image_files.ImageFiles) and its --group-col id."""
+        self.paths.append(path)
+        self.labels.append(label)
+        self.sources.append(source)
+        self.hashes.append(digest)
+        if item is not None:
+            self.items.append(item)
+        if group is not None:
+            self.groups.append(group)
+
     @property
     def layout(self) -> str:
         return "user-split" if any(self.sources) else "single pool (split carved)"

@@ -12,6 +12,17 @@ import numpy as np
 from headstart.core.errors import DamagedFile, UserError
 
 
+def default_cache_dir() -> Path:
+    """Where feature and read caches go: $HEADSTART_CACHE, else $XDG_CACHE_HOME/headstart (~/.cache/headstart)."""
+    return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+                / "headstart")
+
+
+def cache_dir_of(cfg) -> Path:
+    """The cache folder of a run: its --cache-dir, else the default."""
+    return Path(cfg.cache_dir) if getattr(cfg, "cache_dir", "") else default_cache_dir()
+
+
 def inside(root: str | Path, *parts) -> Path:
     """root/parts, refused when it would land outside root (a config value such as '../../x' or an absolute
     path never makes headstart write elsewhere than the run folder)."""

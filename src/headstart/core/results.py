@@ -41,6 +41,7 @@ class UnitResult:
     policy: dict = field(default_factory=dict)         # how the arm was trained (strategy.describe)
     n_train: int = 0
     wall_seconds: float = 0.0
+    node: str = ""                       # the host that ran the unit (a Ray cluster spreads them)
     compute: dict | None = None          # FLOPs, time, memory, energy, money (training/costs.py)
     precision: str | None = None
     racing: dict | None = None           # the last racing decision (stats/racing.py Decision), scratch only

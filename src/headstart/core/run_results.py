@@ -16,7 +16,8 @@ from pathlib import Path
 from headstart.core.config import RunConfig
 from headstart.core.findings import Assessment, LabelIssues, Leakage
 from headstart.core.records import Difference, Failable, Record, Skipped
-from headstart.core.sections import BackboneComparisonRef, Curve, ExportedModel, Gallery, Prediction, Suggestions
+from headstart.core.sections import (BackboneComparisonRef, Curve, ExportedModel, Gallery, GridCost, Prediction,
+                                    Suggestions)
 
 
 @dataclass
@@ -232,13 +233,15 @@ class RunResults(Record):
     curve: Curve | None = None
     assessment: Assessment | None = None
     wall_seconds_this_invocation: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)   # wall seconds per stage of this invocation
+    grid: GridCost | None = None                          # where the units ran and what the grid's wall time was
     model: ExportedModel | None = None
     plots: dict[str, str] = field(default_factory=dict)
     gallery: Gallery | None = None
     suggestions: Suggestions | None = None
     backbone_comparison: BackboneComparisonRef | None = None
     OPTIONAL = ("metric", "predictions", "label_issues", "assessment", "model", "gallery", "suggestions",
-                "backbone_comparison")
+                "backbone_comparison", "grid")
 
     # --- what the Python API and the reports ask of a run ---
     @property

@@ -157,3 +157,19 @@ class Gallery(Record):
     only_mine: int = 0
     only_theirs: int = 0
     disagreements: list[GalleryItem] = field(default_factory=list)
+
+
+@dataclass
+class GridCost(Record):
+    """How this invocation's units were spread (pipeline/grid.py): the executor, units per node, and the grid's
+    wall time against the sum of its units' wall times (their ratio is the speed-up the spread bought)."""
+    executor: str = "local"                    # local | processes | ray
+    units: int = 0                             # units trained in this invocation
+    wall_seconds: float = 0.0                  # the grid, first unit started to last finished
+    unit_seconds: float = 0.0                  # the units' own wall times, summed
+    nodes: dict[str, int] = field(default_factory=dict)     # node (host) -> units it ran
+    retried: int = 0                           # units a dead worker left unfinished, run again
+
+    @property
+    def speedup(self) -> float:
+        return self.unit_seconds / self.wall_seconds if self.wall_seconds else 0.0

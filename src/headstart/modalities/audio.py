@@ -72,13 +72,8 @@ def load_audio_folder(root: str | Path, label_col: str = "", group_col: str = ""
         ds.stats["truncated_to_30s"] += int(info.get("truncated", False))
         ds.stats["rates"][info["rate"]] = ds.stats["rates"].get(info["rate"], 0) + 1
         ds.stats["channels"][info["channels"]] = ds.stats["channels"].get(info["channels"], 0) + 1
-        ds.paths.append(rel)
-        ds.labels.append(index[cname])
-        ds.sources.append(source)
-        if groups:
-            ds.groups.append(groups[path])
-        ds.items.append(x)
-        ds.hashes.append(hashlib.sha1(x.tobytes()).hexdigest())
+        ds.add(rel, index[cname], source, hashlib.sha1(x.tobytes()).hexdigest(), item=x,
+               group=groups[path] if groups else None)
     if not ds.paths:
         raise UserError(f"none of the {len(entries)} audio files under {root} could be decoded "
                         f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")

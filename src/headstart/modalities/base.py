@@ -155,11 +155,7 @@ class InputItem(str):
 
 def add_unlabelled(ds, where: str, item, digest: str) -> None:
     """One unlabelled item into a LabeledSet (label -1: no class), for the frozen pass of `headstart suggest`."""
-    ds.paths.append(where)
-    ds.items.append(item)
-    ds.labels.append(-1)
-    ds.sources.append("")
-    ds.hashes.append(digest)
+    ds.add(where, -1, "", digest, item=item)
 
 
 def top_k(probs, classes: list[str], top: int) -> dict:

@@ -16,11 +16,12 @@ from torch.utils.data import Dataset
 
 from headstart.core.dataset import LabeledSet, display_name
 from headstart.core.errors import UserError
+from headstart.core.io import cache_dir_of
 from headstart.models.bnfold import folded_batchnorm
-from headstart.models.device import bf16_autocast, native_bf16, to_device, to_numpy
-from headstart.modalities.base import (ModalityBase, ModalityState, add_unlabelled, expand_inputs, standardised_logreg,
-                                       top_k)
-from headstart.modalities.image_files import IMAGE_EXTS, chw_tensor, load_image_folder, read_image_file
+from headstart.models.device import bf16_autocast, loader_kwargs, native_bf16, to_device, to_numpy
+from headstart.modalities.base import ModalityBase, ModalityState, expand_inputs, standardised_logreg, top_k
+from headstart.modalities.image_files import (IMAGE_EXTS, load_image_folder, read_image_file, read_images,
+                                              thumbnail)
 
 
 def preprocess(x: torch.Tensor, spec) -> torch.Tensor:
@@ -38,6 +39,7 @@ class ImageTensors(Dataset):
     def __init__(self, images, labels, indices, size: int, augment: str = "none", crop_scale: float = 0.35,
                  short_side: int = 0):
         self.images, self.labels, self.indices = images, labels, list(indices)
+        self.streamed = getattr(images, "streamed", False)     # decoded per access: DataLoader workers help
         self.augment, self.crop_scale, self.full = augment, crop_scale, size
         self.short_side = short_side or size          # the decoded images' shorter side (size / crop_pct)
         self.resize_to(size)
@@ -78,7 +80,8 @@ def embed(model, spec, images, size: int, batch_size: int = 64, dtype: str = "fl
     from torch.utils.data import DataLoader
     model.eval()
     model = model.to(device=device, memory_format=torch.channels_last)
-    loader = DataLoader(ImageTensors(images, [0] * len(images), range(len(images)), size), batch_size=batch_size)
+    ds = ImageTensors(images, [0] * len(images), range(len(images)), size)
+    loader = DataLoader(ds, batch_size=batch_size, **loader_kwargs("cpu", 0, ds.streamed))
     out = []
     for x, _ in loader:
         with bf16_autocast(device, dtype == "bfloat16"):
@@ -106,9 +109,9 @@ class ImageModality(ModalityBase):
     defaults = {"epochs": 10, "lr_body": 1e-4, "lr_decay": 0.3, "unfreeze_groups": 2, "unfreeze_every": 1,
                 "scratch_lr": 3e-3}
 
-    def load(self, cfg, spec, size):
+    def load(self, cfg, spec, size, progress=None):
         return load_image_folder(cfg.data, short_side=spec.short_side(size), label_col=cfg.label_col,
-                                 group_col=cfg.group_col)
+                                 group_col=cfg.group_col, progress=progress, cache_dir=cache_dir_of(cfg))
 
     def prepare(self, ds, spec, size, cfg) -> ModalityState:
         return ModalityState()
@@ -148,16 +151,12 @@ class ImageModality(ModalityBase):
         return raw - raw.mean(0)
 
     def classic_inputs(self, data, indices=None):
-        """Each image centre-cropped to a square and shrunk to 24x24 RGB: the pixels a classic model sees."""
-        import torch.nn.functional as F
-        rows = []
-        for i in range(len(data.ds)) if indices is None else indices:
-            x = data.ds.items[i].float() / 255
-            side = min(x.shape[-2:])
-            top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-            x = x[:, top: top + side, left: left + side][None]
-            rows.append(to_numpy(F.interpolate(x, size=(24, 24), mode="bilinear", antialias=True).flatten()))
-        return np.stack(rows)
+        """Each image centre-cropped to a square and shrunk to 24x24 RGB: the pixels a classic model sees (kept
+        from reading the folder, modalities/image_files.thumbnail)."""
+        thumbs = getattr(data.ds.items, "thumbs", None)
+        if thumbs is None:                 # items given as a plain list of tensors
+            thumbs = np.stack([thumbnail(x) for x in data.ds.items])
+        return thumbs if indices is None else thumbs[np.asarray(indices, dtype=int)]
 
     def classic_pipeline(self, C: float, seed: int):
         """24x24 RGB pixels, standardised, logistic regression: the no-pretraining baseline for small images."""
@@ -183,14 +182,15 @@ class ImageModality(ModalityBase):
         return buf.getvalue()
 
     def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
-        """Image files or folders without labels (for `headstart suggest`), decoded like the training images."""
+        """Image files or folders without labels (for `headstart suggest`), read like the training images (a pool
+        larger than the decoded-image budget is decoded again per batch)."""
+        files = expand_inputs(inputs, IMAGE_EXTS, "image")
+        images, good, bad = read_images(files, spec.short_side(size))
         ds = LabeledSet(root=Path("."), classes=[])
-        for f in expand_inputs(inputs, IMAGE_EXTS, "image"):
-            ok, reason = read_image_file(f, spec.short_side(size))
-            if ok is None:
-                ds.skipped.append({"path": display_name(str(f)), "reason": reason})
-                continue
-            add_unlabelled(ds, display_name(str(f)), chw_tensor(ok[0]), ok[1])
+        ds.skipped = [{"path": display_name(str(files[k])), "reason": why} for k, why in sorted(bad.items())]
+        for k, digest in zip(good, images.hashes):
+            ds.add(display_name(str(files[k])), -1, "", digest)
+        ds.items = images
         return ds
 
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:

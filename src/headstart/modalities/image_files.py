@@ -19,6 +19,8 @@ import numpy as np
 from headstart.core.dataset import LabeledSet, not_regular, scan_folder
 from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
+from headstart.modalities.image_cache import ReadCache
+from headstart.models.device import to_numpy
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_ASPECT = 20          # longest side / shortest side of an image headstart decodes
@@ -106,37 +108,166 @@ def read_image_file(path: Path, short_side: int):
         return None, f"{type(e).__name__}: {why}".strip()[:200]
 
 
+def thumbnail(item) -> np.ndarray:
+    """A decoded CHW uint8 image centre-cropped to a square and shrunk to 24x24 RGB, flattened (float32 in [0, 1]):
+    what the classic baseline and the assessment's raw k-NN see."""
+    import torch.nn.functional as F
+    x = item.float() / 255
+    side = min(x.shape[-2:])
+    top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+    x = x[:, top: top + side, left: left + side][None]
+    return to_numpy(F.interpolate(x, size=(THUMB, THUMB), mode="bilinear", antialias=True).flatten())
+
+
+THUMB = 24
+CHUNK = 256             # images decoded per round: what is in flight at once while reading a folder
+
+
+def decoded_budget_gib() -> float:
+    """How many GiB of decoded images a run keeps in memory (HEADSTART_DECODED_GIB, default 2): a folder that fits
+    is decoded once and kept (the shared sets: ~0.1 GiB); beyond it the images are decoded again when a batch needs
+    them, so memory stays flat in the number of images."""
+    try:
+        return float(os.environ.get("HEADSTART_DECODED_GIB", "2"))
+    except ValueError:
+        raise UserError(f"HEADSTART_DECODED_GIB={os.environ['HEADSTART_DECODED_GIB']!r} must be a number of GiB, "
+                        "e.g. 2") from None
+
+
+class ImageFiles:
+    """The images of a LabeledSet as a sequence of uint8 CHW tensors (shorter side `short_side`): kept decoded
+    while their total stays within decoded_budget_gib(), the rest decoded from the file on each access (DataLoader
+    workers do it in parallel). `thumbs` holds every image's 24x24 thumbnail (classic's input, 7 KB per image).
+    A file that changed or vanished after it was read is refused by name (its hash is checked on every re-read)."""
+
+    def __init__(self, short_side: int):
+        self.short_side = short_side
+        self.files: list[Path] = []
+        self.hashes: list[str] = []
+        self.kept: dict[int, object] = {}
+        self.thumbs = np.zeros((0, 3 * THUMB * THUMB), np.float32)
+        self.kept_bytes = 0
+
+    @property
+    def streamed(self) -> bool:
+        """Some images are decoded per access (the folder is larger than the decoded-image budget)."""
+        return len(self.kept) < len(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, j):
+        j = int(j)
+        if j in self.kept:
+            return self.kept[j]
+        ok, reason = read_image_file(self.files[j], self.short_side)
+        if ok is None or ok[1] != self.hashes[j]:
+            raise UserError(f"{self.files[j]} changed or became unreadable during the run ({reason or 'new content'});"
+                            " keep the data unchanged while headstart runs, then run the same command to resume")
+        return chw_tensor(ok[0])
+
+    def __iter__(self):
+        return (self[j] for j in range(len(self)))
+
+    def subset(self, keep: list[int]) -> "ImageFiles":
+        """The images at positions `keep`, in that order (thumbnails, hashes and kept pixels with them)."""
+        out = ImageFiles(self.short_side)
+        out.files = [self.files[j] for j in keep]
+        out.hashes = [self.hashes[j] for j in keep]
+        out.kept = {k: self.kept[j] for k, j in enumerate(keep) if j in self.kept}
+        out.kept_bytes = sum(t.numel() for t in out.kept.values())
+        out.thumbs = self.thumbs[np.asarray(keep, dtype=int)] if len(keep) else self.thumbs[:0]
+        return out
+
+
+def fixed_mmap_threshold(nbytes: int = 128 * 1024) -> None:
+    """glibc only: allocations above `nbytes` always come from mmap, so freeing them returns the memory at once.
+    glibc's default raises that threshold (up to 32 MiB) each time a large block is freed, after which the ~1 MiB
+    decode temporaries of the reading threads come from the heap and fragment it: reading 10,000 images while
+    keeping 2 GiB of them peaked at 9.6 GiB that way, 3.1 GiB with the threshold fixed (benchmarks/README.md)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)           # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass                                                   # not glibc: its allocator decides
+
+
+def read_images(files: list[Path], short_side: int, workers: int = 0, progress=None,
+                cache: ReadCache | None = None) -> tuple[ImageFiles, list[int], dict[int, str]]:
+    """Read every file once, CHUNK at a time: (ImageFiles of the readable ones, their positions in `files`,
+    {position: why} for the others). Each readable image's hash and thumbnail are kept, its pixels only while the
+    decoded-image budget lasts; `cache` answers for files read before (their pixels are decoded only to be kept)."""
+    images = ImageFiles(short_side)
+    budget = decoded_budget_gib() * 2 ** 30
+    thumbs, good, bad = [], [], {}
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def read(path: Path, pixels: bool):   # in a thread: PIL and torch release the GIL while decoding and resizing
+        hit = cache.lookup(path) if cache else None
+        if hit and (hit[1] or not pixels):        # known bad, or known good and its pixels are not kept
+            return (None, hit[1]) if hit[1] else ((None, hit[0], hit[2]), None)
+        ok, reason = read_image_file(path, short_side)
+        if ok is None:
+            return None, reason
+        item = chw_tensor(ok[0])
+        return (item, ok[1], thumbnail(item)), None
+
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start: start + CHUNK]
+            pixels = images.kept_bytes < budget
+            for k, (path, (ok, reason)) in enumerate(zip(chunk, pool.map(lambda f: read(f, pixels), chunk)),
+                                                    start):
+                if cache:
+                    cache.record(path, ok[1] if ok else "", reason or "", ok[2] if ok else None)
+                if ok is None:
+                    bad[k] = reason
+                    continue
+                item, digest, thumb = ok
+                if item is not None and images.kept_bytes + item.numel() <= budget:
+                    images.kept[len(images.files)] = item
+                    images.kept_bytes += item.numel()
+                images.files.append(path)
+                images.hashes.append(digest)
+                thumbs.append(thumb)
+                good.append(k)
+            if progress:
+                progress(len(chunk), len(files))
+    if cache:
+        cache.save()
+    images.thumbs = np.stack(thumbs) if thumbs else np.zeros((0, 3 * THUMB * THUMB), np.float32)
+    return images, good, bad
+
+
 def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0, label_col: str = "",
-                      group_col: str = "") -> LabeledSet:
-    """Scan and decode every image once; bad files end up in `skipped` with the reason. root: a folder of class
-    subfolders (or train/ val/ test/), a table of image paths and labels, or an HF imagefolder (metadata.csv)."""
+                      group_col: str = "", progress=None, cache_dir: str | Path | None = None) -> LabeledSet:
+    """Scan and decode every image once (bad files end up in `skipped` with the reason), keeping its hash and 24x24
+    thumbnail, and the decoded image itself while the decoded-image budget lasts (ImageFiles). root: a folder of
+    class subfolders (or train/ val/ test/), a table of image paths and labels, or an HF imagefolder (metadata.csv).
+    progress(n, total): called as images are read. cache_dir: where what was read is remembered
+    (modalities/image_cache.py), so a second read decodes only changed files and those whose pixels are kept."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = 200_000_000  # keep Pillow's decompression-bomb guard, at ~14k x 14k
+    fixed_mmap_threshold()
     root, classes, entries, skipped, groups = scan_media(root, IMAGE_EXTS, "images", label_col, group_col)
     index = {c: i for i, c in enumerate(classes)}
     ds = LabeledSet(root=root, classes=classes, skipped=skipped)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        results = list(pool.map(lambda e: read_image_file(e[0], short_side), entries))
-    for (path, cname, source), (ok, reason) in zip(entries, results):
-        rel = rel_name(path, root)
-        if ok is None:
-            ds.skipped.append({"path": rel, "reason": reason})
-            continue
-        arr, digest = ok
-        ds.paths.append(rel)
-        ds.labels.append(index[cname])
-        ds.sources.append(source)
-        if groups:
-            ds.groups.append(groups[path])
-        ds.items.append(chw_tensor(arr))
-        ds.hashes.append(digest)
+    cache = ReadCache(cache_dir, root, short_side, 3 * THUMB * THUMB) if cache_dir else None
+    images, good, bad = read_images([e[0] for e in entries], short_side, workers, progress, cache)
+    for k, (path, cname, source) in enumerate(entries):
+        if k in bad:
+            ds.skipped.append({"path": rel_name(path, root), "reason": bad[k]})
+    for k, digest in zip(good, images.hashes):
+        path, cname, source = entries[k]
+        ds.add(rel_name(path, root), index[cname], source, digest, group=groups[path] if groups else None)
     if not ds.paths:
         raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "
                         f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
+    ds.items = images
+    if images.streamed:
+        ds.stats["decoded_in_memory"] = len(images.kept)
     return ds
-
 
 
 def scan_image_folder(root: str | Path):

@@ -30,18 +30,48 @@ class TokenBatches(IndexedItems):
         super().__init__(token_ids, labels, indices)
         self.pad_id = pad_id
 
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per item, in dataset order: the training loop batches similar lengths together (little padding)."""
+        if isinstance(self.inputs, TokenStore):
+            return self.inputs.lengths[np.asarray(self.indices, dtype=int)].tolist()
+        return [len(self.inputs[j]) for j in self.indices]
+
     def collate(self, batch):
         n = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), n), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), n), dtype=torch.long)
         for k, (ids, _) in enumerate(batch):
-            input_ids[k, : len(ids)] = torch.tensor(ids)
+            input_ids[k, : len(ids)] = torch.as_tensor(ids)
             mask[k, : len(ids)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}, torch.tensor([y for _, y in batch])
 
 
-def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[list[list[int]], dict]:
-    """Token ids per text and tokenizer statistics (unknown-token and truncation rates)."""
+class TokenStore:
+    """Token ids of many texts in one int32 array with offsets (a list of Python ints costs ~10x more: 1M short
+    texts took ~1 GiB that way): store[j] is text j's ids as an array, store.lengths their lengths."""
+
+    def __init__(self, pieces: list[np.ndarray]):
+        self.lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.ids = np.concatenate(pieces).astype(np.int32) if pieces else np.zeros(0, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, j) -> np.ndarray:
+        return self.ids[self.offsets[j]: self.offsets[j + 1]]
+
+    def __iter__(self):
+        return (self[j] for j in range(len(self)))
+
+
+CHUNK = 20_000          # texts tokenized per call: what the tokenizer's Python lists hold at once
+
+
+def tokenize(folder: str | Path, texts: list[str], max_length: int, progress=None) -> tuple[TokenStore, dict]:
+    """Token ids per text (TokenStore) and tokenizer statistics (unknown-token and truncation rates), in chunks of
+    CHUNK texts; progress(n, total) as they are done."""
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()    # texts longer than the model are measured, then truncated below: expected
@@ -51,14 +81,21 @@ def tokenize(folder: str | Path, texts: list[str], max_length: int) -> tuple[lis
     except OSError as e:
         raise UserError(f"could not load the tokenizer of {folder} ({first_line(e, 120)}); "
                         "offline, use minilm_l6") from None
-    enc = tok(texts, truncation=False, add_special_tokens=True)["input_ids"]
-    truncated = sum(len(e) > max_length for e in enc)
-    ids = [e[: max_length - 1] + [e[-1]] if len(e) > max_length else e for e in enc]
-    n_tok = sum(len(e) for e in ids)
-    unk = sum(t == tok.unk_token_id for e in ids for t in e)
+    pieces, truncated, unk = [], 0, 0
+    for start in range(0, len(texts), CHUNK):
+        enc = tok(texts[start: start + CHUNK], truncation=False, add_special_tokens=True)["input_ids"]
+        truncated += sum(len(e) > max_length for e in enc)
+        for e in enc:
+            ids = np.asarray(e[: max_length - 1] + [e[-1]] if len(e) > max_length else e, dtype=np.int32)
+            unk += int((ids == tok.unk_token_id).sum()) if tok.unk_token_id is not None else 0
+            pieces.append(ids)
+        if progress:
+            progress(len(enc), len(texts))
+    store = TokenStore(pieces)
+    n_tok = int(store.lengths.sum())
     stats = {"truncated_share": truncated / max(1, len(texts)), "unknown_token_rate": unk / max(1, n_tok),
              "mean_tokens": n_tok / max(1, len(texts)), "pad_id": tok.pad_token_id or 0, **_fragmentation(tok, texts)}
-    return ids, stats
+    return store, stats
 
 
 def _fragmentation(tok, texts: list[str]) -> dict:
@@ -78,7 +115,8 @@ def _fragmentation(tok, texts: list[str]) -> dict:
 def embed_texts(model, token_ids: list[list[int]], batch_size: int = 128, progress=None) -> np.ndarray:
     """Mean-pooled features, batches ordered by length so padding costs little."""
     model.eval()
-    order = np.argsort([len(t) for t in token_ids])
+    lengths = token_ids.lengths if isinstance(token_ids, TokenStore) else [len(t) for t in token_ids]
+    order = np.argsort(lengths)
     ds = TokenBatches(token_ids, [0] * len(token_ids), order)
     out = np.zeros((len(token_ids), model.num_features), dtype=np.float32)
     for start in range(0, len(order), batch_size):
@@ -117,8 +155,8 @@ class TextModality(ModalityBase):
     def load(self, cfg, spec, size):
         return load_text(cfg.data, cfg.text_col, cfg.label_col, cfg.encoding, cfg.test_file, cfg.group_col)
 
-    def prepare(self, ds, spec, size, cfg) -> ModalityState:
-        ids, stats = tokenize(spec.path, ds.items, size)
+    def prepare(self, ds, spec, size, cfg, progress=None) -> ModalityState:
+        ids, stats = tokenize(spec.path, ds.items, size, progress)
         return ModalityState(ids, stats)
 
     def dataset(self, data, indices, train: bool = False):

@@ -81,11 +81,7 @@ def load_text(path: str | Path, text_col: str = "", label_col: str = "", encodin
     if unseen:
         raise UserError(f"label(s) {unseen[:5]} appear only in the test file; every test label needs training rows")
     for where, t, y, role in records:
-        ds.paths.append(where)
-        ds.items.append(t)
-        ds.labels.append(index[y])
-        ds.sources.append(role)
-        ds.hashes.append(digest(t))
+        ds.add(where, index[y], role, digest(t), item=t)
         ds.match_keys.append(normalised(t))
     ds.groups = [group[w] for w in ds.paths] if group_col else []
     if merged:

@@ -46,14 +46,17 @@ def to_numpy(t, dtype=np.float32) -> np.ndarray:
                                                                                                         copy=False)
 
 
-def loader_kwargs(device, num_workers: int = 0) -> dict:
-    """DataLoader settings for feeding `device`. On the CPU: in-process (images are decoded once, up front, and the
-    cores are busy with the model). On a GPU: worker processes for the per-item crops (num_workers 0 = half the
-    cores, at most 8), pinned host memory and kept-alive workers, so copies overlap with compute."""
+def loader_kwargs(device, num_workers: int = 0, streamed: bool = False) -> dict:
+    """DataLoader settings for feeding `device`. On the CPU: in-process while the items are in memory (the cores are
+    busy with the model); worker processes when they are read from disk per batch (`streamed`: a folder larger
+    than the decoded-image budget), so decoding overlaps with compute. On a GPU: worker processes for the per-item
+    crops (num_workers 0 = half the cores, at most 8), pinned host memory and kept-alive workers."""
     import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if torch.device(device).type != "cuda":
-        return {"num_workers": num_workers}
-    n = num_workers or min(8, max(1, len(os.sched_getaffinity(0)) // 2))
+        n = num_workers or (min(4, max(1, cores // 2)) if streamed else 0)
+        return {"num_workers": n, **({"persistent_workers": True} if n else {})}
+    n = num_workers or min(8, max(1, cores // 2))
     return {"num_workers": n, "pin_memory": True, "persistent_workers": n > 0}
 
 

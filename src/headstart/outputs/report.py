@@ -13,7 +13,7 @@ from headstart.outputs.report_gallery import gallery_lines
 from headstart.outputs.report_labels import label_lines
 from headstart.outputs.report_next import next_steps_lines
 from headstart.stats.metrics import collapse_words
-from headstart.outputs.report_training import training_lines
+from headstart.outputs.report_training import training_lines, work_lines
 from headstart.training.strategies import BASELINES, NETWORK_BASELINE, STRATEGIES, TRANSFER
 
 
@@ -272,6 +272,7 @@ def render_markdown(results: RunResults) -> str:
             lines.append(f"- … and {len(d.skipped) - 50} more (all in results.json)")
         lines.append("")
     lines += training_lines(results)
+    lines += work_lines(results)
     lines += ["", f"Recommendation basis: {results.recommendation_basis}.", ""]
     lines += next_steps_lines(results)
     cfg = results.config

@@ -72,3 +72,27 @@ def training_lines(results: RunResults) -> list[str]:
         if notes:
             lines += [f"- **{s}**:", *[f"  - {n}" for n in notes]]
     return lines
+
+
+EXECUTORS = {"local": "this process", "processes": "local worker processes (--jobs)", "ray": "a Ray cluster"}
+
+
+def work_lines(results: RunResults) -> list[str]:
+    """Where this invocation's time went (stages) and, for a parallel grid, how its units were spread over nodes:
+    units per node, the grid's wall time against the sum of its units' times."""
+    lines = []
+    if results.stages:
+        total = results.wall_seconds_this_invocation or sum(results.stages.values())
+        rows = [[k, f"{v:.1f}", f"{100 * v / total:.0f}%" if total else ""]
+                for k, v in sorted(results.stages.items(), key=lambda kv: -kv[1]) if v >= 0.05]
+        lines += ["### Where the time went", "", f"Wall seconds per stage of this invocation ({total:.0f} s in "
+                  "all; a stage run inside another is counted once, as itself):", "",
+                  _table(["stage", "seconds", "share"], rows), ""]
+    g = results.grid
+    if g and g.executor != "local":
+        lines += ["### How the work was spread", "",
+                  f"{g.units} unit(s) on {EXECUTORS.get(g.executor, g.executor)}: {g.wall_seconds:.0f} s of wall time "
+                  f"for {g.unit_seconds:.0f} s of unit time ({g.speedup:.1f}x)"
+                  + (f"; {g.retried} unit(s) retried after their worker died" if g.retried else "") + ".", "",
+                  _table(["node", "units"], [[n, str(k)] for n, k in sorted(g.nodes.items())]), ""]
+    return lines[:-1]

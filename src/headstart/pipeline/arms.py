@@ -21,13 +21,13 @@ from headstart.core.io import atomic_write_bytes
 from headstart.core.results import UnitResult
 from headstart.models.archs import stages
 from headstart.models.bnfold import folded_batchnorm
-from headstart.models.device import available_gib, to_device, to_numpy, unit_fabric
+from headstart.models.device import available_gib, loader_kwargs, to_device, to_numpy, unit_fabric
 from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
 from headstart.pipeline.frozen import features, probe, train_class_weights, train_log_prior
 from headstart.stats.evaluate import softmax
 from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior, logit_adjusted
-from headstart.stats.probe import thin_validation_folds
+from headstart.stats.probe import sweep_sample, thin_validation_folds
 from headstart.training.loop import fit
 from headstart.training.strategies import Strategy
 from headstart.training.trunk_cache import for_unit
@@ -73,6 +73,10 @@ def _backbone_params(ctx: RunContext) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+CLASSIC_FIT_MAX = 200_000   # the classic arm's final fits use at most this many items (a stratified sample): its
+                            # sparse TF-IDF of character n-grams takes ~7 KB per text, 7 GiB at 1M texts
+
+
 def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, stop_check=None):
     """The from-scratch baseline practitioners actually use (text: TF-IDF + logistic regression); C on val (by
     cross-validation on train+val when validation is thin for a rare class)."""
@@ -106,12 +110,14 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
     folds = thin_validation_folds(y, np.asarray(tr), np.asarray(va), k, MIN_TUNE if mode != "none" else 0, seed)
     sweep, best, pipe, unconverged = [], None, None, []
     cs = sorted(ctx.cfg.probe_cs)           # strong to weak regularisation: each fit starts from the last
+    sweep_on = list(sweep_sample(y, np.asarray(tr), seed))    # large data: the sweep on a stratified sample
     for i, C in enumerate(cs):
         t_fit = time.perf_counter()
-        pipe = fitted(C, tr, pipe)
-        pv = probs(pipe, va, tr)
+        pipe = fitted(C, sweep_on, pipe)
+        pv = probs(pipe, va, sweep_on)
         _sweep_progress(ctx, i, len(cs), C, time.perf_counter() - t_fit, t0)
-        row = {"C": C, "train_acc": float((pipe.predict(pick(tr)) == y[tr]).mean()), "val_loss": wlog(va, pv, cw),
+        row = {"C": C, "train_acc": float((pipe.predict(pick(sweep_on)) == y[sweep_on]).mean()),
+               "val_loss": wlog(va, pv, cw),
                "val_acc": float((pv.argmax(1) == y[va]).mean())}
         if folds:
             row["cv_loss"] = float(np.average([wlog(b, probs(fitted(C, list(a)), b, a), class_weights(y[a], k)) for a, b
@@ -119,8 +125,13 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         sweep.append(row)
         if best is None or row.get("cv_loss", row["val_loss"]) < best.get("cv_loss", best["val_loss"]):
             best, best_pv = row, pv
-    pipe = fitted(best["C"], tr + va)
-    test_probs = probs(pipe, te, tr + va)
+    fit_tr = list(sweep_sample(y, np.asarray(tr), seed, limit=CLASSIC_FIT_MAX))
+    fit_all = list(sweep_sample(y, np.asarray(tr + va), seed, limit=CLASSIC_FIT_MAX))
+    if len(sweep_on) < len(tr):             # the chosen C on every training item: its validation numbers
+        best_pv = probs(fitted(best["C"], fit_tr), va, fit_tr)
+        best = {**best, "val_loss": wlog(va, best_pv, cw), "val_acc": float((best_pv.argmax(1) == y[va]).mean())}
+    pipe = fitted(best["C"], fit_all)      # cold: a TF-IDF vocabulary grows with the items it sees
+    test_probs = probs(pipe, te, fit_all)
     if ctx.fabric.is_global_zero:
         _write_csv(unit_dir / "metrics.csv", sweep)
     return UnitResult(
@@ -130,7 +141,11 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         total_params=int(pipe[-1].coef_.size + pipe[-1].intercept_.size),
         policy={"strategy": strat.name, "C": best["C"], "C_grid": ctx.cfg.probe_cs,
                 "chosen_by": (f"{len(folds)}-fold cross-validation on train+val (thin validation)" if folds else
-                              "validation log-loss") + "; refit on train+val", "pretrained": False,
+                              "validation log-loss") + (f" of fits on a stratified {len(sweep_on):,} of {len(tr):,} "
+                                                        "training items; the chosen C fitted on all"
+                                                        if len(sweep_on) < len(tr) else "")
+                + "; refit on train+val" + (f" (a stratified {CLASSIC_FIT_MAX:,} of {len(tr) + len(va):,}: bounded "
+                                            "memory)" if len(fit_all) < len(tr) + len(va) else ""), "pretrained": False,
                 "rebalance": mode, **({"not_converged_at_C": sorted(set(unconverged))} if unconverged else {}),
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
 
@@ -294,12 +309,19 @@ def predict_probs(model, ctx: RunContext, indices, size: int | None = None) -> n
     from torch.utils.data import DataLoader
     model.eval()
     out = []
+    indices = list(indices)
     ds = ctx.modality.dataset(ctx.inputs, indices)
+    order = np.argsort(ds.lengths, kind="stable") if hasattr(ds, "lengths") else np.arange(len(indices))
+    if hasattr(ds, "lengths"):          # similar lengths together: little padding; put back in order below
+        ds = ctx.modality.dataset(ctx.inputs, [indices[i] for i in order])
     if size and size != ctx.size:
         ds.resize_to(size)
-    loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None))
+    loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None),
+                        **loader_kwargs("cpu", 0, getattr(ds, "streamed", False)))
     batch_fn = ctx.modality.batch_fn(ctx.inputs)
     with torch.inference_mode():
         for x, _ in loader:
             out.append(to_numpy(model(batch_fn(to_device(x, model))).float().softmax(1)))
-    return np.concatenate(out)
+    probs = np.empty_like(np.concatenate(out))
+    probs[order] = np.concatenate(out)
+    return probs

@@ -50,8 +50,22 @@ PRACTICAL = 0.02           # a measured gain below 2 points of the decision metr
                            # when significant (+1.3 [0.5, 2.1] on a text set is no practical win over scratch)
 TOO_WIDE = 0.20            # a paired CI wider than 20 points that includes 0 cannot check a call (66 far-domain
                            # test images gave +8 [-3, +18]): reported as too few test items, not scored
+RAW_ALL_MAX = 20_000       # above this many train+val items the k-NN's raw inputs are computed for its sample only
 EARLY_SHIFT = 0.3          # BatchNorm KL in the first third of layers above this: low-level statistics differ
                            # (ImageNet-like photos: 0.05-0.06; 96 px digits: 0.38)
+
+
+def knn_sample(y: np.ndarray, above: int = RAW_ALL_MAX, size: int = 2000, seed: int = 0) -> np.ndarray:
+    """Positions of the items the k-NN scores use: all of them up to `above` (the k-NN samples 2000 itself, from
+    raw features computed over every item, as it always has), else the same stratified sample of `size` that
+    knn_accuracy draws, chosen first, so the raw inputs (TF-IDF, pixels) are computed for it alone."""
+    if len(y) <= above:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+    counts = np.bincount(np.unique(y, return_inverse=True)[1])
+    keep, _ = train_test_split(np.arange(len(y)), train_size=size, random_state=seed,
+                               stratify=y if counts.min() >= 2 else None)
+    return np.sort(keep)
 
 
 def assess(ctx: RunContext) -> dict:
@@ -67,9 +81,11 @@ def assess(ctx: RunContext) -> dict:
     t_feats = time.perf_counter() - t0
     # k-NN in the run's decision metric, its vote rebalanced like every arm when the run rebalances
     scoring, adjust = ctx.decision.metric, ctx.decision.rebalance != "none"
+    knn_on = knn_sample(y)          # large data: the raw inputs of the k-NN's own sample only (linear cost)
     scores = {"logme": logme(feats, y), "hscore": hscore(feats, y),
-              "knn": knn_accuracy(feats, y, scoring=scoring, adjust=adjust),
-              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx.inputs, idx), y, scoring=scoring, adjust=adjust)}
+              "knn": knn_accuracy(feats[knn_on], y[knn_on], scoring=scoring, adjust=adjust),
+              "knn_raw": knn_accuracy(ctx.modality.raw_features(ctx.inputs, idx[knn_on]), y[knn_on], scoring=scoring,
+                                      adjust=adjust)}
     head = _source_head(ctx)
     if head is not None:
         theta = softmax(feats @ head[0].T + head[1])

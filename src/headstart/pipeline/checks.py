@@ -15,8 +15,10 @@ from headstart.stats.leakage import dedupe_train, find_duplicates, public
 
 def pretraining_checks(ctx: RunContext) -> tuple[dict | None, dict]:
     """Assessment (cached in assessment.json) then duplicates/leaks (and --dedupe, which changes ctx.split)."""
-    assessment = run_assessment(ctx) if ctx.cfg.assess else None
-    return assessment, check_leakage(ctx)
+    with ctx.stages("assessment"):
+        assessment = run_assessment(ctx) if ctx.cfg.assess else None
+    with ctx.stages("duplicates"):
+        return assessment, check_leakage(ctx)
 
 
 def check_leakage(ctx: RunContext) -> dict:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import inspect
 import os
 from pathlib import Path
 
 from headstart.core.config import RESUMABLE, RunConfig
+from headstart.pipeline.progress import stage_progress
 from headstart.pipeline.state import Decision, RunContext
 from headstart.core.errors import DamagedFile, UserError, first_line
-from headstart.core.io import default_run_dir, ensure_writable
+from headstart.core.io import cache_dir_of, default_run_dir, ensure_writable
 from headstart.modalities import MODALITIES, detect_modality
 from headstart.models.device import resolve_precision
 from headstart.models.factory import resolve_spec
@@ -87,11 +89,6 @@ def check_out_folder(out: Path, data: str) -> None:
             raise UserError(f"--out {out} is an existing folder that is not a headstart run (it holds "
                             f"{', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); headstart would write over "
                             "files there: choose a new or empty folder")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HEADSTART_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-                / "headstart")
 
 
 def prepare_run_dir(cfg: RunConfig, write: bool = True) -> Path:
@@ -202,21 +199,37 @@ def build_context(cfg: RunConfig, progress=None, log=print, run_dir: Path | None
             ensure_writable(target)
             lock_run_dir(target)
         run_dir = run_dir or prepare_run_dir(cfg, write=fabric.is_global_zero)
-        ds, split = _data_and_split(cfg, modality, spec, size, run_dir, fabric.is_global_zero, log)
+        ds, split = _data_and_split(cfg, modality, spec, size, run_dir, fabric.is_global_zero, log, progress)
     decision = decide_metric(cfg, ds, split)
     if decision.metric != "accuracy" or decision.rebalance != "none":
         log(f"decision metric: {LABELS[decision.metric]} ({decision.why}); {REBALANCE[decision.rebalance]}")
         warn_rare_classes(ds, split, log)        # imbalanced: the rare classes' test counts, before training
     return RunContext(cfg=cfg, spec=spec, size=size, ds=ds, split=split, run_dir=run_dir, fabric=fabric,
                       precision=resolve_precision(cfg), progress=progress, log=log, modality=modality,
-                      cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
-                      state=modality.prepare(ds, spec, size, cfg), decision=decision)
+                      cache_dir=cache_dir_of(cfg),
+                      state=modality.prepare(ds, spec, size, cfg, **reporting(modality.prepare, f"preparing {modality.name}"
+                                                                              " inputs", progress, log)),
+                      decision=decision)
 
 
-def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, writer: bool, log):
+def reporting(fn, label: str, progress=None, log=print) -> dict:
+    """{"progress": tick} for a modality method that reports progress (a `progress(n, total)` parameter: load,
+    prepare), else {}: the ticker shows a bar, or logs items/s and the time left every few seconds."""
+    if "progress" not in inspect.signature(fn).parameters:
+        return {}
+    ticker = []
+
+    def tick(n: int, total: int) -> None:          # the total is known once the method has listed its items
+        if not ticker:
+            ticker.append(stage_progress(progress, log, label, total))
+        ticker[0](n)
+    return {"progress": tick}
+
+
+def _data_and_split(cfg: RunConfig, modality, spec, size: int, run_dir: Path, writer: bool, log, progress=None):
     """The data, loaded once, and the run's split: reloaded from split.json (checked against the data), else made
     and saved (by rank 0)."""
-    ds = modality.load(cfg, spec, size)
+    ds = modality.load(cfg, spec, size, **reporting(modality.load, f"reading {modality.name} files", progress, log))
     for spelled, name in (ds.stats.get("merged_labels") or {}).items():
         log(f"label {spelled!r} read as class {name!r} (the same number; a spreadsheet or pandas writes 1.0 for 1)")
     if ds.skipped:

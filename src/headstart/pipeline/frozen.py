@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from headstart.pipeline.progress import stage_progress
 from headstart.pipeline.state import RunContext
 from headstart.models.bnfold import fold_pairs, folded_batchnorm
 from headstart.models.factory import create_backbone
@@ -27,8 +28,7 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
         ctx.note(f"frozen features of {len(ctx.ds)} items: reading the cache or computing them")
         model, _ = create_backbone(ctx.cfg.backbone, len(ctx.ds.classes))
         model = model.to(ctx.fabric.device)      # the frozen pass runs on the run's device (a GPU when there is one)
-        task = ctx.progress.add_task("embedding (frozen backbone)", total=len(ctx.ds)) if ctx.progress else None
-        tick = (lambda n: ctx.progress.advance(task, n)) if task is not None else None
+        tick = stage_progress(ctx.progress, ctx.log, "embedding (frozen backbone)", len(ctx.ds))
         # BatchNorm folded into the convolutions: 1.7x faster; it rounds differently, hence its own cache key
         fold = ctx.cfg.fold_batchnorm and bool(fold_pairs(model))
         variant = ctx.modality.feature_variant(ctx.inputs) + ("-bnfold" if fold else "")
@@ -37,10 +37,9 @@ def features(ctx: RunContext, observe=None) -> np.ndarray:
         def compute():   # BatchNorm hooks see the folded layers' outputs and account for them (bnshift.py)
             with folded_batchnorm(model, fold), observe(model) if observe else contextlib.nullcontext():
                 return ctx.modality.embed(ctx.inputs, model, tick)
-        ctx.features, info = cached_features(compute, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, dtype=variant,
-                                             force=observe is not None)
-        if task is not None:
-            ctx.progress.update(task, completed=len(ctx.ds))
+        with ctx.stages("frozen pass"):
+            ctx.features, info = cached_features(compute, ctx.spec, ctx.ds, ctx.size, ctx.cache_dir, dtype=variant,
+                                                 force=observe is not None)
         ctx.timings.features_seconds = time.perf_counter() - t0
         ctx.timings.features_cached = info["cached"]
         ctx.timings.features_compute = {k: info.get(k) for k in ("seconds", "cpu_seconds")}

@@ -15,17 +15,21 @@ import functools
 import json
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from headstart.core.config import RunConfig
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError
-from headstart.core.results import DAMAGED, UnitResult, unit_result
+from headstart.core.results import DAMAGED, UnitResult, unit_dir, unit_result
+from headstart.core.sections import GridCost
 from headstart.models.device import available_gib
 from headstart.pipeline.checks import pretraining_checks
 from headstart.pipeline.context import build_context
 from headstart.pipeline.frozen import features
+from headstart.pipeline.ray_grid import run_ray
 from headstart.pipeline.units import run_unit
 from headstart.stats.curve import nested_subset
 from headstart.training.strategies import STRATEGIES
@@ -69,7 +73,8 @@ def run_task(ctx: RunContext, task) -> UnitResult:
     return run_unit(sub, strategy, seed)
 
 
-def run_grid(ctx: RunContext, tasks: list) -> None:
+def run_grid(ctx: RunContext, tasks: list) -> GridCost:
+    """Run the units of `tasks` that have not finished; returns how this invocation's units were spread."""
     todo = [t for t in tasks if unit_result(unit_root(ctx.run_dir, t[0]), t[1], t[2]) is None]
     for p in sorted(ctx.run_dir.rglob(DAMAGED)):
         if not (p.parent / "result.json").exists():
@@ -80,19 +85,36 @@ def run_grid(ctx: RunContext, tasks: list) -> None:
         ctx.log(f"{finished} of {len(tasks)} unit(s) already finished: reusing their results")
     cfg = ctx.cfg
     jobs = cfg.jobs
-    if jobs <= 0:
+    if jobs <= 0 and cfg.executor != "ray":
         jobs, why = auto_jobs(ctx, todo)
         ctx.log(f"jobs: {jobs} ({why}; --jobs N to choose)")
+    t0, retried = time.perf_counter(), 0
     if cfg.executor == "local" and jobs <= 1 or not todo:
-        for t in todo:
-            run_task(ctx, t)
-        return
-    if any(STRATEGIES[s].needs_features for _, s, _ in todo):
-        features(ctx)                           # once here, instead of once per worker
-    if cfg.executor == "ray":
-        _run_ray(cfg, todo)
+        done, executor = [run_task(ctx, t) for t in todo], "local"
     else:
-        _run_processes(cfg, todo, max(1, jobs))
+        if any(STRATEGIES[s].needs_features for _, s, _ in todo):
+            features(ctx)                           # once here, instead of once per worker
+        if cfg.executor == "ray":
+            folder = lambda t: unit_dir(unit_root(ctx.run_dir, t[0]), t[1], t[2])  # noqa: E731
+            (done, retried), executor = run_ray(ctx, todo, worker, unit_line, folder), "ray"
+        else:
+            done, executor = _run_processes(ctx, todo, max(1, jobs)), "processes"
+    return grid_cost(executor, done, time.perf_counter() - t0, retried)
+
+
+def grid_cost(executor: str, done: list, wall: float, retried: int = 0) -> GridCost:
+    """The GridCost of the units in `done` (UnitResults), run in `wall` seconds."""
+    return GridCost(executor=executor, units=len(done), wall_seconds=round(wall, 2),
+                    unit_seconds=round(sum(r.wall_seconds for r in done), 2),
+                    nodes=dict(Counter(r.node or "?" for r in done)), retried=retried)
+
+
+def unit_line(task, res, k: int, n: int) -> str:
+    """One line per finished unit of a parallel grid: what, where, how long, how many are left."""
+    fraction, strategy, seed = task
+    what = f"{strategy} seed {seed}" + (f" at {fraction:g} of the labels" if fraction < 1 else "")
+    how = "failed: " + res.failed if res.failed else f"{res.wall_seconds:.0f} s"
+    return f"unit {k} of {n} done: {what} on {res.node or '?'} ({how})"
 
 
 def auto_jobs(ctx: RunContext, todo: list) -> tuple[int, str]:
@@ -113,24 +135,17 @@ def auto_jobs(ctx: RunContext, todo: list) -> tuple[int, str]:
     return jobs, (f"{heavy} scratch units, {cores} cores, {free:.0f} GiB available at ~{per_unit:g} GiB per unit")
 
 
-def _run_processes(cfg: RunConfig, todo: list, jobs: int) -> None:
+def _run_processes(ctx: RunContext, todo: list, jobs: int) -> list[UnitResult]:
     import torch
     threads = max(1, torch.get_num_threads() // jobs)          # the cores this process uses, shared out
+    done = []
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        for _ in pool.map(functools.partial(worker, cfg.to_dict()), todo):
-            pass
-
-
-def _run_ray(cfg, todo: list) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'headstart[ray]' (or pip install ray), then "
-                        "start or connect to a cluster (ray start --head, or RAY_ADDRESS=...)") from None
-    ray.init(ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=max(1, cfg.jobs))(worker)
-    ray.get([remote.remote(cfg.to_dict(), t) for t in todo])
+        futures = {pool.submit(worker, ctx.cfg.to_dict(), t): t for t in todo}
+        for fut in as_completed(futures):
+            done.append(fut.result())
+            ctx.note(unit_line(futures[fut], done[-1], len(done), len(todo)))
+    return done
 
 
 def _init_worker(threads: int) -> None:

@@ -10,6 +10,8 @@ config, a Fabric). A grid unit on a label fraction gets a copy with its own spli
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -35,6 +37,36 @@ class Timings:
     features_dtype: str = "float32"
     probe_fit_seconds: float = 0.0
     inference_flops: float | None = None   # per item, of the deployed network's forward pass
+
+
+class Stages:
+    """Wall seconds per stage of a run, exclusive: a stage run inside another (the frozen pass inside the
+    assessment) is counted as itself, not again in its parent.
+
+        with ctx.stages("near duplicates"): ...
+        ctx.stages.seconds       # {"read": 3.1, "frozen pass": 40.2, ...}
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._stack: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        self._stack.append(name)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            took = time.perf_counter() - t0
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+            if self._stack:
+                parent = self._stack[-1]
+                self.seconds[parent] = self.seconds.get(parent, 0.0) - took
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in self.seconds.items()}
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,7 @@ class RunContext:
     probe: Probe | None = None           # the probe fitted on this context's split
     timings: Timings = field(default_factory=Timings)
     decision: Decision = field(default_factory=lambda: Decision())   # the metric and class weighting of this run
+    stages: Stages = field(default_factory=Stages)                   # wall seconds per stage (results.json)
 
     @property
     def inputs(self) -> Inputs:

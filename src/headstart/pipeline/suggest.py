@@ -133,5 +133,6 @@ def _drop_known(pool, labelled):
     if len(keep) == len(pool.paths):
         return pool, skipped
     pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-    return dataclasses.replace(pool, paths=pick(pool.paths), items=pick(pool.items), labels=pick(pool.labels),
+    items = pool.items.subset(keep) if hasattr(pool.items, "subset") else pick(pool.items)     # images: ImageFiles
+    return dataclasses.replace(pool, paths=pick(pool.paths), items=items, labels=pick(pool.labels),
                                sources=pick(pool.sources), hashes=pick(pool.hashes), skipped=skipped), skipped

@@ -10,13 +10,16 @@ every arm would meet) and an interrupt stop the run as before.
 """
 from __future__ import annotations
 
+import os
+import socket
+import time
 import traceback
 
 import numpy as np
 
 from headstart.pipeline.state import RunContext
 from headstart.core.errors import UserError, one_line
-from headstart.core.io import write_text
+from headstart.core.io import write_json, write_text
 from headstart.core.results import UnitResult, unit_dir, unit_result, write_unit_result
 from headstart.pipeline.arms import RUNNERS
 from headstart.stats.metrics import LABELS, score
@@ -26,10 +29,14 @@ from headstart.training.costs import Meter
 from headstart.training.loop import TrainingDiverged
 from headstart.training.strategies import STRATEGIES, Strategy
 
+RUNNING = "running.json"     # in a unit folder while a process trains it: pid, node, start time
+
 
 def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     folder = unit_dir(ctx.run_dir, strategy, seed)
     folder.mkdir(parents=True, exist_ok=True)
+    if ctx.fabric.is_global_zero:    # who runs it (a stale one names a worker that died: the unit runs again)
+        write_json(folder / RUNNING, {"pid": os.getpid(), "node": socket.gethostname(), "started": time.time()})
     strat = STRATEGIES[strategy](ctx.cfg)
     meter = Meter()
     ctx.note(f"{strategy} seed {seed}: started")
@@ -50,7 +57,7 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
         computed_here = no_features_yet and ctx.features is not None and not ctx.timings.features_cached
         res.compute = unit_compute(ctx, strat, usage, model, res.epochs_run, computed_here,
                                    (res.trunk_cache or {}).get("flops_train"))
-    res.strategy, res.seed, res.wall_seconds = strategy, seed, usage["wall_seconds"]
+    res.strategy, res.seed, res.wall_seconds, res.node = strategy, seed, usage["wall_seconds"], socket.gethostname()
     res.n_train = len(ctx.split["train"])
     if res.ok:
         res.val_score = val_score(ctx, res)
@@ -58,6 +65,7 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
                  f"{100 * res.val_score:.1f}%)")
     if ctx.fabric.is_global_zero:
         write_unit_result(folder, res)
+        (folder / RUNNING).unlink(missing_ok=True)
     return res
 
 

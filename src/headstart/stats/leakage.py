@@ -19,6 +19,8 @@ import numpy as np
 
 ROLES = ("train", "val", "test")
 RELATIVE = 0.25    # near-duplicate: 1 - similarity at most a quarter of the median nearest-neighbour distance
+EXACT_MAX = 20_000  # above this many items, near duplicates come from a FAISS index (benchmarks/scale.py --near-dups)
+NEIGHBOURS = 8      # neighbours per item the index returns
 
 
 def _role_of(split: dict, n: int) -> list[str]:
@@ -40,6 +42,67 @@ def _same_key_pairs(keys: list[str]):
                 yield i, j
 
 
+def _threshold(nn: np.ndarray, floor: float) -> float:
+    """The near-duplicate similarity: far closer than a typical nearest neighbour (small, similar-looking images,
+    digits, have distinct neighbours at 0.93-0.98, where photos' neighbours sit at 0.6-0.8), and at least `floor`."""
+    return max(floor, 1 - RELATIVE * float(np.median(1 - nn)))
+
+
+def _nearest(f: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Each of `rows`' highest cosine similarity to another row of f (unit vectors), in blocks of `block` rows."""
+    nn = np.empty(len(rows), np.float32)
+    for start in range(0, len(rows), block):
+        idx = rows[start: start + block]
+        sim = f[idx] @ f.T
+        sim[np.arange(len(idx)), idx] = -1
+        nn[start: start + len(idx)] = sim.max(1)
+    return nn
+
+
+def exact_near_pairs(f: np.ndarray, floor: float) -> tuple[dict, float]:
+    """({(i, j): similarity} at or above the data-relative threshold, threshold), by all-pairs products in blocks
+    (memory O(1024 x N), time O(N^2 d): up to EXACT_MAX items)."""
+    effective = _threshold(_nearest(f, np.arange(len(f))), floor)
+    out = {}
+    for start in range(0, len(f), 1024):
+        sim = f[start: start + 1024] @ f.T
+        rows, cols = np.nonzero(sim >= effective)
+        for a, b in zip(rows + start, cols):
+            if a < b:
+                out[(int(a), int(b))] = float(sim[a - start, b])
+    return out, effective
+
+
+def indexed_near_pairs(f: np.ndarray, floor: float, k: int = NEIGHBOURS, sample: int = 2000,
+                       seed: int = 0) -> tuple[dict, float]:
+    """The same above EXACT_MAX items, in time ~linear in N: the threshold from `sample` items' exact nearest
+    neighbours, the pairs from each item's k nearest neighbours in a FAISS inverted-file index (cosine as inner
+    product on unit vectors; nlist ~ 4 sqrt(N) cells, 16 probed). A near copy is far closer than any other
+    neighbour, so it is among the k found; an item with more than k near copies has only k of them listed (exact
+    copies are found by hash regardless). benchmarks/scale.py --near-dups: recall against the exact search."""
+    import faiss
+    rng = np.random.default_rng(seed)
+    probe_rows = np.sort(rng.choice(len(f), size=min(sample, len(f)), replace=False))
+    effective = _threshold(_nearest(f, probe_rows), floor)
+    d = f.shape[1]
+    nlist = int(min(max(16, 4 * np.sqrt(len(f))), len(f) // 39))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    train = f[rng.choice(len(f), size=min(len(f), 64 * nlist), replace=False)]
+    index.train(train)
+    index.add(f)
+    index.nprobe = min(16, nlist)
+    out = {}
+    for start in range(0, len(f), 16384):
+        sims, ids = index.search(f[start: start + 16384], k + 1)
+        rows, cols = np.nonzero((sims >= effective) & (ids >= 0))
+        for r, c in zip(rows, cols):
+            a, b = start + int(r), int(ids[r, c])
+            if a != b:
+                out[(min(a, b), max(a, b))] = float(sims[r, c])
+    return out, effective
+
+
 def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float = 0.9, limit: int = 200,
                     near_kind: str = "") -> dict:
     """Pairs (i, j) flagged as exact, normalised or near duplicates, each with its kind: leak (different splits),
@@ -52,21 +115,11 @@ def find_duplicates(ds, split: dict, feats: np.ndarray | None, threshold: float 
             pairs.setdefault(pair, {"match": match, "similarity": 1.0})     # exact wins over normalised
     effective = threshold
     if feats is not None and threshold < 1.0:
-        f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-        nn = np.empty(len(f))
-        for start in range(0, len(f), 1024):                        # blocks: memory stays O(1024 x N)
-            sim = f[start: start + 1024] @ f.T
-            sim[np.arange(len(sim)), np.arange(start, start + len(sim))] = -1
-            nn[start: start + len(sim)] = sim.max(1)
-        # a near-duplicate is far closer than a typical nearest neighbour: small, similar-looking images (digits)
-        # have distinct neighbours at 0.93-0.98, where photos' neighbours sit at 0.6-0.8
-        effective = max(threshold, 1 - RELATIVE * float(np.median(1 - nn)))
-        for start in range(0, len(f), 1024):
-            sim = f[start: start + 1024] @ f.T
-            rows, cols = np.nonzero(sim >= effective)
-            for a, b in zip(rows + start, cols):
-                if a < b and (a, b) not in pairs:
-                    pairs[(int(a), int(b))] = {"match": "near", "similarity": float(sim[a - start, b])}
+        f = np.ascontiguousarray(feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12),
+                                 dtype=np.float32)
+        near, effective = (exact_near_pairs if len(f) <= EXACT_MAX else indexed_near_pairs)(f, threshold)
+        for pair, sim in near.items():
+            pairs.setdefault(pair, {"match": "near", "similarity": sim})
     found = []
     for (i, j), info in sorted(pairs.items()):
         if not role[i] or not role[j]:

@@ -74,6 +74,23 @@ def _loss_acc(w, b, x, y, class_weight=None):
     return float(-(sw * logp[np.arange(len(y)), y]).sum() / sw.sum()), float((z.argmax(1) == y).mean())
 
 
+SWEEP_MAX = 10_000      # training items above which the C sweep fits on a stratified sample of this many
+
+
+def sweep_sample(y: np.ndarray, tr: np.ndarray, seed: int = 0, limit: int | None = None) -> np.ndarray:
+    """The training indices the C sweep fits on: all of them up to `limit`, else a stratified sample of `limit`
+    (every class kept). The chosen C is then fitted once on every training item, so the cost of a sweep stays
+    bounded while the reported model is trained on everything (benchmarks/scale.py)."""
+    limit = SWEEP_MAX if limit is None else limit
+    if len(tr) <= limit:
+        return tr
+    from sklearn.model_selection import train_test_split
+    counts = np.bincount(y[tr])
+    keep, _ = train_test_split(tr, train_size=limit, random_state=seed,
+                               stratify=y[tr] if counts[counts > 0].min() >= 2 else None)
+    return np.sort(keep)
+
+
 def thin_validation_folds(y: np.ndarray, tr, va, n_classes: int, below: int, seed: int) -> list | None:
     """Stratified k-fold (k = min(5, smallest class count)) splits of train + val, as index arrays, when validation
     holds fewer than `below` items of a class present in the data; None otherwise (or when a class has < 2 items)."""
@@ -120,8 +137,13 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
                 * len(b)
         return total / sum(len(b) for _, b in folds)
     best, clf = None, None
+    sweep_on = sweep_sample(y, tr, seed)
+    if len(sweep_on) < len(tr):
+        probe.chosen_by = probe.chosen_by.replace("validation log-loss", f"validation log-loss of fits on a "
+                                                  f"stratified {len(sweep_on):,} of {len(tr):,} training items; "
+                                                  "the chosen C fitted on all")
     for C in sorted(cs):
-        w, b, clf = fit(tr, C, clf)
+        w, b, clf = fit(sweep_on, C, clf)
         if int(np.max(clf.n_iter_)) >= clf.max_iter:
             probe.not_converged.append(C)
         tl, ta = _loss_acc(w, b, feats[tr], y[tr], cw)
@@ -134,6 +156,9 @@ def fit_probe(feats: np.ndarray, labels, split: dict, cs: list[float], n_classes
         if best is None or key < best[0]:
             best = (key, vl, vacc, C, w, b)
     _, probe.val_loss, probe.val_acc, probe.C, probe.train_weight, probe.train_bias = best
+    if len(sweep_on) < len(tr):                 # the chosen C on every training item
+        probe.train_weight, probe.train_bias, _ = fit(tr, probe.C, clf)
+        probe.val_loss, probe.val_acc = _loss_acc(probe.train_weight, probe.train_bias, feats[va], y[va], cw)
     probe.weight, probe.bias = probe.train_weight, probe.train_bias
     if refit_on_val:
         probe.weight, probe.bias, _ = fit(np.concatenate([tr, va]).astype(int), probe.C)

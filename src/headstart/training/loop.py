@@ -137,13 +137,18 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
     lone_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1   # BatchNorm cannot train on 1 sample
     collate = getattr(train_ds, "collate", None)    # datasets whose batches need padding bring their own
     # a dataset already on the device (the trunk cache on a GPU) is read in-process, unpinned
-    feed = {} if getattr(train_ds, "on_device", False) else loader_kwargs(fabric.device, num_workers)
+    feed = {} if getattr(train_ds, "on_device", False) else loader_kwargs(fabric.device, num_workers,
+                                                                              getattr(train_ds, "streamed", False))
     if sizes:       # kept-alive workers hold a copy of the dataset: they would never see a new size
         feed["persistent_workers"] = False
         sizes = list(sizes)[:max_epochs] + [sizes[-1]] * max(0, max_epochs - len(sizes))
         _resize(sizes[0], train_ds, val_ds)
-    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, drop_last=lone_last,
-                              collate_fn=collate, **feed)
+    order = {"shuffle": True}
+    if hasattr(train_ds, "lengths"):    # variable-length items (text): batches of similar lengths, in random order
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+        order = {"sampler": LengthGroupedSampler(batch_size, lengths=train_ds.lengths, generator=gen)}
+    train_loader = DataLoader(train_ds, batch_size=batch_size, generator=gen, drop_last=lone_last,
+                              collate_fn=collate, **order, **feed)
     val_loader = DataLoader(val_ds, batch_size=batch_size * 2, collate_fn=collate, **feed)
     ddp = fabric.world_size > 1
     if ddp:   # DDP syncs only parameters that require grad when it wraps: enable all that will ever train

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from headstart.modalities.base import sample_batch
 from headstart.models.archs import arch_meta, stages
-from headstart.models.device import bf16_autocast, model_device, to_device
+from headstart.models.device import bf16_autocast, loader_kwargs, model_device, to_device
 from headstart.models.groups import classifier_prefix
 from headstart.training.costs import flops_per_item
 
@@ -107,7 +107,8 @@ class CachedTrunk:
             ds = mod.dataset(data, indices, train=train)
             with bf16_autocast(device, self.bf16):
                 out.append(torch.cat([self._trunk(batch_fn(to_device(x, device))).to(self.store)
-                                      for x, _ in DataLoader(ds, batch_size=self.batch_size)]))
+                                      for x, _ in DataLoader(ds, batch_size=self.batch_size,
+                                                                **loader_kwargs(device, 0, getattr(ds, "streamed", False)))]))
         acts = torch.stack(out, 1)        # (n, views, C, H, W)
         # channels-last, as the trunk made them: the top's convolutions run ~25% faster on it than on NCHW
         # (the depthwise weight gradient most of all)

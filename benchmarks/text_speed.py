@@ -1,0 +1,83 @@
+"""Where a text run's training time goes: padding. Fine-tuning MiniLM-L6 on batches drawn at random (as before
+issue 27) against batches of similar lengths (transformers' LengthGroupedSampler, what the training loop now
+uses for text): padded tokens per real token, and the seconds of `--steps` training steps each way, interleaved.
+
+    python benchmarks/text_speed.py [CSV ...] [--steps 30]     # default: TREC train (../shared/data) and
+                                                               # /tmp/hs-scale/texts-10000.csv (benchmarks/scale.py)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def load_texts(path: str) -> list[str]:
+    if path.endswith(".label"):
+        return [line.split(" ", 1)[1].strip() for line in open(path, encoding="latin-1") if " " in line]
+    import csv
+    with open(path, newline="") as f:
+        return [r["text"] for r in csv.DictReader(f)]
+
+
+def batches(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(seed)
+    if grouped:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+        order = list(LengthGroupedSampler(batch, lengths=lengths, generator=gen))
+    else:
+        order = torch.randperm(len(lengths), generator=gen).tolist()
+    return [order[i: i + batch] for i in range(0, len(order) - batch + 1, batch)]
+
+
+def main():
+    from headstart.models.factory import create_backbone, resolve_spec
+    from headstart.modalities.text import TokenBatches, tokenize
+    from conftest import shared_data
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=32)
+    a = ap.parse_args()
+    files = a.files or [str(p) for p in (shared_data() / "trec" / "train_5500.label",
+                                         Path("/tmp/hs-scale/texts-10000.csv")) if p.exists()]
+    spec = resolve_spec("minilm_l6")
+    for path in files:
+        texts = load_texts(path)
+        ids, stats = tokenize(spec.path, texts, spec.input_size)
+        lengths = ids.lengths.tolist()
+        ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
+        model, _ = create_backbone("minilm_l6", 4)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), 1e-5)
+        row = {"file": Path(path).name, "texts": len(texts), "mean_tokens": round(float(np.mean(lengths)), 1)}
+        secs = {False: 0.0, True: 0.0}
+        plans = {g: batches(lengths, a.batch, g) for g in (False, True)}
+        for g in (False, True):
+            padded = sum(len(b) * max(lengths[i] for i in b) for b in plans[g])
+            row[f"padding_{'grouped' if g else 'random'}"] = round(padded / sum(lengths[i] for b in plans[g]
+                                                                               for i in b) - 1, 2)
+        for step in range(a.steps):                 # interleaved: both ways see the same machine load
+            for g in (False, True):
+                x, _ = ds.collate([ds[i] for i in plans[g][step]])
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = model(x).float().logsumexp(1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                secs[g] += time.perf_counter() - t0
+        row.update({"s_per_step_random": round(secs[False] / a.steps, 3),
+                    "s_per_step_grouped": round(secs[True] / a.steps, 3),
+                    "speedup": round(secs[False] / secs[True], 2)})
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
