@@ -45,7 +45,8 @@ def _wait_for(path: Path, proc, timeout=300):
 
 def _comparable(obj):
     """results.json without what legitimately differs between runs: timings, folders, cache hits."""
-    skip = ("seconds", "wall", "cached", "out", "path", "run", "torch_threads", "compute")
+    skip = ("seconds", "wall", "cached", "out", "path", "run", "torch_threads", "compute",
+            "stages", "grid")          # what this invocation did: resumed runs train fewer units
     if isinstance(obj, dict):
         return {k: _comparable(v) for k, v in obj.items() if not any(s in k for s in skip)}
     if isinstance(obj, list):

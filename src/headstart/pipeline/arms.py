@@ -144,8 +144,9 @@ def run_classic(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                               "validation log-loss") + (f" of fits on a stratified {len(sweep_on):,} of {len(tr):,} "
                                                         "training items; the chosen C fitted on all"
                                                         if len(sweep_on) < len(tr) else "")
-                + "; refit on train+val" + (f" (a stratified {CLASSIC_FIT_MAX:,} of {len(tr) + len(va):,}: bounded "
-                                            "memory)" if len(fit_all) < len(tr) + len(va) else ""), "pretrained": False,
+                + "; refit on train+val" + (f" (the final fits on a stratified {CLASSIC_FIT_MAX:,} of "
+                                            f"{len(tr) + len(va):,}: bounded memory)"
+                                            if len(fit_all) < len(tr) + len(va) else ""), "pretrained": False,
                 "rebalance": mode, **({"not_converged_at_C": sorted(set(unconverged))} if unconverged else {}),
                 "features": (ctx.modality.classic_pipeline.__doc__ or "").strip().split(":")[0]}), None
 
