@@ -265,8 +265,6 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0,
         raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "
                         f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
     ds.items = images
-    if images.streamed:
-        ds.stats["decoded_in_memory"] = len(images.kept)
     return ds
 
 
