@@ -12,7 +12,8 @@ duplicates), probe, classic, report.
 Texts: a CSV of generated sentences (8-40 words) in 4 topics (10k / 100k / 1M rows), the same run.
 
 Each run is a fresh process measured from outside (peak proportional set size (PSS: shared pages split between the processes that share them) of the process tree from /proc, sampled every 0.5 s)
-with its own empty feature cache; per-stage seconds are read from the run's results.json (timings) and log.
+with its own empty feature cache; per-stage seconds are read from the run's results.json (timings) and log;
+`peak_after` is the last log line before the highest memory sample: the stage the peak fell in.
 """
 from __future__ import annotations
 
@@ -115,11 +116,12 @@ def tiny_text_encoder(root: Path) -> Path:
     return folder
 
 
-def peak_rss_run(cmd: list[str], env: dict) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS of the process tree in GiB, return code)."""
+def peak_rss_run(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
+    """(wall seconds, peak PSS of the process tree in GiB, return code, the last log line before the peak: which
+    stage it fell in)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    peak, peak_at = 0, ""
     log = []
     import threading
 
@@ -129,12 +131,15 @@ def peak_rss_run(cmd: list[str], env: dict) -> tuple[float, float, int]:
     th = threading.Thread(target=read, daemon=True)
     th.start()
     while p.poll() is None:
-        peak = max(peak, tree_rss(p.pid))
+        now = tree_rss(p.pid)
+        if now > peak:
+            lines = [ln.strip() for ln in log[-20:] if ln.strip()]
+            peak, peak_at = now, lines[-1][:120] if lines else ""
         time.sleep(0.5)
     th.join(5)
     if p.returncode:
         sys.stderr.write("".join(log[-30:]))
-    return time.perf_counter() - t0, peak / 2 ** 30, p.returncode
+    return time.perf_counter() - t0, peak / 2 ** 30, p.returncode, peak_at
 
 
 def tree_rss(pid: int) -> int:
@@ -157,8 +162,8 @@ def run_one(data: Path, root: Path, label: str, extra: list[str]) -> dict:
     env = {**os.environ, "HEADSTART_CACHE": str(cache)}
     cmd = [sys.executable, "-m", "headstart", "run", str(data), "--strategies", "linear-probe,classic", "--out", str(out),
            "--seeds", "1", "--no-check-labels"] + extra
-    wall, peak, rc = peak_rss_run(cmd, env)
-    row = {"data": label, "wall_s": round(wall, 1), "peak_gib": round(peak, 2), "rc": rc}
+    wall, peak, rc, peak_at = peak_rss_run(cmd, env)
+    row = {"data": label, "wall_s": round(wall, 1), "peak_gib": round(peak, 2), "rc": rc, "peak_after": peak_at}
     res = out / "results.json"
     if res.exists():
         r = json.loads(res.read_text())

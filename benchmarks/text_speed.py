@@ -4,6 +4,8 @@ uses for text): padded tokens per real token, and the seconds of `--steps` train
 
     python benchmarks/text_speed.py [CSV ...] [--steps 30]     # default: TREC train (../shared/data) and
                                                                # /tmp/hs-scale/texts-10000.csv (benchmarks/scale.py)
+    python benchmarks/text_speed.py --breakdown [CSV ...]      # where a grouped step's time goes: forward,
+                                                               # backward, AdamW step (default vs fused)
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def main():
     ap.add_argument("files", nargs="*")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--breakdown", action="store_true")
     a = ap.parse_args()
     files = a.files or [str(p) for p in (shared_data() / "trec" / "train_5500.label",
                                          Path("/tmp/hs-scale/texts-10000.csv")) if p.exists()]
@@ -55,6 +58,9 @@ def main():
         ds = TokenBatches(ids, [0] * len(ids), range(len(ids)), stats["pad_id"])
         model, _ = create_backbone("minilm_l6", 4)
         model.train()
+        if a.breakdown:
+            breakdown(model, ds, batches(lengths, a.batch, True), a.steps, Path(path).name)
+            continue
         opt = torch.optim.AdamW(model.parameters(), 1e-5)
         row = {"file": Path(path).name, "texts": len(texts), "mean_tokens": round(float(np.mean(lengths)), 1)}
         secs = {False: 0.0, True: 0.0}
@@ -77,6 +83,31 @@ def main():
                     "s_per_step_grouped": round(secs[True] / a.steps, 3),
                     "speedup": round(secs[False] / secs[True], 2)})
         print(row, flush=True)
+
+
+def breakdown(model, ds, plan, steps: int, name: str) -> None:
+    """Seconds per grouped step in forward (bf16 autocast), backward and the optimizer step, with torch's AdamW
+    default (on the CPU a loop over the parameters) and fused AdamW, interleaved."""
+    opts = {"default": torch.optim.AdamW(model.parameters(), 1e-5),
+            "fused": torch.optim.AdamW(model.parameters(), 1e-5, fused=True)}
+    secs = {k: 0.0 for k in ("forward", "backward", "step default", "step fused")}
+    for step in range(steps + 2):
+        for kind, opt in opts.items():
+            x, _ = ds.collate([ds[i] for i in plan[step % len(plan)]])
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(x).float().logsumexp(1).mean()
+            t1 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            if step >= 2:           # after warm-up
+                secs["forward"] += (t1 - t0) / 2
+                secs["backward"] += (t2 - t1) / 2
+                secs[f"step {kind}"] += t3 - t2
+    print({"file": name, **{k: round(v / steps, 3) for k, v in secs.items()}}, flush=True)
 
 
 if __name__ == "__main__":

@@ -198,12 +198,12 @@ def test_scratch_checkpoints_activations_only_when_memory_is_short(monkeypatch):
 
 
 def test_a_long_unit_says_how_long_its_budget_may_take_after_its_first_epoch():
-    from headstart.pipeline.arms import _EpochLog
+    from headstart.pipeline.progress import EpochLog
     logs = []
-    check = _EpochLog(lambda h: {"stop": True} if len(h) == 2 else None, 20, logs.append, "scratch seed 0")
+    check = EpochLog(lambda h: {"stop": True} if len(h) == 2 else None, 20, logs.append, "scratch seed 0")
     assert check([{"seconds": 10.0}]) is None and "about 3 more minute(s)" in logs[0]
     assert check([{"seconds": 10.0}] * 2) == {"stop": True} and len(logs) == 1       # once, and racing still decides
-    quiet = _EpochLog(None, 4, logs.append, "finetune seed 0")
+    quiet = EpochLog(None, 4, logs.append, "finetune seed 0")
     assert quiet([{"seconds": 5.0}]) is None and len(logs) == 1                       # short units stay quiet
 
 

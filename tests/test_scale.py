@@ -194,3 +194,74 @@ def test_classic_with_a_sampled_sweep_fits_the_chosen_c_on_every_text(tmp_path, 
                                    assess=False, check_labels=False), log=lambda *a: None)
     arm = res.strategies["classic"]
     assert arm.ok and "stratified 40 of" in arm.policy["chosen_by"] and arm.accuracy > 0.9
+
+
+def test_rounds_split_passes_and_count_as_epochs():
+    """A training set of at least 2 x round_items trains in rounds of round_items (whole batches), every item exactly
+    once per pass (also with length-grouped batches), one validation per round; smaller sets and round_items 0 keep
+    plain epochs. The text default leaves TREC (4,361 training questions) in plain epochs."""
+    import torch
+    from lightning.fabric import Fabric
+    from torch.utils.data import TensorDataset
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from headstart.core.config import RunConfig
+    from headstart.modalities.text import TextModality
+    from headstart.training.loop import Rounds, fit, round_size
+    from headstart.training.strategies import Scratch
+    assert round_size(4361, TextModality.defaults["round_items"], 32) == 0
+    assert round_size(6400, 2500, 32) == round_size(100_000, 2500, 32) == 2528 and round_size(4999, 2500, 32) == 0
+    assert round_size(99, 0, 8) == 0
+    lengths = list(np.random.default_rng(0).integers(3, 40, 640))
+    r = Rounds(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(0)), 160)
+    rounds = [list(r) for _ in range(8)]           # two passes
+    assert all(len(x) == 160 for x in rounds)
+    for p in (0, 1):
+        assert sorted(i for x in rounds[4 * p: 4 * p + 4] for i in x) == list(range(640))
+    assert rounds[:4] != rounds[4:]                 # a fresh permutation per pass
+
+    class Counted(TensorDataset):
+        seen: list = []
+
+        def __getitem__(self, i):
+            self.seen.append(i)
+            return super().__getitem__(i)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
+    tr, va = Counted(x[:200], y[:200]), TensorDataset(x[200:], y[200:])
+    fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
+    for items, rounds_per_pass in ((50, 4), (0, 1), (150, 1)):
+        Counted.seen = []
+        torch.manual_seed(0)
+        res = fit(fabric, torch.nn.Linear(8, 3), Scratch(RunConfig(epochs=4)), tr, va, batch_fn=lambda b: b,
+                  max_epochs=4, patience=99, batch_size=10, weight_decay=0.0, seed=0, round_items=items)
+        assert len(res.history) == 4 and res.round_items == (50 if rounds_per_pass > 1 else 0)
+        per_epoch = 200 // rounds_per_pass
+        assert len(Counted.seen) == 4 * per_epoch
+        assert sorted(Counted.seen[:200]) == list(range(200))     # the first pass: every item once
+        assert all(("round_items" in h) == (rounds_per_pass > 1) for h in res.history)
+
+
+def test_similarity_blocks_stay_bounded_and_give_the_same_pairs(monkeypatch):
+    """The all-pairs and nearest-neighbour products run in blocks of at most 2**26 similarities (a 1024-row block was
+    4 GiB at a million items); any block size finds the same pairs and threshold."""
+    from headstart.stats import leakage
+    assert leakage._block(1_000_000) * 1_000_000 <= 2 ** 26 and leakage._block(3000) == 1024
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(500, 16)).astype(np.float32)
+    f[250:260] = f[:10] + 0.01 * rng.normal(size=(10, 16))
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    whole = leakage.exact_near_pairs(f, 0.9)
+    monkeypatch.setattr(leakage, "_block", lambda n: 7)
+    assert leakage.exact_near_pairs(f, 0.9) == whole and len(whole[0]) >= 10
+
+
+def test_classic_probabilities_in_chunks_equal_one_pass():
+    """The classic arm predicts 20,000 items at a time (the TF-IDF of 200,000 texts at once took GiBs): per-row
+    probabilities, so chunks give the same numbers; a class missing from training gets a zero column."""
+    from headstart.modalities.text import TextModality
+    from headstart.pipeline.arms import _full_probs
+    texts = [f"{w} {w} item {i}" for i, w in enumerate(["goal match", "bread soup", "chip code"] * 8)]
+    pipe = TextModality().classic_pipeline(1.0, 0).fit(texts, [0, 1, 3] * 8)
+    one = _full_probs(pipe, texts, 4, chunk=10_000)
+    assert np.array_equal(_full_probs(pipe, texts, 4, chunk=5), one) and not one[:, 2].any()

@@ -137,10 +137,20 @@ def _hs(*args, stdin=None):
 def test_text_cli_end_to_end(tmp_path):
     data = make_csv(tmp_path / "d.csv", extra_rows="oops,too,many\n")
     out = tmp_path / "run"
+    # round_items 8 (a --config key): the 21 training texts train in rounds of 8 (the large-set schedule)
+    (tmp_path / "cfg.json").write_text(json.dumps({"round_items": 8}))
     r = _hs("run", data, "--out", out, "--strategies", "classic,linear-probe,finetune,scratch", "--epochs", "1",
-            "--batch-size", 8)
+            "--batch-size", 8, "--config", tmp_path / "cfg.json")
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads((out / "results.json").read_text())
+    for arm in ("finetune", "scratch"):
+        unit = json.loads((out / arm / "seed0" / "result.json").read_text())
+        assert unit["round_items"] == 8 and all(h["round_items"] == 8 for h in unit["history"]), arm
+        assert "a round of 8 training items" in res["strategies"][arm]["policy"]["epoch"]
+    assert "scratch seed 0: round 2/2 (8 items)" in r.stdout + r.stderr
+    m = res["strategies"]["scratch"]         # an arm whose best round was its last is told it may gain from more
+    assert ("a larger `--scratch-epochs` may raise it" in (out / "report.md").read_text()) == (
+        m["best_epochs"] == [m["epoch_budget"] - 1])
     assert res["data"]["modality"] == "text" and res["data"]["skipped"][0]["path"] == "d.csv:38"
     assert {"linear-probe - classic", "finetune - scratch"} <= set(res["paired_differences"])
     assert "classic" in (out / "report.md").read_text()

@@ -32,7 +32,8 @@ RANGES = {"seeds": (1, 100, "seeds"), "batch_size": (1, 4096, "items per batch")
           "test_fraction": (0.01, 0.9, "a share of the data"), "image_size": (0, 2048, "pixels (0: the backbone's)"),
           "bootstrap": (100, 1_000_000, "resamples"), "jobs": (0, 1024, "processes (0: chosen)"),
           "devices": (1, 1024, "devices"), "num_workers": (0, 256, "DataLoader workers"),
-          "trunk_views": (0, 64, "views per item"), "crop_scale": (0.01, 1.0, "an area share"),
+          "trunk_views": (0, 64, "views per item"),
+          "round_items": (-1, 10 ** 9, "training items (-1: never)"), "crop_scale": (0.01, 1.0, "an area share"),
           "race_margin": (-INF, 1.0, "a share of the score (negative: stop scratch at once, for tests)"), "near_dup_threshold": (0.0, 10.0, "a cosine"),
           "lr_head": (0.0, INF, "a learning rate"), "lr_body": (0.0, INF, "a learning rate"),
           "lr_decay": (0.0, 1.0, "a factor per group"), "scratch_lr": (0.0, INF, "a learning rate"),
@@ -90,6 +91,10 @@ class RunConfig:
     epochs: int = 0                     # fine-tune budget (max epochs; early stopping may end sooner); 0 -> modality
     scratch_epochs: int = 0             # 0 -> 2 x epochs (never fewer than epochs: a fair scratch budget)
     patience: int = 3                   # early stopping on validation loss
+    round_items: int = 0                # large training sets (n >= 2 x round_items): train in rounds of round_items
+                                        # items, each counted as an epoch (validation, early stopping, racing, the
+                                        # budget: a budget in items, not passes); 0 -> modality default (text 2500;
+                                        # images and audio -1), -1 never
     scratch_patience: int = 0           # 0 -> 2 x patience (random-init val loss is noisy early on)
     lr_head: float = 1e-3               # head LR for finetune (and the adapters' of lora); scratch uses scratch_lr
     lora_rank: int = 8                  # lora: the adapters' rank

@@ -175,7 +175,7 @@ class AudioModality(ModalityBase):
     near_dup_kind = ""          # near copies by embedding are leaks / conflicts / duplicates like exact ones
     # a 4-layer encoder: all layers at once from the probe's head, LLRD 0.8, as for text
     defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
-                "scratch_lr": 3e-3}
+                "scratch_lr": 3e-3, "round_items": -1}
 
     def load(self, cfg, spec, size):
         return load_audio_folder(cfg.data, label_col=cfg.label_col, group_col=cfg.group_col)

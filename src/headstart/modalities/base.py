@@ -50,6 +50,7 @@ class Modality(Protocol):
     file_exts: set[str]            # single data files this modality reads (tables), else empty
     defaults: dict                 # modality-specific hyper-parameter defaults (resolved into config.json)
     cpu_bf16_training: bool        # auto precision trains in bf16 on CPUs with native bf16 (measured faster)
+    fused_adamw: bool              # the training loop's AdamW runs fused (one kernel for every parameter)
     unit_gib: float                # measured peak memory of one scratch unit (chooses --jobs)
     batchnorm_shift: bool          # the assessment profiles BatchNorm statistics (CNN backbones)
     min_near_dup_size: int         # below this input size near-duplicates are not searched (exact ones always are)
@@ -85,6 +86,7 @@ class ModalityBase:
     folder_exts: set[str] = set()
     file_exts: set[str] = set()
     cpu_bf16_training = False      # measured faster in bf16 on a CPU: say so per modality
+    fused_adamw = False            # measured faster fused, and its runs' numbers checked: say so per modality
     unit_gib = 2.0
     batchnorm_shift = False
     min_near_dup_size = 0

@@ -107,7 +107,7 @@ class ImageModality(ModalityBase):
     # top 2 block groups, body LR 10x below the head, 0.3x per group deeper (on hymenoptera the reference LP-FT
     # used 3e-5; BatchNorm statistics stay frozen)
     defaults = {"epochs": 10, "lr_body": 1e-4, "lr_decay": 0.3, "unfreeze_groups": 2, "unfreeze_every": 1,
-                "scratch_lr": 3e-3}
+                "scratch_lr": 3e-3, "round_items": -1}
 
     def load(self, cfg, spec, size, progress=None):
         return load_image_folder(cfg.data, short_side=spec.short_side(size), label_col=cfg.label_col,

@@ -141,6 +141,9 @@ class TextModality(ModalityBase):
     file_exts = TEXT_EXTS
     cpu_bf16_training = True    # MiniLM-size encoder, training step on an AMX CPU in bf16: 1.15-1.3x with
                                 # variable-length batches (1.6x at one fixed length; benchmarks/README.md)
+    # fused AdamW: MiniLM-L6's update 74 -> 10 ms of a ~0.45 s step (benchmarks/README.md "Text runs"). Not for
+    # images: Lite0's fine-tune epoch gained 12% but the chaotic ants/bees scratch baseline moved (58.2% -> 44.4%)
+    fused_adamw = True
     unit_gib = 3.0
     batchnorm_shift = False
     min_near_dup_size = 0
@@ -149,8 +152,11 @@ class TextModality(ModalityBase):
     # layer-wise LR decay 0.8 (the usual range for BERT-family models), 4 epochs max (3 is the standard recipe;
     # early stopping watches the rest). Gradual unfreezing reached only 4 of 7 groups in 4 epochs: 0.940 on TREC.
     # scratch: a randomly initialised 22M-parameter transformer diverged to one class at 3e-3 (TREC 13%)
+    # round_items: from 5,000 training texts on, the budget counts rounds of 2,500 texts, not passes (a MiniLM
+    # step is compute-bound: 4 + 8 passes over 6,000 texts took ~18 minutes; benchmarks/README.md); TREC's 4,361
+    # training questions still train in passes
     defaults = {"epochs": 4, "lr_body": 8e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
-                "scratch_lr": 1e-4}
+                "scratch_lr": 1e-4, "round_items": 2500}
 
     def load(self, cfg, spec, size):
         return load_text(cfg.data, cfg.text_col, cfg.label_col, cfg.encoding, cfg.test_file, cfg.group_col)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from headstart.core.run_results import RunResults
 from headstart.outputs.common import table as _table
+from headstart.training.strategies import STRATEGIES, Strategy
 
 LABELS = {"pretrained": "starts from pretrained weights", "bn_policy": "BatchNorm", "patience": "early-stopping "
           "patience (epochs)", "min_epochs": "epochs before early stopping may end it", "head_init": "head starts as",
@@ -63,6 +64,11 @@ def training_lines(results: RunResults) -> list[str]:
             runs = ", then ".join(f"{px} px for {n} epoch{'s' * (n > 1)}" for px, n in r["epochs_at_size"])
             notes.append(f"seed {r['seed']}: progressive resizing, {runs}; evaluated at {r['eval_size']} px (the "
                          "size its kept weights trained at)")
+        if m.best_epochs and m.epochs_run and all(b == m.epoch_budget - 1 for b in m.best_epochs) \
+                and all(e == m.epoch_budget for e in m.epochs_run):
+            flag = "--scratch-epochs" if not STRATEGIES.get(s, Strategy).pretrained else "--epochs"
+            notes.append(f"still improving when its budget ended (best validation loss at its last "
+                         f"{'round' if 'epoch' in m.policy else 'epoch'}): a larger `{flag}` may raise it")
         if m.trunk_cache:
             tc = m.trunk_cache
             stage = tc.first_trained_stage or f"blocks.{tc.first_trained_block}"

@@ -25,6 +25,7 @@ from headstart.models.device import available_gib, loader_kwargs, to_device, to_
 from headstart.models.factory import create_backbone
 from headstart.models.weights import save_weights
 from headstart.pipeline.frozen import features, probe, train_class_weights, train_log_prior
+from headstart.pipeline.progress import EpochLog, rounds_policy
 from headstart.stats.evaluate import softmax
 from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior, logit_adjusted
 from headstart.stats.probe import sweep_sample, thin_validation_folds
@@ -160,10 +161,12 @@ def _sweep_progress(ctx: RunContext, i: int, n: int, C: float, seconds: float, t
     ctx.note(f"classic: C={C:g} ({i + 1} of {n}) fitted in {seconds:.1f} s ({time.perf_counter() - t0:.0f} s so far)")
 
 
-def _full_probs(pipe, x, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class (a class missing from training data gets 0)."""
+def _full_probs(pipe, x, n_classes: int, chunk: int = 20_000) -> np.ndarray:
+    """predict_proba with a column for every class (a class missing from training data gets 0), `chunk` items at a
+    time: each row's probabilities depend on that row alone, and the TF-IDF of 200,000 texts at once took GiBs."""
     p = np.zeros((len(x), n_classes))
-    p[:, pipe.classes_] = pipe.predict_proba(x)
+    for i in range(0, len(x), chunk):
+        p[i: i + chunk, pipe.classes_] = pipe.predict_proba(x[i: i + chunk])
     return p
 
 
@@ -213,12 +216,13 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
                       max_epochs=strat.max_epochs(), patience=strat.patience(), min_epochs=strat.min_epochs(),
                       batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=seed,
                       num_workers=cfg.num_workers, progress=ctx.progress, label=f"{strat.name} (seed {seed})",
-                      stop_check=_EpochLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}",
+                      stop_check=EpochLog(stop_check, strat.max_epochs(), ctx.log, f"{strat.name} seed {seed}",
                                          note=ctx.note),
                       plan=plan, sizes=sizes, class_weights=train_class_weights(ctx),
-                      logit_offset=train_log_prior(ctx), metric=ctx.decision.metric)
+                      logit_offset=train_log_prior(ctx), metric=ctx.decision.metric,
+                      round_items=max(0, cfg.round_items), fused=ctx.modality.fused_adamw)
             if ct is not None:
-                cached["flops_train"] = ct.flops(res.epochs_run)
+                cached["flops_train"] = ct.flops(res.epochs_run * (res.round_items or len(train_ds)) / len(train_ds))
         train_seconds = time.perf_counter() - t0
         trainable = max(h["trainable_params"] for h in res.history)
         adapter = strat.finish(model)          # e.g. LoRA merged into the weights: the plain architecture again
@@ -243,10 +247,12 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
         epoch_budget=strat.max_epochs(), stopped_early=res.stopped_early, overfit=res.overfit, events=res.events,
         train_seconds=train_seconds, trainable_params=int(trainable),
         total_params=int(sum(p.numel() for p in model.parameters())),
-        policy={**strat.describe(plan), "rebalance": ctx.decision.rebalance},
+        policy={**strat.describe(plan), "rebalance": ctx.decision.rebalance,
+                **rounds_policy(res.round_items, len(train_ds))},
         trunk_cache=cached if cache is not None else None, precision=precision,
         racing=stop_check.last if stop_check is not None else None,
-        details={"augment": cfg.augment, "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
+        details={"augment": cfg.augment, **({"round_items": res.round_items} if res.round_items else {}),
+                 "grad_checkpointing": checkpointing, "torch_threads": torch.get_num_threads(),
                  "batchnorm_folded_pairs": folded,
                  **({"adapter_mb": round(sum(t.numel() * t.element_size() for t in adapter.values()) / 2 ** 20, 3)}
                     if adapter else {}),
@@ -255,30 +261,6 @@ def run_trained(ctx: RunContext, strat: Strategy, unit_dir: Path, seed: int, sto
 
 RUNNERS = {"probe": run_probe, "sklearn": run_classic, "trained": run_trained}
 
-
-class _EpochLog:
-    """A stop_check that, after the first epoch, says how long the unit's budget may take when that is over a minute
-    (many classes, large inputs: the user learns it before waiting), writes one line per epoch where no live
-    progress bar shows it (logs, pipes), then defers to the real check (racing)."""
-
-    def __init__(self, inner, budget: int, log, label: str, quiet_below_s: float = 60.0, note=None):
-        self.inner, self.budget, self.log, self.label, self.quiet = inner, budget, log, label, quiet_below_s
-        self.note = note
-
-    def __call__(self, history: list[dict]):
-        h = history[-1]
-        if self.note is not None:
-            size = f", {h['input_size']} px" if "input_size" in h else ""
-            self.note(f"{self.label}: epoch {len(history)}/{self.budget}: train loss {h['train_loss']:.3f} acc "
-                      f"{100 * h['train_acc']:.1f}% | val loss {h['val_loss']:.3f} acc {100 * h['val_acc']:.1f}% | "
-                      f"{h['seconds']:.1f} s{size}")
-        if len(history) == 1:
-            rest = history[0]["seconds"] * (self.budget - 1)
-            if rest > self.quiet:
-                self.log(f"{self.label}: epoch 1 took {history[0]['seconds']:.0f} s; its budget of {self.budget} "
-                         f"epochs may take about {rest / 60:.0f} more minute(s) (early stopping or racing usually "
-                         "ends it sooner)")
-        return self.inner(history) if self.inner is not None else None
 
 
 def _needs_checkpointing(cfg, fabric) -> bool:

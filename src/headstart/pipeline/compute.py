@@ -26,9 +26,10 @@ def inference_flops(ctx: RunContext, model=None) -> float:
 
 
 def unit_compute(ctx: RunContext, strat: Strategy, usage: dict, model=None, epochs_run: int = 0,
-                 features_in_unit: bool = False, cached_flops: float | None = None) -> dict:
+                 features_in_unit: bool = False, cached_flops: float | None = None, epoch_items: int = 0) -> dict:
     """FLOPs, time, memory, energy and money of one finished unit. Training FLOPs count every epoch at the final
-    unfreeze state (an upper bound for gradual unfreezing) plus the validation passes."""
+    unfreeze state (an upper bound for gradual unfreezing) plus the validation passes; epoch_items: training items
+    per epoch when epochs were rounds (else one pass)."""
     out = dict(usage)
     n_train, n_val = len(ctx.split["train"]), len(ctx.split["val"])
     runner = strat.runner
@@ -46,7 +47,7 @@ def unit_compute(ctx: RunContext, strat: Strategy, usage: dict, model=None, epoc
             train = cached_flops
         else:
             per_item = flops_per_item(copy.deepcopy(model).train(), sample_batch(ctx.modality, ctx.inputs, ctx.split["train"], True), True)
-            train = per_item * n_train * epochs_run + inf * n_val * (epochs_run + 1)
+            train = per_item * (epoch_items or n_train) * epochs_run + inf * n_val * (epochs_run + 1)
         out.update(flops_train=train, flops_inference_per_item=inf)
     cfg = ctx.cfg
     out.update(cost(out["wall_seconds"], device_kind(cfg.accelerator), cfg.devices, cfg.price_per_hour,

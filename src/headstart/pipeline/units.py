@@ -56,7 +56,7 @@ def run_unit(ctx: RunContext, strategy: str, seed: int) -> UnitResult:
     if res.ok:
         computed_here = no_features_yet and ctx.features is not None and not ctx.timings.features_cached
         res.compute = unit_compute(ctx, strat, usage, model, res.epochs_run, computed_here,
-                                   (res.trunk_cache or {}).get("flops_train"))
+                                   (res.trunk_cache or {}).get("flops_train"), res.details.get("round_items", 0))
     res.strategy, res.seed, res.wall_seconds, res.node = strategy, seed, usage["wall_seconds"], socket.gethostname()
     res.n_train = len(ctx.split["train"])
     if res.ok:

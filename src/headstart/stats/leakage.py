@@ -48,9 +48,16 @@ def _threshold(nn: np.ndarray, floor: float) -> float:
     return max(floor, 1 - RELATIVE * float(np.median(1 - nn)))
 
 
-def _nearest(f: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:
-    """Each of `rows`' highest cosine similarity to another row of f (unit vectors), in blocks of `block` rows."""
+def _block(n: int) -> int:
+    """Rows per block of a rows x n similarity product: 1024, fewer where that would pass 2**26 floats (256 MB): at a
+    million items a 1024-row block was 4 GiB, the peak of a whole 1M-text run (10.6 GiB)."""
+    return max(1, min(1024, 2 ** 26 // max(n, 1)))
+
+
+def _nearest(f: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each of `rows`' highest cosine similarity to another row of f (unit vectors), in blocks of _block(len(f))."""
     nn = np.empty(len(rows), np.float32)
+    block = _block(len(f))
     for start in range(0, len(rows), block):
         idx = rows[start: start + block]
         sim = f[idx] @ f.T
@@ -64,8 +71,9 @@ def exact_near_pairs(f: np.ndarray, floor: float) -> tuple[dict, float]:
     (memory O(1024 x N), time O(N^2 d): up to EXACT_MAX items)."""
     effective = _threshold(_nearest(f, np.arange(len(f))), floor)
     out = {}
-    for start in range(0, len(f), 1024):
-        sim = f[start: start + 1024] @ f.T
+    block = _block(len(f))
+    for start in range(0, len(f), block):
+        sim = f[start: start + block] @ f.T
         rows, cols = np.nonzero(sim >= effective)
         for a, b in zip(rows + start, cols):
             if a < b:

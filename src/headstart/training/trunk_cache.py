@@ -130,8 +130,9 @@ class CachedTrunk:
         self.model.forward = self._top
         return self
 
-    def flops(self, epochs: int) -> float:
-        """Training FLOPs with the cache: the trunk once per stored view, the top every epoch (counted)."""
+    def flops(self, epochs: float) -> float:
+        """Training FLOPs with the cache: the trunk once per stored view, the top every epoch (counted; epochs in
+        passes, a fraction when epochs were rounds)."""
         from torch.utils.flop_counter import FlopCounterMode
 
         x = to_device(sample_batch(self.mod, self.data, self.split["val"], False, n=4), self.model)
