@@ -29,7 +29,7 @@ from headstart.pipeline.progress import EpochLog, rounds_policy
 from headstart.stats.evaluate import softmax
 from headstart.stats.metrics import MIN_TUNE, class_weights, log_prior, logit_adjusted
 from headstart.stats.probe import sweep_sample, thin_validation_folds
-from headstart.training.loop import fit
+from headstart.training.loop import fit, length_order
 from headstart.training.strategies import Strategy
 from headstart.training.trunk_cache import for_unit
 
@@ -292,19 +292,17 @@ def predict_probs(model, ctx: RunContext, indices, size: int | None = None) -> n
     from torch.utils.data import DataLoader
     model.eval()
     out = []
-    indices = list(indices)
-    ds = ctx.modality.dataset(ctx.inputs, indices)
-    order = np.argsort(ds.lengths, kind="stable") if hasattr(ds, "lengths") else np.arange(len(indices))
-    if hasattr(ds, "lengths"):          # similar lengths together: little padding; put back in order below
-        ds = ctx.modality.dataset(ctx.inputs, [indices[i] for i in order])
+    ds = ctx.modality.dataset(ctx.inputs, list(indices))
+    order = length_order(ds)            # similar lengths together (text): little padding; put back in order below
     if size and size != ctx.size:
         ds.resize_to(size)
-    loader = DataLoader(ds, batch_size=64, collate_fn=getattr(ds, "collate", None),
+    loader = DataLoader(ds, batch_size=64, sampler=order, collate_fn=getattr(ds, "collate", None),
                         **loader_kwargs("cpu", 0, getattr(ds, "streamed", False)))
     batch_fn = ctx.modality.batch_fn(ctx.inputs)
     with torch.inference_mode():
         for x, _ in loader:
             out.append(to_numpy(model(batch_fn(to_device(x, model))).float().softmax(1)))
-    probs = np.empty_like(np.concatenate(out))
-    probs[order] = np.concatenate(out)
+    probs = np.concatenate(out)
+    if order is not None:
+        probs[order] = probs.copy()
     return probs

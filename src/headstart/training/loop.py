@@ -130,6 +130,12 @@ class Rounds(torch.utils.data.Sampler):
             yield i
 
 
+def length_order(ds) -> list[int] | None:
+    """The order of an evaluation pass: by length where items vary in length (text: random batches carry 0.5-0.9
+    padded tokens per real token, benchmarks/text_speed.py), else None (as given)."""
+    return np.argsort(ds.lengths, kind="stable").tolist() if hasattr(ds, "lengths") else None
+
+
 def _resize(size: int, *datasets) -> None:
     for ds in datasets:
         ds.resize_to(size)
@@ -189,10 +195,8 @@ def fit(fabric, model, strategy, train_ds, val_ds, *, batch_fn, max_epochs: int,
                                    per_round)}
     train_loader = DataLoader(train_ds, batch_size=batch_size, generator=gen, drop_last=lone_last,
                               collate_fn=collate, **order, **feed)
-    # validation in length order where items vary in length: random batches of texts carry 0.5-0.9 padded tokens
-    # per real token (benchmarks/text_speed.py)
-    val_order = {"sampler": np.argsort(val_ds.lengths, kind="stable").tolist()} if hasattr(val_ds, "lengths") else {}
-    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, collate_fn=collate, **val_order, **feed)
+    val_loader = DataLoader(val_ds, batch_size=batch_size * 2, sampler=length_order(val_ds), collate_fn=collate,
+                            **feed)
     ddp = fabric.world_size > 1
     if ddp:   # DDP syncs only parameters that require grad when it wraps: enable all that will ever train
         before = {p: p.requires_grad for p in model.parameters()}
