@@ -10,6 +10,8 @@ images are upscaled when decoded). Run: `headstart run DATA --strategies linear-
 and the duplicate search on (the default), so the stages are: reading, assessment (frozen pass + scores + near
 duplicates), probe, classic, report.
 Texts: a CSV of generated sentences (8-40 words) in 4 topics (10k / 100k / 1M rows), the same run.
+Audio (`--audio 1000,10000`): 4 classes of 0.6-1.4 s clips, a gliding tone in noise, the same run (Whisper tiny.en);
+HEADSTART_DECODED_GIB in the environment sets how many GiB of decoded samples a run keeps (the rest is streamed).
 
 Each run is a fresh process measured from outside (peak proportional set size (PSS: shared pages split between the processes that share them) of the process tree from /proc, sampled every 0.5 s)
 with its own empty feature cache; per-stage seconds are read from the run's results.json (timings) and log;
@@ -76,6 +78,35 @@ WORDS = {"sport": "match goal team player score league coach season win referee 
          "health": "doctor patient clinic fever dose vaccine nurse therapy pain blood",
          "travel": "flight hotel train ticket beach visa airport tour map luggage trip"}
 FILLER = "the a of to in is was for on with that this it at by we they my our very".split()
+
+
+def _one_clip(args):
+    path, cls, seed = args
+    import numpy as np
+    import soundfile as sf
+    rng = np.random.default_rng(seed)
+    rate = 8000
+    t = np.arange(int(rate * rng.uniform(0.6, 1.4))) / rate
+    f0 = {"circle": 200, "square": 400, "triangle": 800, "cross": 1600}[cls] * rng.uniform(0.85, 1.15)
+    x = 0.2 * np.sin(2 * np.pi * f0 * t * (1 + rng.uniform(-0.1, 0.1) * t)) + rng.normal(0, rng.uniform(0.02, 0.2),
+                                                                                           t.size)
+    sf.write(str(path), x.astype(np.float32), rate, subtype="PCM_16")
+
+
+def make_audio(root: Path, n: int) -> Path:
+    """4 classes of 0.6-1.4 s clips (a gliding tone in noise; 8 kHz 16-bit, ~16 KB each): decoded to 16 kHz."""
+    folder = root / f"audio-{n}"
+    if (folder / ".done").exists():
+        return folder
+    jobs = []
+    for k in range(n):
+        cls = CLASSES[k % len(CLASSES)]
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        jobs.append((folder / cls / f"{k:07d}.wav", cls, k))
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(_one_clip, jobs, chunksize=500))
+    (folder / ".done").write_text("ok")
+    return folder
 
 
 def make_texts(root: Path, n: int) -> Path:
@@ -187,6 +218,7 @@ def main():
     ap.add_argument("what", choices=["make", "run"])
     ap.add_argument("--images", default="1000,10000")
     ap.add_argument("--texts", default="10000,100000")
+    ap.add_argument("--audio", default="", help="clip counts, e.g. 1000,10000 (Whisper tiny.en)")
     ap.add_argument("--root", default="/tmp/hs-scale")
     ap.add_argument("--extra", default="", help="more headstart run arguments, space-separated")
     ap.add_argument("--tiny-text", action="store_true", help="texts through a tiny random BERT (tiny_text_encoder)")
@@ -195,6 +227,7 @@ def main():
     root.mkdir(parents=True, exist_ok=True)
     sizes_i = [int(x) for x in a.images.split(",") if x]
     sizes_t = [int(x) for x in a.texts.split(",") if x]
+    sizes_a = [int(x) for x in a.audio.split(",") if x]
     rows = []
     for n in sizes_i:
         folder = make_images(root, n)
@@ -208,7 +241,12 @@ def main():
             label = f"texts-{n}" + ("-tiny" if a.tiny_text else "")
             rows.append({"n": n, "kind": "texts", **run_one(path, root, label, extra)})
             print(json.dumps(rows[-1]), flush=True)
-    for kind in ("images", "texts"):
+    for n in sizes_a:
+        folder = make_audio(root, n)
+        if a.what == "run":
+            rows.append({"n": n, "kind": "audio", **run_one(folder, root, f"audio-{n}", a.extra.split())})
+            print(json.dumps(rows[-1]), flush=True)
+    for kind in ("images", "texts", "audio"):
         mine = [r for r in rows if r["kind"] == kind and r.get("rc") == 0]
         if len(mine) >= 2:
             for key in [k for k in mine[0] if k.endswith("_s") or k == "peak_gib"]:

@@ -51,6 +51,26 @@ def test_hscore_formula_by_hand():
     assert hscore(g, np.array([0, 0, 1, 1]), shrinkage=0.0) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("n,d", [(600, 40), (300, 300)])
+def test_blocked_logme_and_hscore_equal_the_direct_ones(monkeypatch, n, d):
+    """Above GRAM_ABOVE items LogME and H-score come from D x D sums over row blocks, and the source classifier's
+    probabilities and LEEP are computed a block of rows at a time (bounded memory at 100k items): the same numbers
+    as the SVD and whole-matrix forms, with a rank-deficient feature too."""
+    import headstart.stats.transferability as tr
+    rng = np.random.default_rng(d)
+    y = rng.integers(0, 4, n)
+    f = (rng.normal(size=(n, d)) + np.eye(4)[y] @ rng.normal(size=(4, d))).astype(np.float32)
+    f[:, 1] = 2 * f[:, 0]                                    # F^T F singular
+    w, b = rng.normal(size=(7, d)) / np.sqrt(d), rng.normal(size=7)
+    theta = np.exp(f @ w.T + b)
+    theta /= theta.sum(1, keepdims=True)
+    direct = logme(f, y), hscore(f, y), hscore(f, y, shrinkage=0.1), leep(theta, y)
+    monkeypatch.setattr(tr, "GRAM_ABOVE", 10)
+    monkeypatch.setattr(tr, "BLOCK", 128)                   # several blocks, the last one short
+    blocked = logme(f, y), hscore(f, y), hscore(f, y, shrinkage=0.1), leep(tr.source_probs(f, w, b), y)
+    assert blocked == pytest.approx(direct, rel=1e-6)
+
+
 def test_leep_and_nce_formulas_by_hand():
     y = np.array([0, 0, 0, 1])
     aligned = np.eye(2)[y]

@@ -110,6 +110,38 @@ def test_audio_cli_end_to_end(tmp_path):
     assert p.returncode == 0 and len(rows) == 13 and sum("error" in r for r in rows) == 1
 
 
+def test_streamed_clips_give_the_in_memory_results(tmp_path, monkeypatch):
+    """HEADSTART_DECODED_GIB=0: every clip decoded again per access (issue 27: memory flat in the number of clips);
+    the frozen features, classic, probe and fine-tune numbers equal those of the same run with the clips kept, the
+    signal evidence is the same, and a clip that changes during the run is refused by name."""
+    from headstart.app.run import run_experiment
+    from headstart.core.config import RunConfig
+    from headstart.core.errors import UserError
+    from headstart.modalities.audio import load_audio_folder
+    data = tmp_path / "clips"
+    for name, f in (("low", 220.0), ("high", 1500.0)):
+        (data / name).mkdir(parents=True)
+        for i in range(7):
+            tone(data / name / f"c{i}.wav", f * (1 + 0.04 * i), rate=(8000, 22050)[i % 2], seconds=0.3 + 0.1 * i,
+                 seed=i)
+    base = dict(data=str(data), epochs=1, batch_size=4, strategies=["classic", "linear-probe", "finetune"],
+                check_labels=False)
+    kept = run_experiment(RunConfig(out=str(tmp_path / "kept"), **base), log=lambda *a: None)
+    monkeypatch.setenv("HEADSTART_DECODED_GIB", "0")
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "fresh-cache"))     # the frozen pass runs again
+    streamed = run_experiment(RunConfig(out=str(tmp_path / "streamed"), **base), log=lambda *a: None)
+    assert streamed.data.n_items == kept.data.n_items == 14
+    for arm in ("classic", "linear-probe", "finetune"):
+        a, b = kept.strategies[arm], streamed.strategies[arm]
+        assert b.accuracy == a.accuracy and b.val_loss == pytest.approx(a.val_loss, rel=1e-4, abs=1e-5), arm
+    assert streamed.assessment.shift["signal"] == kept.assessment.shift["signal"]
+    lazy = load_audio_folder(data)
+    assert lazy.items.streamed and not lazy.items.kept and lazy.items.samples[0] == len(lazy.items[0])
+    tone(data / lazy.paths[0], 300.0, seed=99)
+    with pytest.raises(UserError, match="changed or became unreadable during the run"):
+        lazy.items[0]
+
+
 def test_fsdd_linear_probe(tmp_path):
     src = need_shared("fsdd") / "recordings"
     for f in src.glob("*.wav"):

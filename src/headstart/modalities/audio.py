@@ -1,5 +1,5 @@
-"""Speech/audio: decode any rate/channels to 16 kHz mono, Whisper log-mels, mel batches, the MFCC baseline,
-signal evidence, and prediction from files.
+"""Speech/audio: Whisper log-mels (or normalised samples for wav2vec2-like families), mel batches, the MFCC
+baseline, signal evidence, and prediction from files. Reading the files: modalities/audio_files.py.
 
     ds = load_audio_folder("clips/")                      # root/<class>/*.wav|flac|ogg|mp3 (or train/ test/ ...)
     mel = log_mel(x)                                      # (80, frames) at the clip's own length
@@ -12,73 +12,17 @@ results. The encoder runs on each clip's own length (positional embedding sliced
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from headstart.core.dataset import LabeledSet, display_name, not_regular
-from headstart.core.errors import UserError
-from headstart.core.tables import rel_name, scan_media
-from headstart.models.device import to_device, to_numpy
+from headstart.core.dataset import LabeledSet, display_name
+from headstart.models.device import loader_kwargs, to_device, to_numpy
 from headstart.models.factory import family
-from headstart.modalities.base import (IndexedItems, ModalityBase, ModalityState, add_unlabelled, expand_inputs,
-                                      standardised_logreg, top_k)
-
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
-RATE = 16000
-MAX_SECONDS = 30
-
-
-def decode_audio(path: Path) -> tuple[np.ndarray, dict]:
-    """float32 mono 16 kHz samples; raises on unreadable, empty or non-finite audio."""
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    odd = not_regular(Path(path))
-    if odd:
-        raise ValueError(odd)
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    if data.shape[0] == 0:
-        raise ValueError("no samples (0-length audio)")
-    if not np.isfinite(data).all():
-        raise ValueError("contains NaN or infinite samples")
-    x = data.mean(1)
-    info = {"rate": int(rate), "channels": int(data.shape[1]), "seconds": len(x) / rate}
-    if rate != RATE:
-        g = np.gcd(int(rate), RATE)
-        x = resample_poly(x, RATE // g, int(rate) // g).astype(np.float32)
-    if len(x) > MAX_SECONDS * RATE:
-        x = x[: MAX_SECONDS * RATE]
-        info["truncated"] = True
-    return x, info
-
-
-def load_audio_folder(root: str | Path, label_col: str = "", group_col: str = "") -> LabeledSet:
-    """A folder of class subfolders, a table of clip paths and labels, or an HF audiofolder (metadata.csv)."""
-    root, classes, entries, skipped, groups = scan_media(root, AUDIO_EXTS, "audio files", label_col, group_col)
-    index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=Path(root), classes=classes, skipped=skipped)
-    ds.stats = {"truncated_to_30s": 0, "rates": {}, "channels": {}}
-    for path, cname, source in entries:
-        rel = rel_name(path, root)
-        try:
-            x, info = decode_audio(path)
-        except Exception as e:  # skipped and listed, never fatal
-            ds.skipped.append({"path": rel, "reason": f"{type(e).__name__}: {e}".strip()[:200]})
-            continue
-        ds.stats["truncated_to_30s"] += int(info.get("truncated", False))
-        ds.stats["rates"][info["rate"]] = ds.stats["rates"].get(info["rate"], 0) + 1
-        ds.stats["channels"][info["channels"]] = ds.stats["channels"].get(info["channels"], 0) + 1
-        ds.add(rel, index[cname], source, hashlib.sha1(x.tobytes()).hexdigest(), item=x,
-               group=groups[path] if groups else None)
-    if not ds.paths:
-        raise UserError(f"none of the {len(entries)} audio files under {root} could be decoded "
-                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
-    return ds
-
+from headstart.modalities.audio_files import (AUDIO_EXTS, RATE, decode_audio,  # noqa: F401
+                                              load_audio_folder, read_unlabelled_clips)
+from headstart.modalities.base import IndexedItems, ModalityBase, ModalityState, expand_inputs, standardised_logreg, top_k
 
 def log_mel(x: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
     """Whisper's 80-bin log-mel spectrogram (its own feature extractor), unpadded unless asked."""
@@ -110,8 +54,45 @@ def clip_input(x: np.ndarray, spec, pad_to_30s: bool = False) -> np.ndarray:
     return log_mel(x, pad_to_30s=pad_to_30s)
 
 
+def input_length(samples: int, spec, pad_to_30s: bool = False) -> int:
+    """clip_input(x).shape[-1] for a clip of `samples` samples, without computing it (the frozen pass's order)."""
+    if reads_waveform(spec):
+        return samples
+    return 3000 if pad_to_30s else max(2, int(np.ceil(samples / 160)) // 2 * 2)
+
+
+class ClipInputs:
+    """clip_input of every clip, computed from its samples when a batch needs it (the clips are streamed: more of
+    them than the decoded budget keeps), so memory stays flat in the number of clips; `mfcc(indices)` computes the
+    classic baseline's features of each clip once and keeps them (80 floats per clip)."""
+
+    def __init__(self, clips, spec, pad_to_30s: bool):
+        self.clips, self.spec, self.pad = clips, spec, pad_to_30s
+        self.streamed = True
+        self._mfcc = np.zeros((len(clips), 80), np.float32)
+        self._done = np.zeros(len(clips), bool)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, j):
+        return clip_input(self.clips[j], self.spec, self.pad)
+
+    def mfcc(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=int)
+        for j in idx[~self._done[idx]]:
+            x = self.clips[j]
+            self._mfcc[j] = mfcc_stats(log_mel(x) if reads_waveform(self.spec) else clip_input(x, self.spec, self.pad))
+            self._done[j] = True
+        return self._mfcc[idx]
+
+
 class WaveBatches(IndexedItems):
     """Normalised samples -> batches padded with zeros to the longest clip, with each clip's length."""
+
+    def __init__(self, waves, labels, indices):
+        super().__init__(waves, labels, indices)
+        self.streamed = getattr(waves, "streamed", False)
 
     def collate(self, batch):
         n = max(len(w) for w, _ in batch)
@@ -125,9 +106,10 @@ class WaveBatches(IndexedItems):
 class MelBatches(IndexedItems):
     """Log-mel arrays -> batches padded to the longest clip (or 30 s); `frames` = encoder frames of the clip."""
 
-    def __init__(self, mels: list[np.ndarray], labels, indices, pad_to_30s: bool = False):
+    def __init__(self, mels, labels, indices, pad_to_30s: bool = False):
         super().__init__(mels, labels, indices)
         self.pad = pad_to_30s
+        self.streamed = getattr(mels, "streamed", False)   # computed per access: DataLoader workers help
 
     def collate(self, batch):
         n = 3000 if self.pad else max(m.shape[1] for m, _ in batch)
@@ -146,13 +128,14 @@ def mfcc_stats(mel: np.ndarray, n: int = 40) -> np.ndarray:
     return np.concatenate([c.mean(1), c.std(1)])
 
 
-def audio_shift(ds_stats: dict, items: list) -> dict:
-    """Signal facts against Whisper's training input (16 kHz wideband speech, 30 s windows)."""
+def audio_shift(ds_stats: dict, clips, indices) -> dict:
+    """Signal facts against Whisper's training input (16 kHz wideband speech, 30 s windows), from what reading the
+    clips recorded (audio_files.AudioFiles: length, RMS level, clipped share)."""
     rates = {int(k): v for k, v in ds_stats.get("rates", {}).items()}
     n = sum(rates.values()) or 1
-    secs = np.array([len(x) / 16000 for x in items])
-    rms = np.array([float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in items])
-    clipped = np.array([float(np.mean(np.abs(x) >= 0.999)) for x in items])
+    idx = np.asarray(indices, dtype=int)
+    secs = clips.seconds[idx]
+    rms, clipped = np.asarray(clips.rms)[idx], np.asarray(clips.clipped)[idx]
     return {"narrowband_share": sum(v for r, v in rates.items() if r < 16000) / n,
             "original_rates": rates, "median_seconds": float(np.median(secs)),
             "window_fill": float(np.median(secs) / 30.0),
@@ -177,14 +160,24 @@ class AudioModality(ModalityBase):
     defaults = {"epochs": 6, "lr_body": 5e-5, "lr_decay": 0.8, "unfreeze_groups": 99, "unfreeze_every": -1,
                 "scratch_lr": 3e-3, "round_items": -1}
 
-    def load(self, cfg, spec, size):
-        return load_audio_folder(cfg.data, label_col=cfg.label_col, group_col=cfg.group_col)
+    def load(self, cfg, spec, size, progress=None):
+        return load_audio_folder(cfg.data, label_col=cfg.label_col, group_col=cfg.group_col, progress=progress)
 
-    def prepare(self, ds, spec, size, cfg) -> ModalityState:
-        inputs = [clip_input(x, spec, cfg.pad_to_30s) for x in ds.items]
-        secs = [len(x) / RATE for x in ds.items]
-        return ModalityState(inputs, {**ds.stats, "mean_seconds": float(sum(secs) / len(secs)),
-                                      "max_seconds": max(secs),
+    def prepare(self, ds, spec, size, cfg, progress=None) -> ModalityState:
+        """Every clip's model input, computed now while the clips are kept in memory; computed per batch from the
+        files when they are streamed (ClipInputs)."""
+        clips = ds.items
+        if clips.streamed:
+            inputs = ClipInputs(clips, spec, cfg.pad_to_30s)
+        else:
+            inputs = []
+            for start in range(0, len(clips), 256):
+                inputs += [clip_input(clips[j], spec, cfg.pad_to_30s)
+                           for j in range(start, min(len(clips), start + 256))]
+                if progress:
+                    progress(min(256, len(clips) - start), len(clips))
+        secs = clips.seconds
+        return ModalityState(inputs, {**ds.stats, "mean_seconds": float(secs.mean()), "max_seconds": float(secs.max()),
                                       "encoder_input": "the normalised waveform, each clip's own length"
                                       if reads_waveform(spec) else "padded to 30 s (Whisper's own)" if cfg.pad_to_30s
                                       else "each clip's own length (positional embedding sliced)"})
@@ -197,13 +190,15 @@ class AudioModality(ModalityBase):
 
 
     def embed(self, data, model, progress=None):
-        order = np.argsort([m.shape[-1] for m in data.state.inputs])    # similar lengths together: little padding
+        from torch.utils.data import DataLoader
+        lengths = [input_length(n, data.spec, data.cfg.pad_to_30s) for n in data.ds.items.samples]
+        order = np.argsort(lengths)                                   # similar lengths together: little padding
         ds = self.dataset(data, order)
         out = np.zeros((len(order), model.num_features), dtype=np.float32)
         model.eval()
+        loader = DataLoader(ds, batch_size=64, collate_fn=ds.collate, **loader_kwargs("cpu", 0, ds.streamed))
         with torch.inference_mode():
-            for start in range(0, len(order), 64):
-                x, _ = ds.collate([ds[i] for i in range(start, min(len(order), start + 64))])
+            for start, (x, _) in zip(range(0, len(order), 64), loader):
                 out[order[start: start + 64]] = to_numpy(model.forward_features(to_device(x, model)))
                 if progress:
                     progress(len(order[start: start + 64]))
@@ -214,9 +209,11 @@ class AudioModality(ModalityBase):
         return "float32" + ("-pad30s" if data.cfg.pad_to_30s else "")
 
     def classic_inputs(self, data, indices=None):
+        idx = range(len(data.ds.items)) if indices is None else indices
+        if isinstance(data.state.inputs, ClipInputs):
+            return list(data.state.inputs.mfcc(list(idx)))
         wave = reads_waveform(data.spec)       # the classic baseline reads MFCCs whatever the backbone reads
-        return [mfcc_stats(log_mel(data.ds.items[i]) if wave else data.state.inputs[i])
-                for i in (range(len(data.ds.items)) if indices is None else indices)]
+        return [mfcc_stats(log_mel(data.ds.items[i]) if wave else data.state.inputs[i]) for i in idx]
 
 
     def classic_pipeline(self, C: float, seed: int):
@@ -224,7 +221,7 @@ class AudioModality(ModalityBase):
         return standardised_logreg(C, seed)
 
     def shift_evidence(self, data, indices) -> dict:
-        return {"signal": audio_shift(data.ds.stats, [data.ds.items[i] for i in indices])}
+        return {"signal": audio_shift(data.ds.stats, data.ds.items, indices)}
 
     def evidence_lines(self, shift: dict) -> list[str]:
         sig = shift.get("signal", {})
@@ -259,15 +256,7 @@ class AudioModality(ModalityBase):
 
     def read_unlabelled(self, inputs: list[str], spec, size: int) -> LabeledSet:
         """Audio files or folders without labels (for `headstart suggest`), decoded like the training clips."""
-        ds = LabeledSet(root=Path("."), classes=[])
-        for f in expand_inputs(inputs, AUDIO_EXTS, "audio"):
-            try:
-                x, _ = decode_audio(f)
-            except Exception as e:  # listed, not fatal
-                ds.skipped.append({"path": display_name(str(f)), "reason": f"{type(e).__name__}: {e}"[:200]})
-                continue
-            add_unlabelled(ds, display_name(str(f)), x, hashlib.sha1(x.tobytes()).hexdigest())
-        return ds
+        return read_unlabelled_clips(expand_inputs(inputs, AUDIO_EXTS, "audio"))
 
     def predict(self, model_dir, model, spec, classes, inputs, top, batch_size, runtime, options=None) -> list[dict]:
         rows = []

@@ -123,6 +123,18 @@ class ModalityBase:
         return None
 
 
+def decoded_budget_gib() -> float:
+    """How many GiB of decoded items (images, audio samples) a run keeps in memory (HEADSTART_DECODED_GIB, default
+    2): a folder that fits is decoded once and kept (the shared sets: ~0.1 GiB); beyond it the items are decoded
+    again when a batch needs them, so memory stays flat in the number of items."""
+    import os
+    try:
+        return float(os.environ.get("HEADSTART_DECODED_GIB", "2"))
+    except ValueError:
+        raise UserError(f"HEADSTART_DECODED_GIB={os.environ['HEADSTART_DECODED_GIB']!r} must be a number of GiB, "
+                        "e.g. 2") from None
+
+
 class IndexedItems:
     """A map-style dataset over `indices` of per-item inputs and labels: (inputs[j], labels[j]) for j in indices.
     Subclasses add `collate` for inputs of varying size."""

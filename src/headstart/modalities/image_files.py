@@ -19,6 +19,7 @@ import numpy as np
 from headstart.core.dataset import LabeledSet, not_regular, scan_folder
 from headstart.core.errors import UserError
 from headstart.core.tables import rel_name, scan_media
+from headstart.modalities.base import decoded_budget_gib
 from headstart.modalities.image_cache import ReadCache
 from headstart.models.device import to_numpy
 
@@ -121,17 +122,6 @@ def thumbnail(item) -> np.ndarray:
 
 THUMB = 24
 CHUNK = 256             # images decoded per round: what is in flight at once while reading a folder
-
-
-def decoded_budget_gib() -> float:
-    """How many GiB of decoded images a run keeps in memory (HEADSTART_DECODED_GIB, default 2): a folder that fits
-    is decoded once and kept (the shared sets: ~0.1 GiB); beyond it the images are decoded again when a batch needs
-    them, so memory stays flat in the number of images."""
-    try:
-        return float(os.environ.get("HEADSTART_DECODED_GIB", "2"))
-    except ValueError:
-        raise UserError(f"HEADSTART_DECODED_GIB={os.environ['HEADSTART_DECODED_GIB']!r} must be a number of GiB, "
-                        "e.g. 2") from None
 
 
 class ImageFiles:

@@ -31,8 +31,7 @@ from headstart.models.bnshift import BatchNormShift, summarize_profile
 from headstart.models.device import to_numpy
 from headstart.models.factory import load_source_model
 from headstart.pipeline.frozen import features
-from headstart.stats.evaluate import softmax
-from headstart.stats.transferability import hscore, knn_accuracy, leep, logme, nce
+from headstart.stats.transferability import hscore, knn_accuracy, leep, logme, nce, source_probs
 from headstart.training.features import cache_key
 from headstart.training.strategies import BASELINES, FINETUNE_FIRST, NETWORK_BASELINE, PROBE_FIRST, TRANSFER
 
@@ -88,7 +87,7 @@ def assess(ctx: RunContext) -> dict:
                                       adjust=adjust)}
     head = _source_head(ctx)
     if head is not None:
-        theta = softmax(feats @ head[0].T + head[1])
+        theta = source_probs(feats, *head)
         scores.update(leep=leep(theta, y), nce=nce(theta.argmax(1), y))
     shift.update(ctx.modality.shift_evidence(ctx.inputs, idx))
     per_class = np.bincount(np.asarray(ctx.ds.labels)[ctx.split["train"]], minlength=len(ctx.ds.classes))
