@@ -58,19 +58,24 @@ def _one_image(args):
     im.save(path, quality=85)
 
 
-def make_images(root: Path, n: int) -> Path:
-    folder = root / f"images-{n}"
+def _make_folder(root: Path, kind: str, n: int, make_one, ext: str) -> Path:
+    """root/<kind>-<n>/<class>/<k>.<ext>, classes in turn, made by make_one((path, class, seed)) in processes."""
+    folder = root / f"{kind}-{n}"
     if (folder / ".done").exists():
         return folder
     jobs = []
     for k in range(n):
         cls = CLASSES[k % len(CLASSES)]
         (folder / cls).mkdir(parents=True, exist_ok=True)
-        jobs.append((folder / cls / f"{k:07d}.jpg", cls, k))
+        jobs.append((folder / cls / f"{k:07d}.{ext}", cls, k))
     with ProcessPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(_one_image, jobs, chunksize=500))
+        list(pool.map(make_one, jobs, chunksize=500))
     (folder / ".done").write_text("ok")
     return folder
+
+
+def make_images(root: Path, n: int) -> Path:
+    return _make_folder(root, "images", n, _one_image, "jpg")
 
 
 WORDS = {"sport": "match goal team player score league coach season win referee stadium",
@@ -95,18 +100,7 @@ def _one_clip(args):
 
 def make_audio(root: Path, n: int) -> Path:
     """4 classes of 0.6-1.4 s clips (a gliding tone in noise; 8 kHz 16-bit, ~16 KB each): decoded to 16 kHz."""
-    folder = root / f"audio-{n}"
-    if (folder / ".done").exists():
-        return folder
-    jobs = []
-    for k in range(n):
-        cls = CLASSES[k % len(CLASSES)]
-        (folder / cls).mkdir(parents=True, exist_ok=True)
-        jobs.append((folder / cls / f"{k:07d}.wav", cls, k))
-    with ProcessPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(_one_clip, jobs, chunksize=500))
-    (folder / ".done").write_text("ok")
-    return folder
+    return _make_folder(root, "audio", n, _one_clip, "wav")
 
 
 def make_texts(root: Path, n: int) -> Path:

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from headstart.core.dataset import display_name, empty_folders, not_regular, scan_folder
+from headstart.core.dataset import LabeledSet, display_name, empty_folders, not_regular, scan_folder
 from headstart.core.errors import UserError
 
 TABLE_EXTS = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
@@ -278,6 +278,23 @@ def scan_media(data: str | Path, exts: set[str], what: str, label_col: str = "",
                         f"files) with that column; {data} is a folder of class subfolders")
     classes, entries = scan_folder(p, exts, what)
     return p, classes, entries, empty_folders(p, entries), {}
+
+
+def labelled_media(scan, items, good: list[int], bad: dict[int, str], what: str):
+    """The LabeledSet of scan_media's answer `scan` once its files were read: `items` (with .hashes) of the readable
+    ones at positions `good`, {position: why} for the others (listed in skipped); none readable is refused."""
+    root, classes, entries, skipped, groups = scan
+    index = {c: i for i, c in enumerate(classes)}
+    ds = LabeledSet(root=Path(root), classes=classes, skipped=skipped)
+    ds.skipped += [{"path": rel_name(entries[k][0], root), "reason": bad[k]} for k in sorted(bad)]
+    for k, digest in zip(good, items.hashes):
+        path, cname, source = entries[k]
+        ds.add(rel_name(path, root), index[cname], source, digest, group=groups[path] if groups else None)
+    if not ds.paths:
+        raise UserError(f"none of the {len(entries)} {what} under {root} could be decoded "
+                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
+    ds.items = items
+    return ds
 
 
 def rel_name(path: Path, root: Path) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from headstart.core.dataset import LabeledSet, display_name, not_regular
 from headstart.core.errors import UserError
-from headstart.core.tables import rel_name, scan_media
+from headstart.core.tables import labelled_media, scan_media
 from headstart.modalities.base import decoded_budget_gib
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -152,20 +152,10 @@ def read_clips(files: list[Path], progress=None) -> tuple[AudioFiles, list[int],
 
 def load_audio_folder(root: str | Path, label_col: str = "", group_col: str = "", progress=None) -> LabeledSet:
     """A folder of class subfolders, a table of clip paths and labels, or an HF audiofolder (metadata.csv)."""
-    root, classes, entries, skipped, groups = scan_media(root, AUDIO_EXTS, "audio files", label_col, group_col)
-    index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=Path(root), classes=classes, skipped=skipped)
-    clips, good, bad, ds.stats = read_clips([e[0] for e in entries], progress)
-    for k, (path, cname, source) in enumerate(entries):
-        if k in bad:
-            ds.skipped.append({"path": rel_name(path, root), "reason": bad[k]})
-    for k, digest in zip(good, clips.hashes):
-        path, cname, source = entries[k]
-        ds.add(rel_name(path, root), index[cname], source, digest, group=groups[path] if groups else None)
-    if not ds.paths:
-        raise UserError(f"none of the {len(entries)} audio files under {root} could be decoded "
-                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
-    ds.items = clips
+    scan = scan_media(root, AUDIO_EXTS, "audio files", label_col, group_col)
+    clips, good, bad, stats = read_clips([e[0] for e in scan[2]], progress)
+    ds = labelled_media(scan, clips, good, bad, "audio files")
+    ds.stats = stats
     return ds
 
 

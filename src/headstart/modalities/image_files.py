@@ -18,7 +18,7 @@ import numpy as np
 
 from headstart.core.dataset import LabeledSet, not_regular, scan_folder
 from headstart.core.errors import UserError
-from headstart.core.tables import rel_name, scan_media
+from headstart.core.tables import labelled_media, scan_media
 from headstart.modalities.base import decoded_budget_gib
 from headstart.modalities.image_cache import ReadCache
 from headstart.models.device import to_numpy
@@ -240,22 +240,10 @@ def load_image_folder(root: str | Path, short_side: int = 256, workers: int = 0,
 
     Image.MAX_IMAGE_PIXELS = 200_000_000  # keep Pillow's decompression-bomb guard, at ~14k x 14k
     fixed_mmap_threshold()
-    root, classes, entries, skipped, groups = scan_media(root, IMAGE_EXTS, "images", label_col, group_col)
-    index = {c: i for i, c in enumerate(classes)}
-    ds = LabeledSet(root=root, classes=classes, skipped=skipped)
-    cache = ReadCache(cache_dir, root, short_side, 3 * THUMB * THUMB) if cache_dir else None
-    images, good, bad = read_images([e[0] for e in entries], short_side, workers, progress, cache)
-    for k, (path, cname, source) in enumerate(entries):
-        if k in bad:
-            ds.skipped.append({"path": rel_name(path, root), "reason": bad[k]})
-    for k, digest in zip(good, images.hashes):
-        path, cname, source = entries[k]
-        ds.add(rel_name(path, root), index[cname], source, digest, group=groups[path] if groups else None)
-    if not ds.paths:
-        raise UserError(f"none of the {len(entries)} image files under {root} could be decoded "
-                        f"(first error: {ds.skipped[0]['path']}: {ds.skipped[0]['reason']})")
-    ds.items = images
-    return ds
+    scan = scan_media(root, IMAGE_EXTS, "images", label_col, group_col)
+    cache = ReadCache(cache_dir, scan[0], short_side, 3 * THUMB * THUMB) if cache_dir else None
+    images, good, bad = read_images([e[0] for e in scan[2]], short_side, workers, progress, cache)
+    return labelled_media(scan, images, good, bad, "image files")
 
 
 def scan_image_folder(root: str | Path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from headstart.stats.metrics import score
+from headstart.stats.metrics import score, softmax
 
 GRAM_ABOVE = 20_000     # above this many items LogME and H-score work from D x D sums over row blocks: the SVD and
                         # float64 copies of an 80,000 x 1,280 matrix took ~3 GiB, the peak of a 100k-image run
@@ -152,7 +152,6 @@ def leep(theta: np.ndarray, y: np.ndarray) -> float:
 def source_probs(f: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The source classifier's probabilities softmax(F W^T + b) (float64), a block of rows at a time: at 80,000
     items x 1,000 ImageNet classes each whole-matrix temporary is 0.6 GiB."""
-    from headstart.stats.metrics import softmax
     out = np.empty((len(f), len(bias)))
     for i in range(0, len(f), BLOCK):
         out[i: i + BLOCK] = softmax(f[i: i + BLOCK] @ weight.T + bias)
