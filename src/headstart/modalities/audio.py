@@ -29,10 +29,15 @@ def log_mel(x: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
     fe = _feature_extractor()
     if pad_to_30s:
         return fe(x, sampling_rate=RATE, return_tensors="np")["input_features"][0]
-    n = max(2, int(np.ceil(len(x) / 160)) // 2 * 2)           # even number of frames (conv2 has stride 2)
+    n = mel_frames(len(x))
     mel = fe(x, sampling_rate=RATE, return_tensors="np", padding="max_length", max_length=n * 160,
              truncation=True)["input_features"][0]
     return mel[:, :n]
+
+
+def mel_frames(samples: int) -> int:
+    """Log-mel frames of an unpadded clip: 10 ms hops, an even number (the encoder's conv2 has stride 2)."""
+    return max(2, int(np.ceil(samples / 160)) // 2 * 2)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,7 +63,7 @@ def input_length(samples: int, spec, pad_to_30s: bool = False) -> int:
     """clip_input(x).shape[-1] for a clip of `samples` samples, without computing it (the frozen pass's order)."""
     if reads_waveform(spec):
         return samples
-    return 3000 if pad_to_30s else max(2, int(np.ceil(samples / 160)) // 2 * 2)
+    return 3000 if pad_to_30s else mel_frames(samples)
 
 
 class ClipInputs:
